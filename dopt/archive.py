@@ -1,0 +1,255 @@
+"""Every evaluated candidate of a search, its Pareto front and hypervolume (SPEC 7)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dopt.scenario.model import Constraint
+from dopt.space import Arch, arch_to_json
+
+__all__ = ["Candidate", "Archive"]
+
+_COST_KINDS = ("size", "flops", "latency")
+
+
+@dataclass
+class Candidate:
+    """One evaluated sub-network.
+
+    ``metric`` is None for an infeasible candidate (rejected by cost, never evaluated). A NaN
+    metric returned by user code is kept as ``float('nan')`` and ranks below every number.
+    Fields are normalised to plain Python types so that records are JSON-ready.
+    """
+
+    encoding: tuple[int, ...]
+    arch: Arch
+    metric: float | None
+    size: int
+    flops: int
+    latency_ms: float | None
+    feasible: bool
+    generation: int
+    eval_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Accept numpy scalars and lists from the search; store what json writes exactly.
+        self.encoding = tuple(int(g) for g in self.encoding)
+        self.arch = tuple(self.arch)
+        self.metric = None if self.metric is None else float(self.metric)
+        self.size = int(self.size)
+        self.flops = int(self.flops)
+        self.latency_ms = None if self.latency_ms is None else float(self.latency_ms)
+        self.feasible = bool(self.feasible)
+        self.generation = int(self.generation)
+        self.eval_seconds = float(self.eval_seconds)
+
+    def cost(self, kind: str) -> float:
+        """The candidate's cost of one kind.
+
+        Args:
+            kind: ``"size"`` (parameters), ``"flops"`` (MACs) or ``"latency"`` (milliseconds).
+
+        Returns:
+            The cost as a float.
+
+        Raises:
+            ValueError: unknown kind, or latency asked of a candidate whose latency was not measured.
+        """
+        if kind == "size":
+            return float(self.size)
+        if kind == "flops":
+            return float(self.flops)
+        if kind == "latency":
+            if self.latency_ms is None:
+                raise ValueError(f"latency of candidate {list(self.encoding)} was not measured")
+            return self.latency_ms
+        raise ValueError(f"unknown cost kind {kind!r}; expected one of {', '.join(_COST_KINDS)}")
+
+    @property
+    def has_metric(self) -> bool:
+        """True when the metric is a finite number (the candidate can rank on the front)."""
+        return self.metric is not None and math.isfinite(self.metric)
+
+
+class Archive:
+    """Evaluated candidates in evaluation order, keyed by canonical encoding.
+
+    Args:
+        constraint: the scenario's constraint; its kind is the cost objective, its value the
+            feasibility bound and the hypervolume reference.
+    """
+
+    def __init__(self, constraint: Constraint) -> None:
+        self.constraint = constraint
+        self._candidates: list[Candidate] = []
+        self._by_encoding: dict[tuple[int, ...], int] = {}
+
+    def add(self, c: Candidate) -> None:
+        """Append a candidate.
+
+        Raises:
+            ValueError: a candidate with the same encoding is already in the archive.
+        """
+        if c.encoding in self._by_encoding:
+            raise ValueError(
+                f"encoding {list(c.encoding)} is already in the archive "
+                f"(index {self._by_encoding[c.encoding]}); look it up with get() before evaluating"
+            )
+        self._by_encoding[c.encoding] = len(self._candidates)
+        self._candidates.append(c)
+
+    def get(self, encoding: Sequence[int]) -> Candidate | None:
+        """The candidate with this canonical encoding, or None."""
+        i = self._by_encoding.get(tuple(int(g) for g in encoding))
+        return None if i is None else self._candidates[i]
+
+    def index(self, encoding: Sequence[int]) -> int | None:
+        """Position in the archive of the candidate with this canonical encoding, or None."""
+        return self._by_encoding.get(tuple(int(g) for g in encoding))
+
+    def __len__(self) -> int:
+        return len(self._candidates)
+
+    def __iter__(self) -> Iterator[Candidate]:
+        return iter(self._candidates)
+
+    def __getitem__(self, i: int) -> Candidate:
+        return self._candidates[i]
+
+    def front(self) -> list[int]:
+        """The Pareto front over feasible candidates with a finite metric.
+
+        Maximises the metric and minimises ``cost(constraint.kind)``. Candidates equal in both
+        keep only the earliest one.
+
+        Returns:
+            Archive indices sorted by ascending cost (then higher metric, then archive order);
+            position ``k`` is the result numbered ``N = k + 1``.
+        """
+        kind = self.constraint.kind
+        ranked = sorted(
+            (cost, -metric, i)
+            for i, c in enumerate(self._candidates)
+            if c.feasible
+            and (metric := c.metric) is not None
+            and math.isfinite(metric)
+            and math.isfinite(cost := c.cost(kind))
+        )
+        # Sorted by cost, an entry is dominated (or an exact duplicate) exactly when an
+        # earlier one has a metric at least as high; one sweep keeps the rest.
+        front: list[int] = []
+        best = -math.inf
+        for _, neg_metric, i in ranked:
+            if -neg_metric > best:
+                front.append(i)
+                best = -neg_metric
+        return front
+
+    def hypervolume(self) -> float:
+        """Hypervolume of the feasible candidates against the run's fixed reference point.
+
+        Points are ``(-metric, cost / constraint.value)`` and the reference is ``(0, 1)``
+        (metric 0, cost at the constraint), so values of different generations compare.
+
+        Returns:
+            The dominated area, 0.0 when no candidate dominates the reference point.
+        """
+        kind, value = self.constraint.kind, float(self.constraint.value)
+        # The front holds only finite metrics; a point dominates the reference only if its
+        # metric is above 0 and its cost below the constraint.
+        points = []
+        for i in self.front():
+            metric, cost = self._candidates[i].metric or 0.0, self._candidates[i].cost(kind)
+            if metric > 0 and cost < value:
+                points.append((-metric, cost / value))
+        if not points:
+            return 0.0
+        # Imported here: pymoo's indicator loads moocore (~0.15 s), which reading or writing
+        # results does not need.
+        from pymoo.indicators.hv import HV
+
+        return float(HV(ref_point=np.array([0.0, 1.0]))(np.array(points, dtype=float)))
+
+    def best_metric(self) -> float | None:
+        """Highest metric among feasible candidates; None when there is none (NaN ranks last)."""
+        metrics = [c.metric for c in self._candidates if c.feasible and c.metric is not None]
+        if not metrics:
+            return None
+        numbers = [m for m in metrics if not math.isnan(m)]
+        return max(numbers) if numbers else math.nan
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """JSON-ready records of every candidate, in archive order.
+
+        Each record has the ``pareto.json`` archive fields plus ``eval_seconds``. A NaN metric
+        becomes None (JSON has no NaN); :meth:`from_records` restores it, since a feasible
+        candidate always has a metric.
+        """
+        return [_record(c) for c in self._candidates]
+
+    @classmethod
+    def from_records(
+        cls,
+        constraint: Constraint,
+        records: Sequence[dict[str, Any]],
+        decode: Callable[[Sequence[int]], Arch],
+    ) -> Archive:
+        """Rebuild an archive from :meth:`to_records` output (checkpoints, resume).
+
+        Args:
+            constraint: the scenario's constraint.
+            records: records as written by :meth:`to_records` (``eval_seconds`` may be absent).
+            decode: maps an encoding to its architecture, e.g. ``SearchSpace.decode``.
+
+        Returns:
+            An archive equal, record for record, to the one saved.
+
+        Raises:
+            ValueError: a record's architecture differs from what ``decode`` gives (the records
+                come from another search space), or encodings repeat.
+        """
+        archive = cls(constraint)
+        for n, r in enumerate(records):
+            encoding = tuple(int(g) for g in r["encoding"])
+            arch = decode(encoding)
+            if "arch" in r and arch_to_json(arch) != r["arch"]:
+                raise ValueError(
+                    f"record {n}: encoding {list(encoding)} decodes to {arch_to_json(arch)}, "
+                    f"but the record says {r['arch']}. Was it saved with another supernet or search space?"
+                )
+            metric = r["metric"]
+            if metric is None and r["feasible"]:
+                metric = math.nan
+            archive.add(
+                Candidate(
+                    encoding=encoding,
+                    arch=arch,
+                    metric=metric,
+                    size=r["size"],
+                    flops=r["flops"],
+                    latency_ms=r["latency_ms"],
+                    feasible=r["feasible"],
+                    generation=r["generation"],
+                    eval_seconds=r.get("eval_seconds", 0.0),
+                )
+            )
+        return archive
+
+
+def _record(c: Candidate) -> dict[str, Any]:
+    return {
+        "encoding": list(c.encoding),
+        "arch": arch_to_json(c.arch),
+        "metric": None if c.metric is None or math.isnan(c.metric) else c.metric,
+        "size": c.size,
+        "flops": c.flops,
+        "latency_ms": c.latency_ms,
+        "feasible": c.feasible,
+        "generation": c.generation,
+        "eval_seconds": c.eval_seconds,
+    }

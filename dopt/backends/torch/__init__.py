@@ -1,0 +1,215 @@
+"""PyTorch backend: supernet, training, evaluation, costs and result scripts for torch user modules."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dopt.backends.base import Probe, StepLog
+from dopt.backends.torch import data
+from dopt.backends.torch.evaluate import evaluate as _evaluate
+from dopt.backends.torch.export import render_script, write_result
+from dopt.backends.torch.profile import count_macs, count_params
+from dopt.backends.torch.supernet import Supernet
+from dopt.backends.torch.train import _State, make_optimizer, train_epoch
+from dopt.costs import Costs
+from dopt.errors import UserError
+from dopt.scenario import Scenario
+from dopt.space import Arch, SearchSpace
+from dopt.user_module import file_sha256
+
+__all__ = ["TorchBackend"]
+
+log = logging.getLogger(__name__)
+
+
+def _device(gpu_ids: tuple[int, ...]) -> torch.device:
+    if not gpu_ids:
+        return torch.device("cpu")
+    if not torch.cuda.is_available() or gpu_ids[0] >= torch.cuda.device_count():
+        log.warning("gpu_id %s: no such CUDA device here; running one process on the CPU", ",".join(map(str, gpu_ids)))
+        return torch.device("cpu")
+    if len(gpu_ids) > 1:
+        log.warning("gpu_id lists %d GPUs; multi-process runs come in a later version, using cuda:%d", len(gpu_ids), gpu_ids[0])
+    return torch.device(f"cuda:{gpu_ids[0]}")
+
+
+class TorchBackend:
+    framework = "pytorch"
+
+    def __init__(self) -> None:
+        self.supernet: Supernet | None = None
+        self._calib: list[Any] = []
+        self._state = _State()
+
+    # -- setup ---------------------------------------------------------------------------------
+    def check_user_module(self, module: ModuleType) -> None:
+        for name in ("PreNet", "PostNet"):
+            cls = getattr(module, name)
+            if not issubclass(cls, nn.Module):
+                raise UserError(f"{name} must subclass torch.nn.Module", key=name,
+                                fix=f"class {name}(torch.nn.Module): ... with forward(self, inputs)")
+
+    def setup(self, scenario: Scenario, module: ModuleType, seed: int) -> Probe:
+        self.scenario, self.module, self.seed = scenario, module, seed
+        self.device = _device(scenario.resource.gpu_ids)
+        _seed_everything(seed, self.device)
+        self.user = module.UserModule(epoch=scenario.epochs, batch_size=scenario.batch_size)
+        train_ds = data.check_dataset(self.user.dataset_define(scenario.dataset.train_dir, True), "dataset_define(train_dir, True)")
+        val_ds = data.check_dataset(self.user.dataset_define(scenario.dataset.val_dir, False), "dataset_define(val_dir, False)")
+        self.train_ds = train_ds
+        self.train_loader = data.train_loader(train_ds, scenario.batch_size, seed, self.device)
+        self.eval_loader = data.eval_loader(val_ds, scenario.batch_size, self.device, scenario.searcher.eval_batches)
+        first = next(iter(data.DataLoader(train_ds, batch_size=min(2, len(train_ds)))))  # type: ignore[arg-type]
+        data.check_batch(first, scenario.supernet.chw)
+        self.pre, self.post = module.PreNet(), module.PostNet()
+        self.example = torch.zeros(1, *scenario.supernet.chw)
+        with torch.no_grad():
+            self.pre.eval()
+            skeleton_in = self.pre(self.example)
+        if not isinstance(skeleton_in, torch.Tensor) or skeleton_in.dim() != 4:
+            raise UserError(
+                f"PreNet.forward returned {type(skeleton_in).__name__}"
+                + (f" of shape {tuple(skeleton_in.shape)}" if isinstance(skeleton_in, torch.Tensor) else "")
+                + "; the skeleton needs one NCHW tensor",
+                key="PreNet.forward", fix="return the feature map (N, C, H, W) that the searched layers start from",
+            )
+        _, c, h, w = skeleton_in.shape
+        self.in_hw = (int(h), int(w))
+        fixed_size = count_params(self.pre) + count_params(self.post)
+        fixed_flops = count_macs(self.pre, self.example) + count_macs(self.post, self._post_example())
+        return Probe(int(c), self.in_hw, fixed_size, fixed_flops, len(self.train_loader), str(self.device))
+
+    def _post_example(self) -> Any:
+        """What PostNet receives at batch 1: the full-width last layer (and feature_choose layers)."""
+        sn = self.scenario.supernet
+        shapes, (h, w) = [], self.in_hw
+        for filters, stride in zip(sn.filters, sn.strides):
+            h, w = (h - 1) // stride + 1, (w - 1) // stride + 1
+            shapes.append((1, filters, h, w))
+        last = torch.zeros(shapes[-1])
+        if not sn.feature_choose:
+            return last
+        return [torch.zeros(shapes[i]) for i in sn.feature_choose] + [last]
+
+    # -- supernet --------------------------------------------------------------------------------
+    def build_supernet(self, space: SearchSpace) -> None:
+        self.space = space
+        self.supernet = Supernet(self.pre, self.post, space, self.scenario.supernet.feature_choose).to(self.device)
+        opt = self.scenario.optimizer
+        self.optimizer = make_optimizer(self.supernet.parameters(), opt.type, opt.learning_rate, opt.betas, opt.momentum)
+        self.scheduler = self.user.scheduler_define(self.optimizer, len(self.train_loader))
+        if not hasattr(self.scheduler, "step"):
+            raise UserError(f"scheduler_define returned {type(self.scheduler).__name__}, which has no step()",
+                            key="UserModule.scheduler_define",
+                            fix="return a torch.optim.lr_scheduler object built on the optimizer passed in")
+
+    def train(self, sample: Callable[[int], list[Arch]], epochs: int, log_step: Callable[[StepLog], None],
+              on_epoch_end: Callable[[int], None] | None = None) -> None:
+        assert self.supernet is not None
+        for epoch in range(epochs):
+            train_epoch(self.supernet, self.train_loader, self.optimizer, self.scheduler, self.user.loss_func,
+                        lambda: sample(epoch), epoch, self._state, self.device,
+                        self.scenario.training.distill, log_step)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
+
+    def save_supernet(self, path: Path) -> None:
+        import io
+
+        from dopt.atomic import atomic_write_bytes
+
+        assert self.supernet is not None
+        buffer = io.BytesIO()
+        torch.save({"supernet": self.supernet.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict() if hasattr(self.scheduler, "state_dict") else {},
+                    "step": self._state.step}, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+    def load_supernet(self, path: Path) -> None:
+        assert self.supernet is not None
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.supernet.load_state_dict(state["supernet"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state["scheduler"] and hasattr(self.scheduler, "load_state_dict"):
+            self.scheduler.load_state_dict(state["scheduler"])
+        self._state.step = int(state["step"])
+
+    # -- candidates --------------------------------------------------------------------------------
+    def prepare_evaluation(self, rng: np.random.Generator) -> None:
+        self._calib = data.calibration_batches(self.train_ds, self.scenario.batch_size,
+                                               self.scenario.searcher.bn_calib_batches, rng, self.device)
+
+    def evaluate(self, arch: Arch) -> float:
+        assert self.supernet is not None
+        return _evaluate(self.supernet, arch, self._calib, self.user.metrics_func, self.eval_loader, self.device)
+
+    def measure(self, arch: Arch) -> Costs:
+        assert self.supernet is not None
+        self.supernet.set_active(arch)
+        static = self.supernet.extract()
+        return Costs(count_params(static), count_macs(static, self.example.to(self.device)))
+
+    def write_result(self, arch: Arch, script: Path, header: dict[str, Any]) -> Costs:
+        """Write script + weights (BN recalibrated for ``arch``), rebuild from the file, verify outputs."""
+        assert self.supernet is not None
+        from dopt.backends.torch.bn_calib import recalibrate
+
+        self.supernet.set_active(arch)
+        recalibrate(self.supernet, self._calib)
+        self.supernet.eval()
+        text = render_script(
+            name=script.stem, header=header, rows=self.supernet.layer_rows(), features=self.supernet.static_features(),
+            input_shape=self.scenario.supernet.chw, user_sha256=file_sha256(Path(self.module.__file__ or "")),
+        )
+        static = self.supernet.extract().eval()
+        costs, rebuilt = write_result(static, text, script, self.example)
+        probe = torch.randn(2, *self.scenario.supernet.chw, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            expected = self.supernet(probe.to(self.device))
+            got = rebuilt(probe)
+        diff = _max_abs_diff(expected, got)
+        if diff > 1e-4:
+            raise RuntimeError(f"{script.name}: the rebuilt model's outputs differ from the supernet's by {diff:g}")
+        return costs
+
+    def smoke(self, archs: list[Arch]) -> Iterator[str]:
+        assert self.supernet is not None
+        batch = data.to_device(next(iter(self.train_loader)), self.device)
+        self.supernet.train()
+        for arch in archs:
+            self.supernet.set_active(arch)
+            loss = self.user.loss_func(batch[1], self.supernet(batch[0]))
+            loss.backward()
+            yield f"loss {float(loss):.4g}"
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def _max_abs_diff(a: Any, b: Any) -> float:
+    if isinstance(a, torch.Tensor):
+        return float((a.detach().cpu().float() - b.detach().cpu().float()).abs().max()) if a.numel() else 0.0
+    if isinstance(a, (list, tuple)):
+        return max((_max_abs_diff(x, y) for x, y in zip(a, b)), default=0.0)
+    if isinstance(a, dict):
+        return max((_max_abs_diff(a[k], b[k]) for k in a), default=0.0)
+    return 0.0
+
+
+def _seed_everything(seed: int, device: torch.device) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True

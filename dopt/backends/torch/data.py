@@ -1,0 +1,98 @@
+"""Data loaders built from the user's ``dataset_define`` (SPEC 4.1), and moving batches to a device."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from dopt.errors import UserError
+
+__all__ = ["to_device", "train_loader", "eval_loader", "calibration_batches", "check_batch"]
+
+
+def to_device(obj: Any, device: torch.device) -> Any:
+    """Move tensors in nested lists/tuples/dicts to ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, Mapping):
+        return type(obj)({k: to_device(v, device) for k, v in obj.items()})  # type: ignore[call-arg]
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
+        return type(obj)(*(to_device(v, device) for v in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
+
+
+def check_dataset(dataset: Any, what: str) -> Dataset:
+    if not isinstance(dataset, Dataset) or not hasattr(dataset, "__len__"):
+        raise UserError(
+            f"{what} returned {type(dataset).__name__}, not a torch.utils.data.Dataset with __len__",
+            key=f"UserModule.{what.split('(')[0]}",
+            fix="return a map-style Dataset (e.g. torch.utils.data.TensorDataset(inputs, labels))",
+        )
+    if len(dataset) == 0:
+        raise UserError(f"{what} returned an empty dataset", key="UserModule.dataset_define",
+                        fix="check the dataset directory in scen.yaml")
+    return dataset
+
+
+def train_loader(dataset: Dataset, batch_size: int, seed: int, device: torch.device) -> DataLoader:
+    """Shuffled with a seeded generator; ``drop_last`` so BatchNorm never sees a 1-sample batch."""
+    n = len(dataset)  # type: ignore[arg-type]
+    if n < batch_size:
+        raise UserError(
+            f"batch_size {batch_size} is larger than the training set ({n} samples), so an epoch has no step",
+            key="scenario.strategy.batch_size", fix=f"use batch_size ≤ {n}",
+        )
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator,
+                      num_workers=0, pin_memory=device.type == "cuda")
+
+
+def eval_loader(dataset: Dataset, batch_size: int, device: torch.device, max_batches: int | None) -> DataLoader:
+    """In order, no drop_last, at most ``max_batches`` batches (SPEC 4.1)."""
+    if max_batches is not None:
+        n = min(len(dataset), max_batches * batch_size)  # type: ignore[arg-type]
+        dataset = Subset(dataset, range(n))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=False, num_workers=0,
+                      pin_memory=device.type == "cuda")
+
+
+def calibration_batches(
+    dataset: Dataset, batch_size: int, n_batches: int | None, rng: np.random.Generator, device: torch.device
+) -> list[Any]:
+    """The BN-calibration subset: drawn once from ``rng`` and materialised on ``device`` (SPEC 5.4).
+
+    Default size: enough full batches for about 2,000 images, all the training set if smaller.
+    Every batch is full, so BatchNorm never sees a 1-sample batch.
+    """
+    n = len(dataset)  # type: ignore[arg-type]
+    if n_batches is None:
+        n_batches = max(1, -(-2000 // batch_size))
+    n_batches = max(1, min(n_batches, n // batch_size))
+    take = min(n, n_batches * batch_size)
+    indices = np.sort(rng.choice(n, size=take, replace=False))
+    loader = DataLoader(Subset(dataset, indices.tolist()), batch_size=batch_size, shuffle=False, drop_last=False)
+    return [to_device(batch[0], device) for batch in loader]
+
+
+def check_batch(batch: Any, chw: tuple[int, int, int]) -> None:
+    """The first training batch must be (inputs, labels) with inputs at ``input_shape``."""
+    if not isinstance(batch, Sequence) or isinstance(batch, str) or len(batch) != 2:
+        got = f"a {type(batch).__name__}" + (f" of {len(batch)} items" if isinstance(batch, Sequence) else "")
+        raise UserError(
+            f"the dataset yields {got}; dopt needs (inputs, labels) pairs",
+            key="UserModule.dataset_define",
+            fix="make Dataset.__getitem__ return (input_tensor, label)",
+        )
+    inputs = batch[0]
+    if isinstance(inputs, torch.Tensor) and tuple(inputs.shape[1:]) != tuple(chw):
+        raise UserError(
+            f"the dataset yields inputs of shape {tuple(inputs.shape[1:])} per sample but input_shape is {tuple(chw)} (CHW)",
+            key="UserModule.dataset_define",
+            fix="make the dataset produce CHW tensors of input_shape, or correct supernet.input_shape in scen.yaml",
+        )

@@ -1,0 +1,156 @@
+"""Result scripts for PyTorch: a standalone model file plus its inherited weights, verified (SPEC 8)."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dopt.atomic import atomic_write_bytes, atomic_write_text
+from dopt.backends.torch import static
+from dopt.backends.torch.profile import count_macs, count_params
+from dopt.costs import Costs
+
+__all__ = ["render_script", "write_result", "load_script"]
+
+_MAIN = '''
+
+NAME = {name!r}
+INPUT_SHAPE = {input_shape!r}  # C, H, W
+USER_MODULE_SHA256 = {sha!r}
+# One row per searched layer: (in_channels, out_channels, kernel_size, stride, expand_ratio)
+LAYERS = [
+{rows}]
+FEATURE_LAYERS = {features!r}  # positions in LAYERS whose outputs PostNet also receives
+
+
+def build_model() -> Net:
+    return Net(PreNet(), PostNet(), LAYERS, FEATURE_LAYERS)
+
+
+def _check_user_module() -> None:
+    import hashlib
+    import user_module
+
+    with open(user_module.__file__, "rb") as f:
+        if hashlib.sha256(f.read()).hexdigest() != USER_MODULE_SHA256:
+            print(f"warning: {{user_module.__file__}} differs from the user_module.py this file was generated with")
+
+
+def main() -> None:
+    import warnings
+
+    _check_user_module()
+    model = build_model()
+    weights = os.path.join(_HERE, NAME + ".weights.pth")
+    if os.path.exists(weights):
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        print(f"loaded inherited weights (BN recalibrated) from {{weights}}")
+    else:
+        print(f"no {{NAME}}.weights.pth beside this file: weights are freshly initialised")
+    model.eval()
+    example = torch.randn(1, *INPUT_SHAPE)
+    with warnings.catch_warnings(), torch.no_grad():
+        # TorchScript and the legacy ONNX exporter announce their deprecation in torch 2.x.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            scripted = torch.jit.script(model)
+        except Exception:  # user code TorchScript cannot compile: trace it instead
+            scripted = torch.jit.trace(model, example)
+        scripted.save(NAME + ".pt")
+        torch.onnx.export(model, (example,), NAME + ".onnx", dynamo=False, input_names=["input"])
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter("log_" + NAME) as writer:
+        writer.add_graph(model, example)
+    print(f"wrote {{NAME}}.pt (TorchScript), {{NAME}}.onnx and log_{{NAME}}/ (TensorBoard graph) in {{os.getcwd()}}")
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def _static_source() -> str:
+    source = inspect.getsource(static)
+    body = source.split("from torch import nn\n", 1)[1]  # classes only; imports are in the header
+    return body.strip("\n")
+
+
+def render_script(
+    *, name: str, header: dict[str, Any], rows: list[tuple[int, ...]], features: tuple[int, ...],
+    input_shape: tuple[int, int, int], user_sha256: str,
+) -> str:
+    """The text of a result script. Every value is written with ``repr`` (safe literals)."""
+    lines = [f"# {key}: {_header_value(value)}" for key, value in header.items()]
+    doc = (
+        f'"""{name}: a network found by dopt, PreNet and PostNet from user_module.py.\n\n'
+        "Copy it next to user_module.py (or leave it in results/) and run `python3 "
+        f'{name}.py`: it builds\nthe model, loads the inherited weights saved beside it and writes '
+        f"{name}.pt (TorchScript),\n{name}.onnx and a TensorBoard graph log into the current directory.\n"
+        '"""'
+    )
+    imports = (
+        "import os\nimport sys\n\nimport torch\nfrom torch import nn\n\n"
+        "_HERE = os.path.dirname(os.path.abspath(__file__))\n"
+        "for _path in (os.path.dirname(_HERE), _HERE):  # its own directory first, then the parent\n"
+        "    if _path not in sys.path:\n        sys.path.insert(0, _path)\n"
+        "from user_module import PostNet, PreNet  # noqa: E402\n"
+    )
+    body = _MAIN.format(
+        name=name, input_shape=tuple(input_shape), sha=user_sha256,
+        rows="".join(f"    {tuple(r)!r},\n" for r in rows), features=tuple(features),
+    )
+    return "\n".join(lines) + "\n" + doc + "\n\n" + imports + "\n\n" + _static_source() + "\n" + body
+
+
+def _header_value(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, (int, float)):
+        return repr(value)  # plain digits, no separators
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(str(int(v)) for v in value) + "]"
+    raise TypeError(f"header values are numbers or integer lists, got {type(value).__name__}")
+
+
+def load_script(path: Path) -> Any:
+    """Import a result script as a fresh module (it imports ``user_module`` already loaded)."""
+    name = f"_dopt_result_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    old = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = old
+    return module
+
+
+def write_result(
+    supernet_subnet: torch.nn.Module, script_text: str, script: Path, example: torch.Tensor,
+) -> tuple[Costs, torch.nn.Module]:
+    """Write ``script`` and its weights, rebuild the model from the written file and measure it.
+
+    Returns the measured costs and the rebuilt model (weights loaded, eval mode) for the caller's
+    output comparison.
+    """
+    atomic_write_text(script, script_text)
+    weights = script.with_name(script.stem + ".weights.pth")
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in supernet_subnet.state_dict().items()}, buffer)
+    atomic_write_bytes(weights, buffer.getvalue())
+    module = load_script(script)
+    model = module.build_model()
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    model.eval()
+    return Costs(count_params(model), count_macs(model, example.cpu())), model

@@ -1,0 +1,131 @@
+"""The PyTorch supernet: PreNet -> slice-op skeleton -> PostNet, one active subnet at a time."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from dopt.backends.torch.slicing import SliceBatchNorm2d, SliceConv2d, SliceDepthwiseConv2d
+from dopt.backends.torch.static import InvertedResidual, Net
+from dopt.space import Arch, LayerPlan, SearchSpace
+
+__all__ = ["SuperBlock", "Supernet"]
+
+
+class SuperBlock(nn.Module):
+    """An inverted-residual block whose kernel, expansion and widths are chosen per subnet."""
+
+    def __init__(self, max_in: int, max_out: int, stride: int, max_kernel: int, max_expand: int) -> None:
+        super().__init__()
+        max_hidden = max_in * max_expand
+        self.expand_conv = SliceConv2d(max_in, max_hidden)
+        self.expand_bn = SliceBatchNorm2d(max_hidden)
+        self.depthwise_conv = SliceDepthwiseConv2d(max_hidden, max_kernel, stride)
+        self.depthwise_bn = SliceBatchNorm2d(max_hidden)
+        self.project_conv = SliceConv2d(max_hidden, max_out)
+        self.project_bn = SliceBatchNorm2d(max_out)
+        self.act = nn.ReLU6(inplace=True)
+        self.plan: LayerPlan | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        plan = self.plan
+        assert plan is not None, "set_active() first"
+        out = x
+        if plan.choice.expand != 1:
+            out = self.act(self.expand_bn(self.expand_conv(out, plan.hidden)))
+        out = self.act(self.depthwise_bn(self.depthwise_conv(out, plan.choice.kernel)))
+        out = self.project_bn(self.project_conv(out, plan.choice.out_channels))
+        return x + out if plan.residual else out
+
+    def extract(self) -> InvertedResidual:
+        """A static block with copies of the active slices (same outputs in eval mode)."""
+        plan = self.plan
+        assert plan is not None
+        c = plan.choice
+        block = InvertedResidual(plan.in_channels, c.out_channels, c.kernel, plan.spec.stride, c.expand)
+        with torch.no_grad():
+            if c.expand != 1:
+                block.expand[0].weight.copy_(self.expand_conv.active_weight(plan.in_channels, plan.hidden, 1))
+                _copy_bn(block.expand[1], self.expand_bn, plan.hidden)
+            block.depthwise[0].weight.copy_(self.depthwise_conv.active_weight(plan.hidden, c.kernel))
+            _copy_bn(block.depthwise[1], self.depthwise_bn, plan.hidden)
+            block.project[0].weight.copy_(self.project_conv.active_weight(plan.hidden, c.out_channels, 1))
+            _copy_bn(block.project[1], self.project_bn, c.out_channels)
+        return block
+
+
+def _copy_bn(dst: nn.BatchNorm2d, src: nn.BatchNorm2d, c: int) -> None:
+    dst.weight.copy_(src.weight[:c])
+    dst.bias.copy_(src.bias[:c])
+    dst.running_mean.copy_(src.running_mean[:c])
+    dst.running_var.copy_(src.running_var[:c])
+    dst.num_batches_tracked.copy_(src.num_batches_tracked)
+    dst.eps, dst.momentum = src.eps, src.momentum
+
+
+class Supernet(nn.Module):
+    """PreNet, one SuperBlock per skeleton layer, PostNet.
+
+    Args:
+        pre: the user's PreNet.
+        post: the user's PostNet.
+        space: the search space (layer shapes, choices, feature_choose via fixed layers).
+        feature_choose: skeleton layers whose outputs PostNet also receives (SPEC 4.1).
+    """
+
+    def __init__(self, pre: nn.Module, post: nn.Module, space: SearchSpace, feature_choose: tuple[int, ...]) -> None:
+        super().__init__()
+        self.pre = pre
+        self.blocks = nn.ModuleList(
+            SuperBlock(s.max_in, s.max_out, s.stride, max(space.kernel_sizes), max(space.expand_ratios))
+            for s in space.layers
+        )
+        self.post = post
+        self.space = space
+        self.feature_choose = tuple(feature_choose)
+        self.active: Arch | None = None
+        self._kept: list[bool] = []
+
+    def set_active(self, arch: Arch) -> None:
+        """Select the subnet that ``forward`` runs."""
+        plans = {p.spec.index: p for p in self.space.plan(arch)}
+        for i, block in enumerate(self.blocks):
+            block.plan = plans.get(i)
+        self._kept = [i in plans for i in range(len(self.blocks))]
+        self.active = arch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert self.active is not None, "set_active() first"
+        x = self.pre(x)
+        features = []
+        for i, block in enumerate(self.blocks):
+            if self._kept[i]:
+                x = block(x)
+            if i in self.feature_choose:
+                features.append(x)
+        if self.feature_choose:
+            return self.post(features + [x])
+        return self.post(x)
+
+    def extract(self) -> Net:
+        """The active subnet as a plain static model sharing nothing with the supernet."""
+        assert self.active is not None, "set_active() first"
+        kept = [i for i, k in enumerate(self._kept) if k]
+        net = Net(copy.deepcopy(self.pre), copy.deepcopy(self.post), [], self.static_features())
+        net.layers = nn.ModuleList(self.blocks[i].extract() for i in kept)
+        return net.to(next(self.parameters()).device)
+
+    def static_features(self) -> tuple[int, ...]:
+        """feature_choose as positions among the kept layers (chosen layers are never skipped)."""
+        kept = [i for i, k in enumerate(self._kept) if k]
+        return tuple(kept.index(i) for i in self.feature_choose)
+
+    def layer_rows(self) -> list[tuple[int, int, int, int, int]]:
+        """The active subnet as (in, out, kernel, stride, expand) rows, as result scripts list them."""
+        return [
+            (b.plan.in_channels, b.plan.choice.out_channels, b.plan.choice.kernel, b.plan.spec.stride, b.plan.choice.expand)
+            for b, k in zip(self.blocks, self._kept)
+            if k and b.plan is not None
+        ]

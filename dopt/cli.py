@@ -1,0 +1,168 @@
+"""The `dopt` command: argument parsing, the one place exit codes are decided, the final summary."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dopt import __version__
+from dopt import log as dlog
+from dopt.errors import UserCodeError, UserError
+
+if TYPE_CHECKING:
+    from dopt.run import RunSummary
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        raise UserError(message, fix=f"see `{self.prog} --help`")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", required=True, metavar="scen.yaml", help="the scenario file")
+    p.add_argument("--workdir", metavar="DIR", help="directory holding user_module.py, where outputs go (default: .)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one scenario key by dotted path, e.g. scenario.strategy.epochs=1 (repeatable)")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more output (debug)")
+    p.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only")
+
+
+def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    run = _Parser(prog="dopt", description="Evolutionary, hardware-aware neural architecture search: "
+                  "trains a weight-sharing supernet around your PreNet/PostNet and searches a Pareto front "
+                  "of subnets under a size or FLOPs constraint.",
+                  epilog="Other commands: `dopt validate -c scen.yaml` checks a scenario without training.")
+    run.add_argument("--version", action="version", version=f"dopt {__version__}")
+    _common(run)
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace results/ and checkpoints/ of an earlier run in the working directory")
+    validate = _Parser(prog="dopt validate", description="Check scen.yaml and user_module.py, run one "
+                       "forward/backward through the smallest and largest subnet, print the space size and "
+                       "its cost range against the constraint. Writes nothing.")
+    _common(validate)
+    return run, validate
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    run_parser, validate_parser = _parsers()
+    workdir = Path.cwd()
+    try:
+        if argv[:1] == ["validate"]:
+            args = validate_parser.parse_args(argv[1:])
+        else:
+            args = run_parser.parse_args(argv)
+        dlog.configure(args.verbose - args.quiet)
+        workdir = Path(args.workdir).resolve() if args.workdir else Path.cwd()
+        if not workdir.is_dir():
+            raise UserError(f"--workdir {args.workdir}: no such directory", fix="pass an existing directory")
+        from dopt.scenario import load
+
+        scenario = load(Path(args.config), workdir=workdir, overrides=args.overrides)
+        if argv[:1] == ["validate"]:
+            return _validate(scenario)
+        return _run(scenario, args.overwrite)
+    except UserError as exc:
+        _fill_file(exc, workdir)
+        print(f"dopt: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("dopt: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a failure during the run: user code or our own bug
+        return _report_failure(exc, workdir)
+
+
+def _run(scenario: object, overwrite: bool) -> int:
+    from dopt.run import prepare, run
+
+    prepared = prepare(scenario)  # type: ignore[arg-type]
+    summary = run(prepared, overwrite=overwrite)
+    _print_summary(summary)
+    return EXIT_OK
+
+
+def _validate(scenario: object) -> int:
+    from dopt.run import describe, prepare
+
+    prepared = prepare(scenario)  # type: ignore[arg-type]
+    space = prepared.space
+    prepared.backend.build_supernet(space)
+    for line in describe(prepared):
+        print(line)
+    for name, encoding in (("smallest", space.smallest()), ("largest", space.largest())):
+        arch = space.decode(encoding)
+        costs = prepared.backend.measure(arch)
+        report = next(iter(prepared.backend.smoke([arch])))
+        print(f"{name} subnet: size {costs.size:,}, flops {costs.flops:,}; forward/backward ok ({report})")
+    print(f"{prepared.scenario.path.name}: OK")
+    return EXIT_OK
+
+
+def _print_summary(s: RunSummary) -> None:
+    print(f"\nPareto front ({len(s.front)} of {len(s.archive)} evaluated candidates, seed {s.seed}):")
+    print(f"  {'N':>3}  {'metric':>10}  {'size':>12}  {'flops':>14}")
+    for n, i in enumerate(s.front, start=1):
+        c = s.archive[i]
+        print(f"  {n:>3}  {c.metric:>10.4f}  {c.size:>12,}  {c.flops:>14,}")
+    here = Path.cwd()
+    print(f"\nresults: {_rel(s.results_dir, here)}/ (model_arch_result_N.py, pareto.json/.csv/.png)")
+    print(f"logs:    tensorboard --logdir {_rel(s.log_dir, here)}")
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def _fill_file(exc: UserError, workdir: Path) -> None:
+    """Name user_module.py in errors raised about its classes without a file."""
+    if exc.file is None and exc.key and exc.key.split(".")[0] in {"UserModule", "PreNet", "PostNet"}:
+        exc.file = str(workdir / "user_module.py")
+
+
+def _report_failure(exc: BaseException, workdir: Path) -> int:
+    stage = dlog.current_stage()
+    original = exc.original if isinstance(exc, UserCodeError) else exc
+    frames = traceback.extract_tb(original.__traceback__)
+    dopt_dir = str(Path(__file__).parent)
+    user = [f for f in frames if _is_user_file(f.filename, workdir, dopt_dir)]
+    if user:
+        print(f"dopt: error in user code while {stage}: {type(original).__name__}: {original}", file=sys.stderr)
+        print("user code (innermost last):", file=sys.stderr)
+        print("".join(traceback.format_list(user)).rstrip(), file=sys.stderr)
+        if os.environ.get("DOPT_TRACEBACK") or _verbose():
+            traceback.print_exception(original, file=sys.stderr)
+        else:
+            print("(the full traceback: run again with -v)", file=sys.stderr)
+    else:
+        print(f"dopt: failed while {stage}: {type(original).__name__}: {original}", file=sys.stderr)
+        traceback.print_exception(original, file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _is_user_file(filename: str, workdir: Path, dopt_dir: str) -> bool:
+    if filename.startswith(dopt_dir) or "site-packages" in filename or filename.startswith("<"):
+        return False
+    try:
+        Path(filename).resolve().relative_to(workdir)
+        return True
+    except ValueError:
+        return False
+
+
+def _verbose() -> bool:
+    import logging
+
+    return logging.getLogger("dopt").handlers[0].level <= logging.DEBUG if logging.getLogger("dopt").handlers else False

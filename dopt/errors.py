@@ -1,0 +1,59 @@
+"""The two error kinds dopt reports: a user's mistake (exit 2) and a failure in user code (exit 1)."""
+
+from __future__ import annotations
+
+__all__ = ["UserError", "UserCodeError"]
+
+
+class UserError(Exception):
+    """A mistake the user can fix. cli.py prints it on one line and exits 2.
+
+    Rendered as ``file:line:column: key: what. Fix: fix`` with the parts that are known.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        file: str | None = None,
+        key: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        fix: str | None = None,
+    ) -> None:
+        super().__init__(what)
+        self.what = what
+        self.file = file
+        self.key = key
+        self.line = line
+        self.column = column
+        self.fix = fix
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = str(self.file)
+            if self.line is not None:
+                where += f":{self.line}"
+                if self.column is not None:
+                    where += f":{self.column}"
+            where += ": "
+        key = f"{self.key}: " if self.key else ""
+        fix = f" Fix: {self.fix}" if self.fix else ""
+        what = self.what.rstrip()
+        if fix and not what.endswith((".", "?", "!")):
+            what += "."
+        return f"{where}{key}{what}{fix}"
+
+
+class UserCodeError(Exception):
+    """An exception raised inside the user's module during a stage (exit 1).
+
+    ``original`` keeps the user's exception with its traceback so the CLI can show the user's
+    frames first.
+    """
+
+    def __init__(self, stage: str, original: BaseException) -> None:
+        super().__init__(f"{stage}: {type(original).__name__}: {original}")
+        self.stage = stage
+        self.original = original

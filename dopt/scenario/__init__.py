@@ -1,0 +1,29 @@
+"""The scenario: ``load(scen.yaml)`` checks the file and returns a frozen ``Scenario`` (SPEC 3)."""
+
+from __future__ import annotations
+
+from dopt.scenario.load import load
+from dopt.scenario.model import (
+    Constraint,
+    Dataset,
+    Optimizer,
+    Resource,
+    Scenario,
+    SearchSpaceChoices,
+    Searcher,
+    Supernet,
+    Training,
+)
+
+__all__ = [
+    "load",
+    "Constraint",
+    "Dataset",
+    "Optimizer",
+    "Resource",
+    "Scenario",
+    "SearchSpaceChoices",
+    "Searcher",
+    "Supernet",
+    "Training",
+]

@@ -1,0 +1,421 @@
+"""Reading scen.yaml: ruamel with line numbers, ``--set`` overrides, one UserError per mistake.
+
+The key table lives in ``schema.py``; this module walks the YAML tree against it, remembers
+where every key was written, and applies the rules that tie keys together (SPEC 3).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from os import PathLike
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import YAMLError
+
+from dopt.errors import UserError
+from dopt.scenario.model import (
+    Constraint, Dataset, Optimizer, Resource, Scenario, Searcher, SearchSpaceChoices, Supernet, Training,
+)
+from dopt.scenario.schema import SCHEMA, Invalid, Key, Section, defaults, unknown_key
+
+__all__ = ["load"]
+
+log = logging.getLogger(__name__)
+
+_S = "scenario.strategy."
+_SECTION = object()  # marks a section that was written, so that "resource twice" can be seen
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # gs://, s3://, hdfs://: not ours to check
+_FULLWIDTH = "\uff1a"
+_KEY_LINE = re.compile(r"^(\s*)(?:-\s+)?([^\s#][^:\uff1a#]*?)\s*[:\uff1a]")
+
+
+def load(path: str | PathLike[str], *, workdir: str | PathLike[str] | None = None,
+         overrides: Iterable[str] = ()) -> Scenario:
+    """Read, check and complete a scenario file.
+
+    Args:
+        path: the scen.yaml.
+        workdir: where user_module.py lives and relative dataset paths start (default: cwd).
+        overrides: ``"dotted.key=VALUE"`` strings from ``--set``; VALUE is a YAML flow value.
+
+    Returns:
+        The frozen Scenario, every default filled in, paths absolute.
+
+    Raises:
+        UserError: naming the file (or the ``--set``), key path, line:column, value and a fix.
+    """
+    shown = str(path)
+    text = _read(Path(path), shown)
+    _reject_fullwidth_colon(text, shown)
+    root = _parse(text, shown)
+    if root is None:
+        raise UserError("the file is empty", file=shown, fix="start from scen.yaml.example (or run dopt init)")
+    if not isinstance(root, dict):
+        raise UserError(f"expected a mapping with a 'scenario' key at the top level, got {_describe(root)}",
+                        file=shown, line=1, column=1, fix="e.g. scenario: {strategy: ...} (see scen.yaml.example)")
+    reader = _Reader(shown, _apply_overrides(root, overrides))
+    reader.walk(root, SCHEMA, "")
+    home = Path(workdir).resolve() if workdir is not None else Path.cwd()
+    return _build(reader, Path(path).resolve(), home)
+
+
+# --- text and YAML -------------------------------------------------------------------------------
+
+
+def _read(file: Path, shown: str) -> str:
+    fix = "pass the path of your scen.yaml, e.g. dopt -c scen.yaml (dopt init writes one)"
+    try:
+        return file.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise UserError("no such file", file=shown, fix=fix) from None
+    except IsADirectoryError:
+        raise UserError("is a directory, not a file", file=shown, fix=fix) from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"not UTF-8 text (byte {err.start})", file=shown, fix="save it as UTF-8") from None
+    except OSError as err:
+        raise UserError(f"cannot read it: {err.strerror}", file=shown, fix=fix) from None
+
+
+def _parse(text: str, shown: str, *, positions: bool = True) -> Any:
+    try:
+        return YAML(typ="rt").load(text)  # round-trip: CommentedMap keeps .lc line/column
+    except YAMLError as err:
+        what = getattr(err, "problem", None) or str(err).strip().splitlines()[0]
+        if getattr(err, "context", None):
+            what += f" ({err.context})"  # type: ignore[attr-defined]
+        mark = getattr(err, "problem_mark", None) if positions else None
+        raise UserError(f"invalid YAML: {what}", file=shown, fix=_yaml_fix(what),
+                        line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None) from None
+
+
+def _yaml_fix(problem: str) -> str:
+    if "'\\t'" in problem:
+        return "indent with spaces, not tabs"
+    if "duplicate key" in problem:
+        return "keep only one of the two keys"
+    if "mapping values are not allowed" in problem:
+        return "put each key on its own line and quote values that contain ': '"
+    return "check the indentation, colons and quotes on this line and the one before"
+
+
+def _reject_fullwidth_colon(text: str, shown: str) -> None:
+    """Some input methods type '：' (U+FF1A); YAML reads it as text and fails a line later."""
+    lines = text.splitlines()
+    hits = [(row, col) for row, line in enumerate(lines) for col in _fullwidth_columns(line)]
+    if not hits:
+        return
+    row, col = hits[0]
+    more = f" ({len(hits) - 1} more after it)" if len(hits) > 1 else ""
+    raise UserError(f"full-width colon '{_FULLWIDTH}' where YAML needs ':'{more}", file=shown,
+                    key=_key_path_at(lines, row), line=row + 1, column=col + 1,
+                    fix=f"replace '{_FULLWIDTH}' with ':' (or quote the value if it is meant)")
+
+
+def _fullwidth_columns(line: str) -> Iterator[int]:
+    quote = ""
+    for i, ch in enumerate(line):
+        before = line[i - 1] if i else " "
+        if quote:
+            if ch == quote and not (quote == '"' and before == "\\"):
+                quote = ""
+        elif ch in "'\"" and before in " \t[{,:":
+            quote = ch
+        elif ch == "#" and before in " \t":
+            return  # a comment
+        elif ch == _FULLWIDTH:
+            yield i
+
+
+def _key_path_at(lines: list[str], row: int) -> str | None:
+    """The dotted key path of a line, read from indentation: cheap, good enough for a message."""
+    match = _KEY_LINE.match(lines[row])
+    if not match:
+        return None
+    parts, indent = [match.group(2)], len(match.group(1))
+    for line in reversed(lines[:row]):
+        match = _KEY_LINE.match(line)
+        if match and len(match.group(1)) < indent:
+            parts.append(match.group(2))
+            indent = len(match.group(1))
+    return ".".join(p.strip("'\"") for p in reversed(parts))
+
+
+# --- overrides -----------------------------------------------------------------------------------
+
+
+def _apply_overrides(root: dict[str, Any], overrides: Iterable[str]) -> dict[str, str]:
+    """Set each ``KEY=VALUE`` in the raw tree; return the paths set (and created) by each."""
+    set_by: dict[str, str] = {}
+    for text in overrides:
+        key, sep, raw = text.partition("=")
+        parts = [p.strip() for p in key.split(".")]
+        if not sep or not all(parts):
+            raise UserError(f"expected KEY=VALUE, got {text!r}", file="--set",
+                            fix="e.g. --set scenario.strategy.epochs=1")
+        place = f"--set {text}"
+        value = _parse(raw, place, positions=False) if raw.strip() else ""
+        node = root
+        for i, part in enumerate(parts[:-1]):
+            here = ".".join(parts[: i + 1])
+            if node.get(part) is None:
+                node[part] = CommentedMap()
+                set_by[here] = text
+            elif not isinstance(node[part], dict):
+                raise UserError(f"cannot set {'.'.join(parts)}: {here} is {_describe(node[part])}, not a mapping",
+                                file=place, key=here, fix="check the key path against scen.yaml.example")
+            node = node[part]
+        node[parts[-1]] = value
+        set_by[".".join(parts)] = text
+    return set_by
+
+
+# --- walking the tree against the schema ---------------------------------------------------------
+
+
+class _Reader:
+    """Checks each written key, keeping its position so that later rules can point at it."""
+
+    def __init__(self, file: str, set_by: dict[str, str]) -> None:
+        self.file, self.set_by = file, set_by
+        self.locs: dict[str, tuple[int, int]] = {}
+        self.values: dict[str, Any] = {}
+        self._defaults = defaults()
+
+    def get(self, path: str) -> Any:
+        return self.values[path] if path in self.values else self._defaults.get(path)
+
+    def fail(self, path: str, what: str, fix: str, index: int | None = None) -> NoReturn:
+        raise UserError(what, key=path, fix=fix, **self._where(path, index))
+
+    def warn(self, path: str, what: str, fix: str) -> None:
+        log.warning("%s", UserError(what, key=path, fix=fix, **self._where(path)))
+
+    def _where(self, path: str, index: int | None = None) -> dict[str, Any]:
+        for prefix in _prefixes(path):
+            if prefix in self.set_by:  # an override has no line: name the --set instead
+                return {"file": f"--set {self.set_by[prefix]}"}
+        for prefix in [f"{path}[{index}]", *_prefixes(path)]:
+            if prefix in self.locs:
+                line, column = self.locs[prefix]
+                return {"file": self.file, "line": line, "column": column}
+        return {"file": self.file}
+
+    def walk(self, node: Any, section: Section, path: str) -> None:
+        if node is None:
+            node = {}  # "training:" with nothing under it
+        if not isinstance(node, dict):
+            self.fail(path, f"expected a mapping of keys, got {_describe(node)}",
+                      f"indent its keys under it, e.g. {section.example}")
+        for name, value in node.items():
+            sub = f"{path}.{name}" if path else str(name)
+            spec = section.get(name) if isinstance(name, str) else None
+            self._locate(node, name, value, sub, by_key=not isinstance(spec, Key) or value is None)
+            if spec is None:
+                self.fail(sub, *unknown_key(name, section, path))
+            elif isinstance(spec, Section):
+                self.values[sub] = _SECTION
+                self.walk(value, spec, sub)
+            elif value is not None:  # "seed:" or "seed: ~" means: the default
+                self.values[sub] = self._check(spec, value, sub)
+        for spec in section.keys:
+            if spec.required and node.get(spec.name) is None:
+                what = "has no value" if spec.name in node else "required key is missing"
+                self.fail(f"{path}.{spec.name}" if path else spec.name, what,
+                          f"add it under {path or 'the top level'}, e.g. {spec.example}")
+
+    def _check(self, key: Key, value: Any, path: str) -> Any:
+        value = _plain(value)
+        try:
+            return key.check(value)
+        except Invalid as bad:
+            detail = f" ({bad.detail})" if bad.detail else ""
+            self.fail(path, f"expected {key.check.expected}, got {value!r}{detail}",
+                      bad.fix or f"e.g. {key.example}", bad.index)
+
+    def _locate(self, node: Any, name: Any, value: Any, path: str, *, by_key: bool) -> None:
+        pos = _pos(node, "key" if by_key else "value", name)
+        if pos:
+            self.locs[path] = pos
+        if isinstance(value, list):
+            for i in range(len(value)):
+                pos = _pos(value, "item", i)
+                if pos:
+                    self.locs[f"{path}[{i}]"] = pos
+
+
+def _pos(node: Any, kind: str, arg: Any) -> tuple[int, int] | None:
+    try:
+        line, column = getattr(node.lc, kind)(arg)  # 0-based; nodes made by --set have none
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+        return None
+    return line + 1, column + 1
+
+
+def _prefixes(path: str) -> Iterator[str]:
+    while path:
+        yield path
+        path = path.rpartition(".")[0]
+
+
+def _plain(value: Any) -> Any:
+    """ruamel's ScalarFloat, ScalarInt, CommentedSeq... as plain Python, for checks and reprs."""
+    if value is None or isinstance(value, bool):
+        return value
+    for kind in (int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _describe(value: Any) -> str:
+    value = _plain(value)
+    if isinstance(value, (list, dict)):
+        return "a list" if isinstance(value, list) else "a mapping"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --- rules that tie keys together ----------------------------------------------------------------
+
+
+def _build(r: _Reader, path: Path, workdir: Path) -> Scenario:
+    framework = r.get(_S + "framework")
+    app = r.get(_S + "constraint.application_type")
+    constraint = Constraint(app, *(r.get(_S + "constraint." + k) for k in
+                                   ("constraint_type", "constraint_value", "processor_version")))
+    return Scenario(
+        path=path, workdir=workdir, framework=framework,
+        batch_size=r.get(_S + "batch_size"), epochs=r.get(_S + "epochs"), constraint=constraint,
+        supernet=_supernet(r, framework, app), optimizer=_optimizer(r, framework, app),
+        dataset=_dataset(r, app, workdir), searcher=Searcher(**_section(r, _S + "searcher")),
+        training=_training(r), resource=_resource(r, framework),
+    )
+
+
+def _section(r: _Reader, prefix: str) -> dict[str, Any]:
+    """The values of one section's keys, written or default, by key name."""
+    start = len(prefix) + 1
+    return {p[start:]: r.get(p) for p in defaults() if p.startswith(prefix + ".") and "." not in p[start:]}
+
+
+def _supernet(r: _Reader, framework: str, app: str) -> Supernet:
+    p = _S + "supernet."
+    layout = r.get(p + "data_format") or ("channels_first" if framework == "pytorch" else "channels_last")
+    if framework == "pytorch" and layout == "channels_last":
+        r.fail(p + "data_format", "PyTorch supports channels_first only, got 'channels_last'",
+               "data_format: channels_first, with input_shape in CHW order, e.g. input_shape: (3, 224, 224)")
+    shape = r.get(p + "input_shape") or ((3, 224, 224) if layout == "channels_first" else (224, 224, 3))
+    a, b, c = shape
+    if layout == "channels_first" and c <= 4 < a:
+        who = "PyTorch" if framework == "pytorch" else "channels_first"
+        r.fail(p + "input_shape", f"input_shape {shape} looks like HWC; {who} takes CHW", f"input_shape: {(c, a, b)}")
+    if layout == "channels_last" and a <= 4 < c:
+        r.fail(p + "input_shape", f"input_shape {shape} looks like CHW; channels_last takes HWC",
+               f"input_shape: {(b, c, a)}, or data_format: channels_first")
+    filters, strides = r.get(p + "filters"), r.get(p + "strides")
+    if len(filters) != len(strides):
+        _length_mismatch(r, p, filters, strides)
+    chosen = r.get(p + "feature_choose")
+    if chosen and app == "image_classification":
+        r.warn(p + "feature_choose", "ignored for image_classification", "remove it (it is for detection/segmentation)")
+        chosen = ()
+    if chosen and chosen[-1] >= len(filters):
+        r.fail(p + "feature_choose", f"layer {chosen[-1]} does not exist: filters has {len(filters)} layers, "
+               f"numbered 0 to {len(filters) - 1}", f"feature_choose: [{len(filters) - 1}]")
+    space = SearchSpaceChoices(**_section(r, p + "search_space"))
+    return Supernet(shape, layout, filters, strides, chosen, space)
+
+
+def _length_mismatch(r: _Reader, p: str, filters: tuple[int, ...], strides: tuple[int, ...]) -> NoReturn:
+    wrote = [k for k in ("filters", "strides") if p + k in r.values]
+    other = "strides" if wrote == ["filters"] else "filters"
+    default = {k: "" if k in wrote else " (the default)" for k in ("filters", "strides")}
+    counts = (f"filters has {len(filters)} layers{default['filters']} but strides has "
+              f"{len(strides)}{default['strides']}; they must have the same length")
+    if len(wrote) == 2:
+        r.fail(p + "strides", counts, f"one stride per layer, e.g. strides: {[1] * len(filters)}")
+    example = f"strides: {[1] * len(filters)}" if other == "strides" else f"filters: {[64] * len(strides)}"
+    r.fail(p + wrote[0], counts, f"add {other} with one entry per layer, e.g. {example}")
+
+
+def _optimizer(r: _Reader, framework: str, app: str) -> Optimizer:
+    p = _S + "optimizer.weights_optimizer."
+    seg = app == "semantic_segmentation"
+    kind = r.get(p + "type") or ("Momentum" if seg and framework == "tensorflow" else "Adam")
+    if framework == "pytorch" and kind == "Momentum":
+        r.fail(p + "type", "PyTorch has no Momentum optimizer",
+               "type: SGD with momentum: 0.9 (dopt gives PyTorch SGD the momentum)")
+    momentum, betas = r.get(p + "momentum"), r.get(p + "betas")
+    if p + "momentum" in r.values and kind == "Adam":
+        r.fail(p + "momentum", "momentum is for SGD and Momentum, and type is Adam: it would be ignored",
+               f"remove momentum, or set type: {'SGD' if framework == 'pytorch' else 'Momentum'}")
+    if p + "betas" in r.values and kind != "Adam":
+        r.fail(p + "betas", f"betas are for Adam, and type is {kind}: they would be ignored",
+               "remove betas, or set type: Adam")
+    rate = r.get(p + "learning_rate") or (1e-5 if seg else 1e-4)
+    return Optimizer(kind, rate, betas, momentum)
+
+
+def _dataset(r: _Reader, app: str, workdir: Path) -> Dataset:
+    p = _S + "dataset."
+    pre = r.get(p + "pre_train_dir")
+    if app == "image_classification":
+        if pre is not None:
+            r.warn(p + "pre_train_dir", "ignored for image_classification",
+                   "remove it (pre-training is for detection/segmentation)")
+        pre = None
+    elif pre is None:
+        r.fail(p + "pre_train_dir", f"required for {app} (pre-training, SPEC 5.5)",
+               "add it under scenario.strategy.dataset, e.g. pre_train_dir: data/pretrain")
+    else:
+        pre = _local(r, p + "pre_train_dir", pre, workdir)
+    train = _local(r, p + "train_dir", r.get(p + "train_dir"), workdir)
+    return Dataset(train, _local(r, p + "val_dir", r.get(p + "val_dir"), workdir), pre)
+
+
+def _local(r: _Reader, key: str, raw: str, workdir: Path) -> str:
+    """An absolute path that exists (file or directory), or a remote URL as written."""
+    if _URL.match(raw):
+        return raw
+    resolved = (workdir / Path(raw).expanduser()).resolve()
+    if resolved.exists():
+        return str(resolved)
+    name = key.rpartition(".")[2]
+    r.fail(key, f"{raw!r} resolves to {str(resolved)!r}, which does not exist",
+           f"create it or correct the path (relative paths start at {workdir}), e.g. {name}: data/{name[:-4]}")
+
+
+def _training(r: _Reader) -> Training:
+    p = _S + "training."
+    training = Training(**_section(r, _S + "training"))
+    if training.distill and training.sampling != "sandwich":
+        r.fail(p + "distill", "distill: true needs sampling: sandwich (the largest subnet is the teacher)",
+               "add sampling: sandwich under training, or set distill: false")
+    epochs = r.get(_S + "epochs")
+    if training.warmup_epochs >= epochs:
+        r.fail(p + "warmup_epochs", f"expected fewer warmup epochs than epochs ({epochs}), "
+               f"got {training.warmup_epochs}", f"e.g. warmup_epochs: {epochs // 10}")
+    return training
+
+
+def _resource(r: _Reader, framework: str) -> Resource:
+    places = [p for p in ("scenario.resource", _S + "resource") if p in r.values]
+    if len(places) == 2:
+        r.fail(_S + "resource", "resource is written twice, under scenario and under scenario.strategy",
+               "keep one of them (either place works)")
+    p = (places[0] if places else "scenario.resource") + "."
+    expected = f"{framework}_standalone"
+    name = r.get(p + "name") or expected
+    if name != expected:
+        spelled = "Tensorflow_standalone" if framework == "tensorflow" else "pytorch_standalone"
+        r.fail(p + "name", f"{name!r} does not match framework {framework!r}", f"name: {spelled}")
+    return Resource(name, r.get(p + "gpu_id"))

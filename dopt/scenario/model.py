@@ -1,0 +1,116 @@
+"""The validated scenario: frozen dataclasses that nothing downstream re-validates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+__all__ = [
+    "Constraint",
+    "SearchSpaceChoices",
+    "Supernet",
+    "Optimizer",
+    "Dataset",
+    "Searcher",
+    "Training",
+    "Resource",
+    "Scenario",
+]
+
+Framework = Literal["pytorch", "tensorflow"]
+Application = Literal["image_classification", "object_detection", "semantic_segmentation"]
+
+
+@dataclass(frozen=True)
+class Constraint:
+    application: Application
+    kind: Literal["size", "flops", "latency"]
+    value: float
+    processor: str = "host"
+
+
+@dataclass(frozen=True)
+class SearchSpaceChoices:
+    """Per-layer choices of the skeleton (SPEC 5.1); `supernet.search_space` overrides them."""
+
+    kernel_sizes: tuple[int, ...] = (3, 5, 7)
+    expand_ratios: tuple[int, ...] = (1, 3, 6)
+    width_ratios: tuple[float, ...] = (0.5, 0.75, 1.0)
+    skip: bool = True
+
+
+@dataclass(frozen=True)
+class Supernet:
+    input_shape: tuple[int, int, int]  # as written: CHW for channels_first, HWC for channels_last
+    data_format: Literal["channels_first", "channels_last"]
+    filters: tuple[int, ...] = (64, 64, 128, 128, 256, 256)
+    strides: tuple[int, ...] = (1, 1, 2, 1, 2, 1)
+    feature_choose: tuple[int, ...] = ()
+    search_space: SearchSpaceChoices = field(default_factory=SearchSpaceChoices)
+
+    @property
+    def chw(self) -> tuple[int, int, int]:
+        """The input shape as (channels, height, width) whatever the data format."""
+        if self.data_format == "channels_first":
+            return self.input_shape
+        h, w, c = self.input_shape
+        return (c, h, w)
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    type: Literal["SGD", "Momentum", "Adam"]
+    learning_rate: float
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float | None = None  # None: not written (Momentum then uses 0.9, SGD none)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    train_dir: str  # absolute path (or a remote URL, passed through)
+    val_dir: str
+    pre_train_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Searcher:
+    generation_num: int = 20
+    pop_size: int = 40
+    seed: int | None = None
+    algorithm: Literal["nsga2", "random"] = "nsga2"
+    crossover_prob: float = 0.9
+    mutation_prob: float | None = None  # None: pymoo's default, 1 / number of genes
+    max_evaluations: int | None = None
+    max_duration_s: float | None = None
+    bn_calib_batches: int | None = None  # None: enough batches for about 2,000 images
+    eval_batches: int | None = None  # None: the whole validation set
+
+
+@dataclass(frozen=True)
+class Training:
+    sampling: Literal["uniform", "sandwich"] = "uniform"
+    distill: bool = False
+    warmup_epochs: int = 0
+
+
+@dataclass(frozen=True)
+class Resource:
+    name: str
+    gpu_ids: tuple[int, ...] = (0,)  # () means the CPU
+
+
+@dataclass(frozen=True)
+class Scenario:
+    path: Path  # the scen.yaml that was read (absolute)
+    workdir: Path  # where user_module.py lives and outputs go (absolute)
+    framework: Framework
+    batch_size: int
+    epochs: int
+    constraint: Constraint
+    supernet: Supernet
+    optimizer: Optimizer
+    dataset: Dataset
+    searcher: Searcher = field(default_factory=Searcher)
+    training: Training = field(default_factory=Training)
+    resource: Resource = field(default_factory=lambda: Resource(name="pytorch_standalone"))

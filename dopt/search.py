@@ -1,0 +1,145 @@
+"""NSGA-II (pymoo, driven with ask/tell) or random search over the encoding, with budgets (SPEC 7)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from dopt.archive import Archive, Candidate
+from dopt.scenario.model import Constraint, Searcher
+from dopt.space import SearchSpace
+
+__all__ = ["SearchResult", "run_search", "WORST"]
+
+log = logging.getLogger(__name__)
+
+# Objective of a candidate without a usable metric (infeasible, or NaN from user code): a finite
+# sentinel, because pymoo's non-dominated sorting misorders NaN.
+WORST = 1e18
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    generations: int
+    evaluations: int  # metric evaluations (feasible candidates evaluated)
+    stopped_by: str  # "generations", "max_evaluations" or "max_duration_s"
+
+
+class _Budget:
+    def __init__(self, cfg: Searcher) -> None:
+        self.cfg = cfg
+        self.start = time.monotonic()
+        self.evaluations = 0
+
+    def exhausted(self) -> str | None:
+        if self.cfg.max_evaluations is not None and self.evaluations >= self.cfg.max_evaluations:
+            return "max_evaluations"
+        if self.cfg.max_duration_s is not None and time.monotonic() - self.start >= self.cfg.max_duration_s:
+            return "max_duration_s"
+        return None
+
+
+def run_search(
+    space: SearchSpace,
+    constraint: Constraint,
+    cfg: Searcher,
+    seed: int,
+    archive: Archive,
+    evaluate: Callable[[tuple[int, ...], int], Candidate],
+    on_generation: Callable[[int, Archive], None],
+    on_candidate: Callable[[Candidate, bool], None] = lambda c, cached: None,
+) -> SearchResult:
+    """Search until ``generation_num`` generations or a budget runs out.
+
+    Args:
+        evaluate: builds the Candidate of a canonical encoding first seen in a generation (costs
+            first; the metric only when feasible). Candidates already in ``archive`` are reused.
+        on_generation: called after each generation with its 0-based index.
+        on_candidate: called for every candidate of a generation; ``cached`` when reused.
+    """
+    budget = _Budget(cfg)
+    stepper = _nsga2(space, cfg, seed) if cfg.algorithm == "nsga2" else _random(space, cfg, seed)
+    generation = 0
+    stopped_by = "generations"
+    for X, tell in stepper:
+        F = np.empty((len(X), 2))
+        G = np.empty((len(X), 1))
+        for row, x in enumerate(X):
+            stopped = budget.exhausted()
+            if stopped:
+                stopped_by = stopped
+                break
+            encoding = space.canonical([int(g) for g in x])
+            cand = archive.get(encoding)
+            cached = cand is not None
+            if cand is None:
+                cand = evaluate(encoding, generation)
+                archive.add(cand)
+                budget.evaluations += cand.metric is not None
+            on_candidate(cand, cached)
+            F[row], G[row] = _objectives(cand, constraint)
+        else:
+            tell(F, G)
+            on_generation(generation, archive)
+            generation += 1
+            stopped = budget.exhausted()
+            if stopped and generation < cfg.generation_num:
+                stopped_by = stopped
+                break
+            continue
+        on_generation(generation, archive)  # a generation cut short by a budget still reports
+        generation += 1
+        break
+    if stopped_by != "generations":
+        log.info("search stopped by %s after %d generations", stopped_by, generation)
+    return SearchResult(generation, budget.evaluations, stopped_by)
+
+
+def _objectives(c: Candidate, constraint: Constraint) -> tuple[Sequence[float], Sequence[float]]:
+    metric = c.metric
+    f1 = -metric if metric is not None and math.isfinite(metric) else WORST
+    cost = c.cost(constraint.kind)
+    return (f1, cost), (cost - constraint.value,)
+
+
+def _nsga2(space: SearchSpace, cfg: Searcher, seed: int):  # type: ignore[no-untyped-def]
+    """Yields (X, tell) per generation; pymoo sees integer genes through rounding repairs."""
+    from pymoo.algorithms.moo.nsga2 import NSGA2
+    from pymoo.core.evaluator import Evaluator
+    from pymoo.core.problem import Problem
+    from pymoo.operators.crossover.sbx import SBX
+    from pymoo.operators.mutation.pm import PM
+    from pymoo.operators.repair.rounding import RoundingRepair
+    from pymoo.operators.sampling.rnd import IntegerRandomSampling
+    from pymoo.problems.static import StaticProblem
+
+    problem = Problem(n_var=space.n_var, n_obj=2, n_ieq_constr=1, xl=np.array(space.xl), xu=np.array(space.xu), vtype=int)
+    algorithm = NSGA2(
+        pop_size=cfg.pop_size,
+        sampling=IntegerRandomSampling(),
+        crossover=SBX(prob=cfg.crossover_prob, eta=15, vtype=float, repair=RoundingRepair()),
+        mutation=PM(prob_var=cfg.mutation_prob, eta=20, vtype=float, repair=RoundingRepair()),
+        eliminate_duplicates=True,
+    )
+    algorithm.setup(problem, termination=("n_gen", cfg.generation_num), seed=seed % 2**32, verbose=False)
+    while algorithm.has_next():
+        pop = algorithm.ask()
+
+        def tell(F: np.ndarray, G: np.ndarray, pop=pop) -> None:  # type: ignore[no-untyped-def]
+            Evaluator().eval(StaticProblem(problem, F=F, G=G), pop)
+            algorithm.tell(infills=pop)
+
+        yield pop.get("X"), tell
+
+
+def _random(space: SearchSpace, cfg: Searcher, seed: int):  # type: ignore[no-untyped-def]
+    """Uniform random sampling, ``pop_size`` per generation: the baseline NSGA-II must beat."""
+    rng = np.random.default_rng(seed)
+    lo, hi = np.array(space.xl), np.array(space.xu)
+    for _ in range(cfg.generation_num):
+        yield rng.integers(lo, hi + 1, size=(cfg.pop_size, space.n_var)), lambda F, G: None
