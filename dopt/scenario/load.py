@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.comments import CommentedMap, TaggedScalar
 from ruamel.yaml.error import YAMLError
 
 from dopt.errors import UserError
@@ -85,9 +85,10 @@ def _parse(text: str, shown: str, *, positions: bool = True) -> Any:
     try:
         return YAML(typ="rt").load(text)  # round-trip: CommentedMap keeps .lc line/column
     except YAMLError as err:
-        what = getattr(err, "problem", None) or str(err).strip().splitlines()[0]
-        if getattr(err, "context", None):
-            what += f" ({err.context})"  # type: ignore[attr-defined]
+        what = str(getattr(err, "problem", None) or str(err).strip().splitlines()[0])
+        context = getattr(err, "context", None)
+        if context:
+            what += f" ({context})"
         mark = getattr(err, "problem_mark", None) if positions else None
         raise UserError(f"invalid YAML: {what}", file=shown, fix=_yaml_fix(what),
                         line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None) from None
@@ -98,6 +99,8 @@ def _yaml_fix(problem: str) -> str:
         return "indent with spaces, not tabs"
     if "duplicate key" in problem:
         return "keep only one of the two keys"
+    if "another document" in problem:
+        return "a scenario is one YAML document: remove the second '---' and what follows"
     if "mapping values are not allowed" in problem:
         return "put each key on its own line and quote values that contain ': '"
     return "check the indentation, colons and quotes on this line and the one before"
@@ -199,7 +202,8 @@ class _Reader:
         for prefix in _prefixes(path):
             if prefix in self.set_by:  # an override has no line: name the --set instead
                 return {"file": f"--set {self.set_by[prefix]}"}
-        for prefix in [f"{path}[{index}]", *_prefixes(path)]:
+        item = [f"{path}[{index}]"] if index is not None else []
+        for prefix in [*item, *_prefixes(path)]:
             if prefix in self.locs:
                 line, column = self.locs[prefix]
                 return {"file": self.file, "line": line, "column": column}
@@ -266,6 +270,8 @@ def _plain(value: Any) -> Any:
     """ruamel's ScalarFloat, ScalarInt, CommentedSeq... as plain Python, for checks and reprs."""
     if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, TaggedScalar):  # "epochs: !foo 2": show it as written
+        return f"{value.tag} {value.value}"
     for kind in (int, float, str):
         if isinstance(value, kind):
             return kind(value)
@@ -309,7 +315,9 @@ def _section(r: _Reader, prefix: str) -> dict[str, Any]:
 
 def _supernet(r: _Reader, framework: str, app: str) -> Supernet:
     p = _S + "supernet."
-    layout = r.get(p + "data_format") or ("channels_first" if framework == "pytorch" else "channels_last")
+    layout = r.get(p + "data_format")
+    if layout is None:
+        layout = "channels_first" if framework == "pytorch" else "channels_last"
     if framework == "pytorch" and layout == "channels_last":
         r.fail(p + "data_format", "PyTorch supports channels_first only, got 'channels_last'",
                "data_format: channels_first, with input_shape in CHW order, e.g. input_shape: (3, 224, 224)")
@@ -350,7 +358,9 @@ def _length_mismatch(r: _Reader, p: str, filters: tuple[int, ...], strides: tupl
 def _optimizer(r: _Reader, framework: str, app: str) -> Optimizer:
     p = _S + "optimizer.weights_optimizer."
     seg = app == "semantic_segmentation"
-    kind = r.get(p + "type") or ("Momentum" if seg and framework == "tensorflow" else "Adam")
+    kind = r.get(p + "type")
+    if kind is None:
+        kind = "Momentum" if seg and framework == "tensorflow" else "Adam"
     if framework == "pytorch" and kind == "Momentum":
         r.fail(p + "type", "PyTorch has no Momentum optimizer",
                "type: SGD with momentum: 0.9 (dopt gives PyTorch SGD the momentum)")

@@ -15,7 +15,10 @@ from typing import Any
 
 from dopt.scenario.model import Searcher, SearchSpaceChoices, Supernet, Training
 
-__all__ = ["REQUIRED", "Depends", "Invalid", "Check", "Key", "Section", "SCHEMA", "unknown_key", "defaults"]
+__all__ = [
+    "REQUIRED", "Depends", "Invalid", "Check", "Key", "Section", "SCHEMA",
+    "integer", "number", "choice", "sequence", "defaults", "unknown_key",
+]
 
 
 class _Required:
@@ -194,12 +197,14 @@ _SHAPE = sequence(integer(1), "integers > 0", length=3)
 
 def _input_shape(v: Any) -> tuple[int, ...]:
     if isinstance(v, str):  # the seed writes "(224, 224, 3)", a plain YAML string
+        if v.startswith("(") and not v.endswith(")"):  # {input_shape: (1, 8, 8)} splits at commas
+            raise Invalid("inside { } quote it, '(1, 8, 8)', or write [1, 8, 8]")
         parts = v.strip().strip("()[]").split(",")
         try:
             v = [int(p) for p in parts]
         except ValueError:
             raise Invalid() from None
-    return _SHAPE(v)
+    return tuple(_SHAPE(v))
 
 
 _GPU_LIST = sequence(integer(0), "integers >= 0", empty_ok=True)
@@ -216,7 +221,7 @@ def _gpu_ids(v: Any) -> tuple[int, ...]:
         v = [int(p) for p in parts]
     elif _is_int(v):
         v = [v]
-    ids = _GPU_LIST(v)
+    ids: tuple[int, ...] = tuple(_GPU_LIST(v))
     if len(set(ids)) != len(ids):
         raise Invalid("an id is listed twice")
     return ids
