@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,16 +18,16 @@ from dopt.costs import Costs
 
 __all__ = ["render_script", "write_result", "load_script"]
 
-_MAIN = '''
-
-NAME = {name!r}
+_TABLE = '''NAME = {name!r}
 INPUT_SHAPE = {input_shape!r}  # C, H, W
 USER_MODULE_SHA256 = {sha!r}
 # One row per searched layer: (in_channels, out_channels, kernel_size, stride, expand_ratio)
 LAYERS = [
 {rows}]
 FEATURE_LAYERS = {features!r}  # positions in LAYERS whose outputs PostNet also receives
+'''
 
+_MAIN = '''
 
 def build_model() -> Net:
     return Net(PreNet(), PostNet(), LAYERS, FEATURE_LAYERS)
@@ -38,7 +39,7 @@ def _check_user_module() -> None:
 
     with open(user_module.__file__, "rb") as f:
         if hashlib.sha256(f.read()).hexdigest() != USER_MODULE_SHA256:
-            print(f"warning: {{user_module.__file__}} differs from the user_module.py this file was generated with")
+            print(f"warning: {user_module.__file__} differs from the user_module.py this file was generated with")
 
 
 def main() -> None:
@@ -49,9 +50,9 @@ def main() -> None:
     weights = os.path.join(_HERE, NAME + ".weights.pth")
     if os.path.exists(weights):
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        print(f"loaded inherited weights (BN recalibrated) from {{weights}}")
+        print(f"loaded inherited weights (BN recalibrated) from {weights}")
     else:
-        print(f"no {{NAME}}.weights.pth beside this file: weights are freshly initialised")
+        print(f"no {NAME}.weights.pth beside this file: weights are freshly initialised")
     model.eval()
     example = torch.randn(1, *INPUT_SHAPE)
     with warnings.catch_warnings(), torch.no_grad():
@@ -68,7 +69,7 @@ def main() -> None:
 
     with SummaryWriter("log_" + NAME) as writer:
         writer.add_graph(model, example)
-    print(f"wrote {{NAME}}.pt (TorchScript), {{NAME}}.onnx and log_{{NAME}}/ (TensorBoard graph) in {{os.getcwd()}}")
+    print(f"wrote {NAME}.pt (TorchScript), {NAME}.onnx and log_{NAME}/ (TensorBoard graph) in {os.getcwd()}")
 
 
 if __name__ == "__main__":
@@ -102,11 +103,12 @@ def render_script(
         "    if _path not in sys.path:\n        sys.path.insert(0, _path)\n"
         "from user_module import PostNet, PreNet  # noqa: E402\n"
     )
-    body = _MAIN.format(
+    table = _TABLE.format(
         name=name, input_shape=tuple(input_shape), sha=user_sha256,
         rows="".join(f"    {tuple(r)!r},\n" for r in rows), features=tuple(features),
     )
-    return "\n".join(lines) + "\n" + doc + "\n\n" + imports + "\n\n" + _static_source() + "\n" + body
+    code = (imports, table, _static_source(), _MAIN)
+    return "\n".join(lines) + "\n" + doc + "\n\n" + "\n\n\n".join(part.strip("\n") for part in code) + "\n"
 
 
 def _header_value(value: Any) -> str:
@@ -144,8 +146,6 @@ def write_result(
     """
     atomic_write_text(script, script_text)
     weights = script.with_name(script.stem + ".weights.pth")
-    import io
-
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in supernet_subnet.state_dict().items()}, buffer)
     atomic_write_bytes(weights, buffer.getvalue())

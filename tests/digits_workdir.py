@@ -1,0 +1,49 @@
+"""A tiny dopt working directory: the digits demo's user module and data, a scenario of seconds."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+DEMO = Path(__file__).resolve().parents[1] / "demos" / "digits_torch"
+
+SCENARIO = """\
+scenario:
+  strategy:
+    name: NASEA
+    framework: PyTorch
+    batch_size: 64
+    epochs: 1
+    constraint:
+      application_type: image_classification
+      constraint_type: {kind}
+      constraint_value: {value}
+    supernet:
+      input_shape: (1, 8, 8)
+      filters: [16, 24, 48]
+      strides: [1, 2, 2]
+    optimizer:
+      weights_optimizer:
+        type: Adam
+        learning_rate: 0.005
+    dataset:
+      train_dir: data/train.npz
+      val_dir: data/val.npz
+    searcher:
+      generation_num: 2
+      pop_size: 6
+      seed: 7
+      bn_calib_batches: 2
+      eval_batches: 2
+  resource:
+    name: pytorch_standalone
+    gpu_id: cpu
+"""
+
+
+def make_workdir(path: Path, kind: str = "size", value: float = 20000) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(DEMO / "user_module.py", path / "user_module.py")
+    shutil.copytree(DEMO / "data", path / "data", dirs_exist_ok=True)
+    (path / "scen.yaml").write_text(SCENARIO.format(kind=kind, value=value))
+    return path

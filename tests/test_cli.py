@@ -1,0 +1,170 @@
+"""The `dopt` command end to end on a tiny digits scenario, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.digits_workdir import make_workdir
+from tests.frameworks import require
+
+require("torch")
+
+
+def dopt(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dopt", *args], cwd=workdir, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""}, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    work = make_workdir(tmp_path_factory.mktemp("run"))
+    proc = dopt(work, "-c", "scen.yaml")
+    assert proc.returncode == 0, proc.stderr
+    return work, proc
+
+
+def header(script: Path) -> dict:
+    values = {}
+    for line in script.read_text().splitlines():
+        if not line.startswith("# "):
+            break
+        key, value = line[2:].split(": ", 1)
+        values[key] = json.loads(value) if key == "encoding" else float(value)
+    return values
+
+
+def test_run_writes_results_logs_and_checkpoints(finished_run):
+    work, proc = finished_run
+    doc = json.loads((work / "results" / "pareto.json").read_text())
+    assert doc["constraint"] == {"type": "size", "value": 20000}
+    assert doc["seed"] == 7 and doc["front"]
+    scripts = sorted((work / "results").glob("model_arch_result_*.py"))
+    assert len(scripts) == len(doc["front"])
+    for entry in doc["front"]:
+        cand = doc["archive"][entry["index"]]
+        assert cand["feasible"] and cand["size"] <= 20000
+        h = header(work / "results" / f"model_arch_result_{entry['n']}.py")
+        assert (h["model_param_size"], h["flops"], h["encoding"]) == (cand["size"], cand["flops"], cand["encoding"])
+        assert h["accuracy"] == cand["metric"]
+    for name in ("pareto.csv", "pareto.png"):
+        assert (work / "results" / name).stat().st_size > 0
+    assert (work / "checkpoints" / "supernet_final.pt").exists()
+    logs = list(work.glob("log_*"))
+    assert len(logs) == 1 and list(logs[0].glob("events.out.tfevents.*")) and (logs[0] / "dopt.log").exists()
+    assert "Pareto front" in proc.stdout
+    assert not list(work.rglob("__pycache__")), "dopt must not write bytecode into the user's directory"
+
+
+def test_result_script_exports_match_its_header(finished_run, tmp_path):
+    from tests.backends.torch.onnx_macs import onnx_macs
+
+    torch = require("torch")
+    work, _ = finished_run
+    copy = tmp_path / "deploy"
+    copy.mkdir()
+    (copy / "user_module.py").write_text((work / "user_module.py").read_text())
+    for script in sorted((work / "results").glob("model_arch_result_*.py")):
+        for f in (script, script.with_name(script.stem + ".weights.pth")):
+            (copy / f.name).write_bytes(f.read_bytes())
+        proc = subprocess.run([sys.executable, script.name], cwd=copy, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert "loaded inherited weights" in proc.stdout
+        h = header(script)
+        ts = torch.jit.load(str(copy / f"{script.stem}.pt"))
+        assert sum(p.numel() for p in ts.parameters() if p.requires_grad) == h["model_param_size"]
+        macs = onnx_macs(str(copy / f"{script.stem}.onnx"))
+        assert abs(macs - h["flops"]) <= 0.01 * h["flops"], (macs, h["flops"])
+        assert list((copy / f"log_{script.stem}").glob("events.out.tfevents.*"))
+
+
+def test_result_script_runs_from_results_dir(finished_run, tmp_path):
+    work, _ = finished_run
+    results = tmp_path / "w" / "results"
+    results.parent.mkdir()
+    (results.parent / "user_module.py").write_text((work / "user_module.py").read_text())
+    results.mkdir()
+    script = work / "results" / "model_arch_result_1.py"
+    (results / script.name).write_bytes(script.read_bytes())
+    proc = subprocess.run([sys.executable, script.name], cwd=results, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "freshly initialised" in proc.stdout and (results / "model_arch_result_1.onnx").exists()
+
+
+def test_same_seed_gives_identical_pareto_json(finished_run, tmp_path):
+    work, _ = finished_run
+    again = make_workdir(tmp_path / "again")
+    proc = dopt(again, "-c", "scen.yaml")
+    assert proc.returncode == 0, proc.stderr
+    assert (again / "results" / "pareto.json").read_bytes() == (work / "results" / "pareto.json").read_bytes()
+
+
+def test_flops_constraint(tmp_path):
+    work = make_workdir(tmp_path, kind="flops", value=60000)
+    proc = dopt(work, "-c", "scen.yaml", "--set", "scenario.strategy.searcher.generation_num=1")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((work / "results" / "pareto.json").read_text())
+    assert doc["constraint"]["type"] == "flops"
+    assert all(doc["archive"][e["index"]]["flops"] <= 60000 for e in doc["front"])
+
+
+def test_refuses_to_overwrite_an_earlier_run(finished_run):
+    work, _ = finished_run
+    before = (work / "results" / "pareto.json").read_bytes()
+    proc = dopt(work, "-c", "scen.yaml")
+    assert proc.returncode == 2
+    assert "--overwrite" in proc.stderr and "Traceback" not in proc.stderr
+    assert (work / "results" / "pareto.json").read_bytes() == before
+
+
+def test_help_and_version():
+    proc = subprocess.run([sys.executable, "-m", "dopt", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "--config" in proc.stdout and "--set" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "dopt", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("dopt ")
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "words"),
+    [
+        (lambda w: (w / "user_module.py").unlink(), [], ["no user_module.py"]),
+        (lambda w: (w / "scen.yaml").write_text((w / "scen.yaml").read_text().replace("pop_size", "pop_sise")), [],
+         ["scen.yaml:", "pop_sise", "pop_size"]),
+        (lambda w: None, ["--set", "scenario.strategy.constraint.constraint_value=10"], ["constraint_value", "smallest subnet", "≥"]),
+        (lambda w: (w / "user_module.py").write_text((w / "user_module.py").read_text().replace("def metrics_func", "def metric_func")), [],
+         ["UserModule.metrics_func", "metric_func"]),
+        (lambda w: (w / "user_module.py").write_text((w / "user_module.py").read_text().replace(
+            "return torch.utils.data.TensorDataset(images, torch.from_numpy(data[\"labels\"]))",
+            "return torch.utils.data.TensorDataset(images, images, torch.from_numpy(data[\"labels\"]))")), [],
+         ["dataset_define", "(inputs, labels)"]),
+        (lambda w: None, ["--bogus"], ["unrecognized arguments", "--help"]),
+    ],
+)
+def test_user_mistakes_exit_2_with_one_clear_line_and_write_nothing(tmp_path, setup, args, words):
+    work = make_workdir(tmp_path)
+    setup(work)
+    before = sorted(p.name for p in work.iterdir())
+    proc = dopt(work, "-c", "scen.yaml", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for word in words:
+        assert word in proc.stderr, proc.stderr
+    assert sorted(p.name for p in work.iterdir()) == before
+
+
+def test_exception_in_user_code_exits_1_showing_the_users_frame_first(tmp_path):
+    work = make_workdir(tmp_path)
+    module = work / "user_module.py"
+    module.write_text(module.read_text().replace(
+        "return nn.functional.cross_entropy(logits, labels)", "raise ValueError('bad loss in my code')"))
+    proc = dopt(work, "-c", "scen.yaml")
+    assert proc.returncode == 1
+    first = proc.stderr.strip().splitlines()
+    line = next(i for i, text in enumerate(first) if "error in user code" in text)
+    assert "training the supernet" in first[line] and "bad loss in my code" in first[line]
+    assert "user_module.py" in first[line + 2] and "loss_func" in first[line + 2]
