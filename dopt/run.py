@@ -192,7 +192,7 @@ def _train(p: Prepared, writer: Any, ckpt_dir: Path) -> None:
             stale.unlink()
 
     with progress:
-        p.backend.train(sample, sc.epochs, log_step, on_epoch_end)  # type: ignore[call-arg]
+        p.backend.train(sample, sc.epochs, log_step, on_epoch_end)
     p.backend.save_supernet(ckpt_dir / "supernet_final.pt")
     log.info("supernet trained: %d epochs, %d steps", sc.epochs, sc.epochs * p.probe.steps_per_epoch)
 

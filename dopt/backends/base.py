@@ -67,8 +67,14 @@ class Backend(Protocol):
     def build_supernet(self, space: SearchSpace) -> None:
         """Create the weight-sharing supernet for ``space``."""
 
-    def train(self, sample: Callable[[], list[Arch]], epochs: int, log_step: Callable[[StepLog], None]) -> None:
-        """Train the supernet; ``sample()`` gives the subnets of one step (SPEC 5.3)."""
+    def train(
+        self,
+        sample: Callable[[int], list[Arch]],
+        epochs: int,
+        log_step: Callable[[StepLog], None],
+        on_epoch_end: Callable[[int], None] | None = None,
+    ) -> None:
+        """Train the supernet; ``sample(epoch)`` gives the subnets of one step (SPEC 5.3)."""
 
     def save_supernet(self, path: Path) -> None: ...
 

@@ -7,6 +7,7 @@ import inspect
 import io
 import sys
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -84,7 +85,7 @@ def _static_source() -> str:
 
 
 def render_script(
-    *, name: str, header: dict[str, Any], rows: list[tuple[int, ...]], features: tuple[int, ...],
+    *, name: str, header: dict[str, Any], rows: Sequence[tuple[int, ...]], features: tuple[int, ...],
     input_shape: tuple[int, int, int], user_sha256: str,
 ) -> str:
     """The text of a result script. Every value is written with ``repr`` (safe literals)."""
