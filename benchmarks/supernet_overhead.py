@@ -29,18 +29,18 @@ from dopt.space import SearchSpace
 
 
 class PreNet(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, width: int = 1) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.stem = nn.Sequential(nn.Conv2d(3, 16 * width, 3, padding=1, bias=False), nn.BatchNorm2d(16 * width), nn.ReLU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.stem(x)
 
 
 class PostNet(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, width: int = 1) -> None:
         super().__init__()
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64 * width, 10))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(x)
@@ -68,23 +68,27 @@ def main() -> None:
     parser.add_argument("--subnets", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per subnet; medians are reported")
     parser.add_argument("--steps", type=int, default=4, help="training steps per timing")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--size", type=int, default=32, help="input height and width")
+    parser.add_argument("--width", type=int, default=1, help="multiplies every layer's filters (and PreNet/PostNet)")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
-    cfg = SupernetConfig(input_shape=(3, 32, 32), data_format="channels_first",
-                         filters=(16, 24, 24, 32, 32, 64), strides=(1, 2, 1, 2, 1, 1))
-    space = SearchSpace(cfg, in_channels=16)
-    supernet = Supernet(PreNet(), PostNet(), space, ()).to(device)
-    x = torch.randn(64, 3, 32, 32, device=device)
-    y = torch.randint(0, 10, (64,), device=device)
-    calib = [torch.randn(64, 3, 32, 32, device=device) for _ in range(8)]
-    val = DataLoader(TensorDataset(torch.randn(512, 3, 32, 32), torch.randint(0, 10, (512,))), batch_size=64)
+    w, b, hw = args.width, args.batch, args.size
+    cfg = SupernetConfig(input_shape=(3, hw, hw), data_format="channels_first",
+                         filters=tuple(f * w for f in (16, 24, 24, 32, 32, 64)), strides=(1, 2, 1, 2, 1, 1))
+    space = SearchSpace(cfg, in_channels=16 * w)
+    supernet = Supernet(PreNet(w), PostNet(w), space, ()).to(device)
+    x = torch.randn(b, 3, hw, hw, device=device)
+    y = torch.randint(0, 10, (b,), device=device)
+    calib = [torch.randn(b, 3, hw, hw, device=device) for _ in range(8)]
+    val = DataLoader(TensorDataset(torch.randn(8 * b, 3, hw, hw), torch.randint(0, 10, (8 * b,))), batch_size=b)
     rng = np.random.default_rng(0)
 
     print(f"device {device}, threads {torch.get_num_threads()}, space of {space.size():,} subnets, "
-          f"input 3x32x32, batch 64, {args.subnets} sampled subnets x {args.rounds} interleaved rounds")
+          f"input 3x{hw}x{hw}, batch {b}, width x{w}, {args.subnets} sampled subnets x {args.rounds} interleaved rounds")
     print(f"{'subnet':>6}  {'params':>8}  {'train super/static (ms)':>24}  {'(a)':>5}  {'eval super/static (ms)':>23}  {'(b)':>5}")
     ratios_a, ratios_b = [], []
     for k in range(args.subnets):
@@ -102,8 +106,11 @@ def main() -> None:
                 opt.step()
             sync()
 
-        def eval_super() -> None:
-            evaluate(supernet, arch, calib, accuracy, val, device)
+        def eval_super() -> None:  # what dopt does per candidate: extract, recalibrate, metric
+            supernet.set_active(arch)
+            candidate = supernet.extract()
+            recalibrate(candidate, calib)
+            evaluate(candidate, accuracy, val, device)
             sync()
 
         def eval_static() -> None:

@@ -1,17 +1,14 @@
-"""Evaluating one candidate: activate, recalibrate BN, run the user's metric (SPEC 5.4)."""
+"""Running the user's metric on one candidate's calibrated static model (SPEC 5.4)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from dopt.backends.torch.bn_calib import recalibrate
 from dopt.backends.torch.data import to_device
 from dopt.errors import UserError
-from dopt.space import Arch
 
 __all__ = ["evaluate"]
 
@@ -29,10 +26,8 @@ def _device_of(obj: Any) -> torch.device | None:
     return None
 
 
-def evaluate(model: Any, arch: Arch, calib: Sequence[Any], metrics_func: Any, loader: Any, device: torch.device) -> float:
-    """The user's metric of ``arch`` with inherited weights; NaN counts as the worst (SPEC 4.1)."""
-    model.set_active(arch)
-    recalibrate(model, calib)
+def evaluate(model: torch.nn.Module, metrics_func: Any, loader: Any, device: torch.device) -> float:
+    """The user's metric of a calibrated static ``model``; NaN counts as the worst (SPEC 4.1)."""
     model.eval()
 
     def eval_function(inputs: Any) -> Any:

@@ -32,6 +32,9 @@ class SliceConv2d(nn.Module):
         nn.init.kaiming_normal_(self.weight, mode="fan_out")
 
     def active_weight(self, cin: int, cout: int, kernel: int) -> torch.Tensor:
+        out_full, in_full = self.weight.shape[:2]
+        if cout == out_full and cin == in_full:  # no slice: no copy forward, no scatter backward
+            return _centre_crop(self.weight, kernel)
         return _centre_crop(self.weight[:cout, :cin], kernel)
 
     def forward(self, x: torch.Tensor, cout: int, kernel: int = 1) -> torch.Tensor:
@@ -49,6 +52,8 @@ class SliceDepthwiseConv2d(nn.Module):
         nn.init.kaiming_normal_(self.weight, mode="fan_out")
 
     def active_weight(self, channels: int, kernel: int) -> torch.Tensor:
+        if channels == self.weight.shape[0]:
+            return _centre_crop(self.weight, kernel)
         return _centre_crop(self.weight[:channels], kernel)
 
     def forward(self, x: torch.Tensor, kernel: int) -> torch.Tensor:

@@ -44,7 +44,11 @@ class SuperBlock(nn.Module):
         plan = self.plan
         assert plan is not None
         c = plan.choice
-        block = InvertedResidual(plan.in_channels, c.out_channels, c.kernel, plan.spec.stride, c.expand)
+        # Built on the meta device and then allocated uninitialised on the supernet's: every tensor
+        # is overwritten below, so random initialisation would only cost time per candidate.
+        with torch.device("meta"):
+            block = InvertedResidual(plan.in_channels, c.out_channels, c.kernel, plan.spec.stride, c.expand)
+        block = block.to_empty(device=self.project_conv.weight.device)
         with torch.no_grad():
             if c.expand != 1:
                 block.expand[0].weight.copy_(self.expand_conv.active_weight(plan.in_channels, plan.hidden, 1))
@@ -115,7 +119,7 @@ class Supernet(nn.Module):
         kept = [i for i, k in enumerate(self._kept) if k]
         net = Net(copy.deepcopy(self.pre), copy.deepcopy(self.post), [], self.static_features())
         net.layers = nn.ModuleList(self.blocks[i].extract() for i in kept)
-        return net.to(next(self.parameters()).device)
+        return net
 
     def static_features(self) -> tuple[int, ...]:
         """feature_choose as positions among the kept layers (chosen layers are never skipped)."""
