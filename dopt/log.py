@@ -28,12 +28,27 @@ def configure(verbosity: int = 0) -> None:
     for h in list(root.handlers):
         if getattr(h, "_dopt_console", False):
             root.removeHandler(h)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _ConsoleHandler(sys.stderr)
     handler.setLevel(level)
     handler.setFormatter(logging.Formatter("dopt: %(message)s"))
     handler._dopt_console = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.propagate = False
+
+
+class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes above a live progress bar instead of through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if Progress.active == 0:
+            super().emit(record)
+            return
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # logging must never raise
+            self.handleError(record)
 
 
 def add_file(path: Path) -> logging.Handler:
@@ -70,6 +85,8 @@ def _console_level() -> int:
 class Progress:
     """Counts units of work with an ETA: a tqdm bar on a TTY, a log line every ~10% otherwise."""
 
+    active = 0  # bars on screen; the console handler writes around them
+
     def __init__(self, total: int, desc: str, unit: str) -> None:
         self.total, self.desc, self.unit = max(total, 1), desc, unit
         self.done = 0
@@ -81,6 +98,7 @@ class Progress:
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=False)
+            Progress.active += 1
 
     def update(self, n: int = 1, **info: Any) -> None:
         self.done += n
@@ -100,6 +118,8 @@ class Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+            self._bar = None
+            Progress.active -= 1
 
     def __enter__(self) -> Progress:
         return self
