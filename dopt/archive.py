@@ -33,7 +33,7 @@ class Candidate:
     flops: int
     latency_ms: float | None
     feasible: bool
-    generation: int
+    generation: int  # 1-based: the initial population is generation 1
     eval_seconds: float = 0.0
 
     def __post_init__(self) -> None:

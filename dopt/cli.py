@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import traceback
@@ -102,7 +103,8 @@ def _validate(scenario: object) -> int:
     for name, encoding in (("smallest", space.smallest()), ("largest", space.largest())):
         arch = space.decode(encoding)
         costs = prepared.backend.measure(arch)
-        report = next(iter(prepared.backend.smoke([arch])))
+        with dlog.stage(f"a forward/backward pass of the {name} subnet"):
+            report = next(iter(prepared.backend.smoke([arch])))
         print(f"{name} subnet: size {costs.size:,}, flops {costs.flops:,}; forward/backward ok ({report})")
     print(f"{prepared.scenario.path.name}: OK")
     return EXIT_OK
@@ -138,8 +140,10 @@ def _report_failure(exc: BaseException, workdir: Path) -> int:
     frames = traceback.extract_tb(original.__traceback__)
     dopt_dir = str(Path(__file__).parent)
     user = [f for f in frames if _is_user_file(f.filename, workdir, dopt_dir)]
+    notes = "".join(f" ({note})" for note in getattr(original, "__notes__", []))
+    logging.getLogger("dopt").debug("failed while %s", stage, exc_info=original)  # into log_<run>/dopt.log
     if user:
-        print(f"dopt: error in user code while {stage}: {type(original).__name__}: {original}", file=sys.stderr)
+        print(f"dopt: error in user code while {stage}: {type(original).__name__}: {original}{notes}", file=sys.stderr)
         print("user code (innermost last):", file=sys.stderr)
         print("".join(traceback.format_list(user)).rstrip(), file=sys.stderr)
         if os.environ.get("DOPT_TRACEBACK") or _verbose():
@@ -147,7 +151,7 @@ def _report_failure(exc: BaseException, workdir: Path) -> int:
         else:
             print("(the full traceback: run again with -v)", file=sys.stderr)
     else:
-        print(f"dopt: failed while {stage}: {type(original).__name__}: {original}", file=sys.stderr)
+        print(f"dopt: failed while {stage}: {type(original).__name__}: {original}{notes}", file=sys.stderr)
         traceback.print_exception(original, file=sys.stderr)
     return EXIT_FAILED
 
@@ -163,6 +167,4 @@ def _is_user_file(filename: str, workdir: Path, dopt_dir: str) -> bool:
 
 
 def _verbose() -> bool:
-    import logging
-
     return logging.getLogger("dopt").handlers[0].level <= logging.DEBUG if logging.getLogger("dopt").handlers else False

@@ -83,10 +83,11 @@ def prepare(scenario: Scenario) -> Prepared:
     lo, hi = costs.cost_range(kind)
     if lo > value:
         raise UserError(
-            f"constraint_value {value:g} is below the smallest subnet's {kind} ({lo} {_COST_NAMES[kind]}, "
+            f"constraint_value {_num(value)} is below the smallest subnet's {kind} ({lo} {_COST_NAMES[kind]}, "
             "PreNet and PostNet included): no subnet can meet it",
-            file=scenario.path.name, key="scenario.strategy.constraint.constraint_value",
+            key="scenario.strategy.constraint.constraint_value",
             fix=f"set constraint_value ≥ {lo}, or shrink filters / PreNet / PostNet",
+            **scenario.where("scenario.strategy.constraint.constraint_value"),
         )
     return Prepared(scenario, backend, probe, space, costs, seed, (lo, hi))
 
@@ -98,9 +99,14 @@ def describe(p: Prepared) -> list[str]:
     return [
         f"search space: {len(p.space.layers)} layers, {p.space.size():,} distinct subnets, "
         f"PreNet output {p.probe.in_channels}x{p.probe.in_hw[0]}x{p.probe.in_hw[1]}",
-        f"{kind}: smallest subnet {lo:,}, largest {hi:,} {_COST_NAMES[kind]}; constraint {value:,g} "
+        f"{kind}: smallest subnet {lo:,}, largest {hi:,} {_COST_NAMES[kind]}; constraint {_num(value)} "
         + ("(every subnet fits)" if hi <= value else f"({_fraction_note(lo, hi, value)})"),
     ]
+
+
+def _num(value: float) -> str:
+    """12,000 or 0.5: thousands separated, no exponent."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,}"
 
 
 def _fraction_note(lo: int, hi: int, value: float) -> str:
@@ -146,6 +152,7 @@ def run(p: Prepared, *, overwrite: bool = False) -> RunSummary:
             writer.add_image("search/pareto_final", figure_to_rgb_array(fig), result.generations, dataformats="HWC")
     finally:
         writer.close()
+    log.info("finished: %d candidates evaluated, %d on the front, results in %s", len(archive), len(front), results_dir)
     return RunSummary(results_dir, log_dir, archive, front, result, p.seed)
 
 
@@ -209,14 +216,14 @@ def _search(p: Prepared, writer: Any, ckpt_dir: Path) -> tuple[Archive, SearchRe
         feasible = costs.get(constraint.kind) <= constraint.value
         t0 = time.perf_counter()
         metric = p.backend.evaluate(arch) if feasible else None  # infeasible: decided by cost alone
-        return Candidate(encoding, arch, metric, costs.size, costs.flops, None, feasible, generation,
+        return Candidate(encoding, arch, metric, costs.size, costs.flops, None, feasible, generation + 1,
                          time.perf_counter() - t0 if feasible else 0.0)
 
     total = sc.searcher.generation_num * sc.searcher.pop_size
     progress = Progress(total, "searching", "candidates")
 
     def on_candidate(c: Candidate, cached: bool) -> None:
-        progress.update(1, evaluated=len(archive), best=archive.best_metric() or 0.0)
+        progress.update(1, distinct=len(archive), best=archive.best_metric() or 0.0)
 
     def on_generation(g: int, a: Archive) -> None:
         from dopt.results.plot import figure_to_rgb_array, pareto_figure
@@ -230,8 +237,8 @@ def _search(p: Prepared, writer: Any, ckpt_dir: Path) -> tuple[Archive, SearchRe
                          dataformats="HWC")
         writer.flush()
         _save_search_state(ckpt_dir / "search_state.json", a, g, p.seed)
-        log.info("generation %d: %d candidates, front %d, best metric %s, hypervolume %.4f",
-                 g + 1, len(a), len(front), "n/a" if best is None else f"{best:.4f}", hv)
+        log.info("generation %d/%d: %d distinct candidates so far, front %d, best metric %s, hypervolume %.4f",
+                 g + 1, sc.searcher.generation_num, len(a), len(front), "n/a" if best is None else f"{best:.4f}", hv)
 
     with progress:
         result = run_search(p.space, constraint, sc.searcher, p.seed, archive, evaluate, on_generation, on_candidate)
@@ -241,7 +248,7 @@ def _search(p: Prepared, writer: Any, ckpt_dir: Path) -> tuple[Archive, SearchRe
 def _save_search_state(path: Path, archive: Archive, generation: int, seed: int) -> None:
     import json
 
-    state = {"generation": generation, "seed": seed, "archive": archive.to_records()}
+    state = {"generation": generation + 1, "seed": seed, "archive": archive.to_records()}
     atomic_write_text(path, json.dumps(state, indent=1, allow_nan=True))
 
 

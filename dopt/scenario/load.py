@@ -304,6 +304,7 @@ def _build(r: _Reader, path: Path, workdir: Path) -> Scenario:
         supernet=_supernet(r, framework, app), optimizer=_optimizer(r, framework, app),
         dataset=_dataset(r, app, workdir), searcher=Searcher(**_section(r, _S + "searcher")),
         training=_training(r), resource=_resource(r, framework),
+        places={p: r._where(p) for p in [*r.locs, *r.set_by]},
     )
 
 

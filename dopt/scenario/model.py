@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "Constraint",
@@ -114,3 +115,14 @@ class Scenario:
     searcher: Searcher = field(default_factory=Searcher)
     training: Training = field(default_factory=Training)
     resource: Resource = field(default_factory=lambda: Resource(name="pytorch_standalone"))
+    # Where each written key came from: {"file", "line", "column"} or {"file": "--set KEY=VALUE"}.
+    places: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, compare=False, repr=False)
+
+    def where(self, key: str) -> dict[str, Any]:
+        """UserError location arguments for a dotted key path (its nearest written ancestor)."""
+        parts = key.split(".")
+        for n in range(len(parts), 0, -1):
+            place = self.places.get(".".join(parts[:n]))
+            if place is not None:
+                return dict(place)
+        return {"file": self.path.name}

@@ -64,6 +64,8 @@ class TorchBackend:
     def setup(self, scenario: Scenario, module: ModuleType, seed: int) -> Probe:
         self.scenario, self.module, self.seed = scenario, module, seed
         self.device = _device(scenario.resource.gpu_ids)
+        torch.set_num_threads(_cpu_threads())
+        log.info("torch %s, %d CPU threads, device %s", torch.__version__, torch.get_num_threads(), self.device)
         _seed_everything(seed, self.device)
         self.user = module.UserModule(epoch=scenario.epochs, batch_size=scenario.batch_size)
         train_ds = data.check_dataset(self.user.dataset_define(scenario.dataset.train_dir, True), "dataset_define(train_dir, True)")
@@ -75,9 +77,16 @@ class TorchBackend:
         data.check_batch(first, scenario.supernet.chw)
         self.pre, self.post = module.PreNet(), module.PostNet()
         self.example = torch.zeros(1, *scenario.supernet.chw)
-        with torch.no_grad():
-            self.pre.eval()
-            skeleton_in = self.pre(self.example)
+        try:
+            with torch.no_grad():
+                self.pre.eval()
+                skeleton_in = self.pre(self.example)
+        except Exception as exc:
+            raise UserError(
+                f"PreNet.forward failed on a zero input of input_shape {tuple(self.example.shape[1:])}: "
+                f"{type(exc).__name__}: {exc}",
+                key="PreNet.forward", fix="make PreNet accept (N, C, H, W) tensors of supernet.input_shape",
+            ) from None
         if not isinstance(skeleton_in, torch.Tensor) or skeleton_in.dim() != 4:
             raise UserError(
                 f"PreNet.forward returned {type(skeleton_in).__name__}"
@@ -88,7 +97,18 @@ class TorchBackend:
         _, c, h, w = skeleton_in.shape
         self.in_hw = (int(h), int(w))
         fixed_size = count_params(self.pre) + count_params(self.post)
-        fixed_flops = count_macs(self.pre, self.example) + count_macs(self.post, self._post_example())
+        post_in = self._post_example()
+        try:
+            post_flops = count_macs(self.post, post_in)
+        except Exception as exc:
+            shapes = [tuple(t.shape) for t in post_in] if isinstance(post_in, list) else tuple(post_in.shape)
+            raise UserError(
+                f"PostNet.forward failed on what the skeleton gives it, {shapes}: {type(exc).__name__}: {exc}",
+                key="PostNet.forward",
+                fix=f"PostNet receives filters[-1] = {self.scenario.supernet.filters[-1]} channels "
+                "(and the feature_choose layers' outputs first, as a list): size its first layer for that",
+            ) from None
+        fixed_flops = count_macs(self.pre, self.example) + post_flops
         return Probe(int(c), self.in_hw, fixed_size, fixed_flops, len(self.train_loader), str(self.device))
 
     def _post_example(self) -> Any:
@@ -204,7 +224,7 @@ class TorchBackend:
             self.supernet.set_active(arch)
             loss = self.user.loss_func(batch[1], self.supernet(batch[0]))
             loss.backward()
-            yield f"loss {float(loss):.4g}"
+            yield f"loss {float(loss.detach()):.4g}"
         self.optimizer.zero_grad(set_to_none=True)
 
 
@@ -226,6 +246,16 @@ def _max_abs_diff(a: Any, b: Any) -> float:
     if isinstance(a, dict):
         return max((_max_abs_diff(a[k], b[k]) for k in a), default=0.0)
     return 0.0
+
+
+def _cpu_threads() -> int:
+    """OMP_NUM_THREADS when set, else the cores this process may use. Set explicitly (SPEC 10):
+    results are reproducible for one thread count, and on a shared machine fewer threads can be
+    much faster than oversubscribed ones."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _seed_everything(seed: int, device: torch.device) -> None:

@@ -72,8 +72,13 @@ def train_epoch(
         finite = True
         for j, arch in enumerate(archs):
             model.set_active(arch)
-            outputs = model(inputs)
-            loss = loss_func(labels, outputs)
+            try:
+                outputs = model(inputs)
+                loss = loss_func(labels, outputs)
+            except Exception as exc:
+                if hasattr(exc, "add_note"):  # Python 3.11+
+                    exc.add_note(f"at epoch {epoch + 1}, step {state.step}, subnet {_brief(arch)}")
+                raise
             if distill and j > 0 and isinstance(teacher, torch.Tensor) and teacher.dim() == 2:
                 loss = loss + _distill_loss(outputs, teacher)
             if distill and j == 0 and isinstance(outputs, torch.Tensor):
