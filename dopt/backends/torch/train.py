@@ -90,8 +90,10 @@ def train_epoch(
                 break
             loss.backward()
             total += value
+        lr = optimizer.param_groups[0]["lr"]
         if finite:
             optimizer.step()
+            scheduler.step()  # after every optimizer step, and only then (SPEC 4.1)
             state.bad_in_row = 0
         else:
             optimizer.zero_grad(set_to_none=True)
@@ -101,8 +103,6 @@ def train_epoch(
                     f"the loss was NaN/inf for {state.bad_in_row} steps in a row (last at epoch {epoch}, step {state.step}); "
                     "lower learning_rate or check loss_func"
                 )
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
