@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(args.workdir).resolve() if args.workdir else Path.cwd()
         if not workdir.is_dir():
             raise UserError(f"--workdir {args.workdir}: no such directory", fix="pass an existing directory")
+        _check_workdir(workdir, Path(args.config))
         from dopt.scenario import load
 
         scenario = load(Path(args.config), workdir=workdir, overrides=args.overrides)
@@ -108,6 +109,17 @@ def _validate(scenario: object) -> int:
         print(f"{name} subnet: size {costs.size:,}, flops {costs.flops:,}; forward/backward ok ({report})")
     print(f"{prepared.scenario.path.name}: OK")
     return EXIT_OK
+
+
+def _check_workdir(workdir: Path, config: Path) -> None:
+    """Relative paths and user_module.py are found where dopt runs (as in NASEA), not beside scen.yaml."""
+    beside = config.resolve().parent
+    if not (workdir / "user_module.py").exists() and (beside / "user_module.py").exists():
+        raise UserError(
+            f"no user_module.py in the working directory {workdir}; dopt reads it, and resolves relative paths, "
+            "where it runs",
+            fix=f"cd {beside} first, or pass --workdir {beside}",
+        )
 
 
 def _print_summary(s: RunSummary) -> None:

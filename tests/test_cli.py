@@ -168,3 +168,19 @@ def test_exception_in_user_code_exits_1_showing_the_users_frame_first(tmp_path):
     line = next(i for i, text in enumerate(first) if "error in user code" in text)
     assert "training the supernet" in first[line] and "bad loss in my code" in first[line]
     assert "user_module.py" in first[line + 2] and "loss_func" in first[line + 2]
+
+
+def test_validate_checks_everything_and_writes_nothing(tmp_path):
+    work = make_workdir(tmp_path)
+    before = sorted(p.name for p in work.iterdir())
+    proc = dopt(work, "validate", "-c", "scen.yaml")
+    assert proc.returncode == 0, proc.stderr
+    assert "distinct subnets" in proc.stdout and "smallest subnet" in proc.stdout and "largest subnet" in proc.stdout
+    assert "scen.yaml: OK" in proc.stdout and "Warning" not in proc.stderr
+    assert sorted(p.name for p in work.iterdir()) == before
+
+
+def test_run_from_elsewhere_points_at_the_working_directory(tmp_path):
+    work = make_workdir(tmp_path / "w")
+    proc = dopt(tmp_path, "-c", "w/scen.yaml")
+    assert proc.returncode == 2 and "--workdir" in proc.stderr and str(work) in proc.stderr
