@@ -143,6 +143,10 @@ def test_help_and_version():
             "return torch.utils.data.TensorDataset(images, images, torch.from_numpy(data[\"labels\"]))")), [],
          ["dataset_define", "(inputs, labels)"]),
         (lambda w: None, ["--bogus"], ["unrecognized arguments", "--help"]),
+        (lambda w: None, ["--set", "scenario.strategy.constraint.constraint_type=latency"],
+         ["latency is not available", "size or flops"]),
+        (lambda w: (w / "user_module.py").write_text((w / "user_module.py").read_text().replace(
+            "nn.Linear(48, 10)", "nn.Linear(32, 10)")), [], ["PostNet.forward failed", "filters[-1] = 48"]),
     ],
 )
 def test_user_mistakes_exit_2_with_one_clear_line_and_write_nothing(tmp_path, setup, args, words):

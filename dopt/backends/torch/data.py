@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -49,8 +50,9 @@ def train_loader(dataset: Dataset, batch_size: int, seed: int, device: torch.dev
             key="scenario.strategy.batch_size", fix=f"use batch_size ≤ {n}",
         )
     generator = torch.Generator().manual_seed(seed)
+    workers = _workers(device)
     return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator,
-                      num_workers=0, pin_memory=device.type == "cuda")
+                      num_workers=workers, persistent_workers=workers > 0, pin_memory=device.type == "cuda")
 
 
 def eval_loader(dataset: Dataset, batch_size: int, device: torch.device, max_batches: int | None) -> DataLoader:
@@ -58,8 +60,19 @@ def eval_loader(dataset: Dataset, batch_size: int, device: torch.device, max_bat
     if max_batches is not None:
         n = min(len(dataset), max_batches * batch_size)  # type: ignore[arg-type]
         dataset = Subset(dataset, range(n))
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=False, num_workers=0,
-                      pin_memory=device.type == "cuda")
+    workers = _workers(device)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=False, num_workers=workers,
+                      persistent_workers=workers > 0, pin_memory=device.type == "cuda")
+
+
+def _workers(device: torch.device) -> int:
+    """No worker processes on the CPU (they would compete with the model for the same cores); on
+    a GPU a few, so that reading data overlaps the GPU's work. Workers draw their seeds from the
+    loader's seeded generator, so data order and augmentations stay reproducible."""
+    if device.type == "cpu":
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(4, cpus // 2))
 
 
 def calibration_batches(
