@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import io
 import sys
-from pathlib import Path
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -43,9 +45,32 @@ def _check_user_module() -> None:
             print(f"warning: {user_module.__file__} differs from the user_module.py this file was generated with")
 
 
-def main() -> None:
+def export(model: nn.Module, directory: str = ".") -> list:
+    """Write NAME.pt (TorchScript), NAME.onnx and log_NAME/ (TensorBoard graph) into ``directory``."""
     import warnings
 
+    from torch.utils.tensorboard import SummaryWriter
+
+    model.eval()
+    example = torch.randn(1, *INPUT_SHAPE)
+    paths = [os.path.join(directory, NAME + ext) for ext in (".pt", ".onnx")] + [os.path.join(directory, "log_" + NAME)]
+    with warnings.catch_warnings(), torch.no_grad():
+        # TorchScript and the legacy ONNX exporter announce their deprecation in torch 2.x.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            scripted = torch.jit.script(model)
+        except Exception as exc:  # user code that TorchScript cannot compile: trace it instead
+            print(f"TorchScript could not compile the model ({type(exc).__name__}); tracing it instead")
+            scripted = torch.jit.trace(model, example, strict=False)
+        scripted.save(paths[0])
+        torch.onnx.export(model, (example,), paths[1], dynamo=False, input_names=["input"])
+        with SummaryWriter(paths[2]) as writer:
+            writer.add_graph(model, example, use_strict_trace=False)
+    return paths
+
+
+def main() -> None:
     _check_user_module()
     model = build_model()
     weights = os.path.join(_HERE, NAME + ".weights.pth")
@@ -54,22 +79,7 @@ def main() -> None:
         print(f"loaded inherited weights (BN recalibrated) from {weights}")
     else:
         print(f"no {NAME}.weights.pth beside this file: weights are freshly initialised")
-    model.eval()
-    example = torch.randn(1, *INPUT_SHAPE)
-    with warnings.catch_warnings(), torch.no_grad():
-        # TorchScript and the legacy ONNX exporter announce their deprecation in torch 2.x.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        try:
-            scripted = torch.jit.script(model)
-        except Exception:  # user code TorchScript cannot compile: trace it instead
-            scripted = torch.jit.trace(model, example)
-        scripted.save(NAME + ".pt")
-        torch.onnx.export(model, (example,), NAME + ".onnx", dynamo=False, input_names=["input"])
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter("log_" + NAME) as writer:
-        writer.add_graph(model, example)
+    export(model, os.getcwd())
     print(f"wrote {NAME}.pt (TorchScript), {NAME}.onnx and log_{NAME}/ (TensorBoard graph) in {os.getcwd()}")
 
 
@@ -98,7 +108,7 @@ def render_script(
         '"""'
     )
     imports = (
-        "import os\nimport sys\n\nimport torch\nfrom torch import nn\n\n"
+        "import os\nimport sys\nfrom typing import Final, List\n\nimport torch\nfrom torch import nn\n\n"
         "_HERE = os.path.dirname(os.path.abspath(__file__))\n"
         "for _path in (os.path.dirname(_HERE), _HERE):  # its own directory first, then the parent\n"
         "    if _path not in sys.path:\n        sys.path.insert(0, _path)\n"
@@ -154,4 +164,7 @@ def write_result(
     model = module.build_model()
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     model.eval()
+    with tempfile.TemporaryDirectory() as scratch:  # the user's exports must work: run them once
+        with contextlib.redirect_stdout(io.StringIO()):
+            module.export(model, scratch)
     return Costs(count_params(model), count_macs(model, example.cpu())), model

@@ -6,6 +6,8 @@ stay standalone: torch only, no dopt import. The block layout follows torchvisio
 
 from __future__ import annotations
 
+from typing import Final, List
+
 import torch
 from torch import nn
 
@@ -49,20 +51,26 @@ class Net(nn.Module):
             receives the last layer's output alone.
     """
 
+    feature_layers: List[int]  # annotated for TorchScript
+    # A constant to TorchScript, which then compiles only the branch taken: a PostNet written for
+    # one tensor never meets the list branch, and a list-taking PostNet never the tensor one.
+    takes_list: Final[bool]
+
     def __init__(self, pre: nn.Module, post: nn.Module, layers: list, feature_layers: tuple = ()):
         super().__init__()
         self.pre = pre
         self.layers = nn.ModuleList(InvertedResidual(*row) for row in layers)
         self.post = post
-        self.feature_layers = tuple(feature_layers)
+        self.feature_layers = list(feature_layers)
+        self.takes_list = len(self.feature_layers) > 0
 
     def forward(self, x: torch.Tensor):
         x = self.pre(x)
-        if not self.feature_layers:
+        if not self.takes_list:
             for layer in self.layers:
                 x = layer(x)
             return self.post(x)
-        features = []
+        features: List[torch.Tensor] = []
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i in self.feature_layers:

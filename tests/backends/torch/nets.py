@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import List
+
 import torch
 from torch import nn
 
@@ -31,5 +33,13 @@ class ListPostNet(nn.Module):
         super().__init__()
         self.fc = nn.Linear(16 + 32, 10)
 
-    def forward(self, inputs: list) -> torch.Tensor:
+    def forward(self, inputs: List[torch.Tensor]) -> torch.Tensor:
         return self.fc(torch.cat([t.mean(dim=(2, 3)) for t in inputs], dim=1))
+
+
+class DictPostNet(PostNet):
+    """Returns a dict and uses a generator expression, which TorchScript cannot compile: traced."""
+
+    def forward(self, inputs):  # type: ignore[override]
+        pooled = sum(t for t in [inputs.mean(dim=(2, 3))])
+        return {"logits": self.fc(pooled)}
