@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from dopt import __version__
 from dopt import log as dlog
-from dopt.errors import UserCodeError, UserError
+from dopt.errors import UserError
 
 if TYPE_CHECKING:
     from dopt.run import RunSummary
@@ -98,14 +98,10 @@ def _validate(scenario: object) -> int:
 
     prepared = prepare(scenario)  # type: ignore[arg-type]
     space = prepared.space
-    prepared.backend.build_supernet(space)
     for line in describe(prepared):
         print(line)
-    for name, encoding in (("smallest", space.smallest()), ("largest", space.largest())):
-        arch = space.decode(encoding)
-        costs = prepared.backend.measure(arch)
-        with dlog.stage(f"a forward/backward pass of the {name} subnet"):
-            report = next(iter(prepared.backend.smoke([arch])))
+    for name, encoding, report in zip(("smallest", "largest"), (space.smallest(), space.largest()), prepared.rehearsal):
+        costs = prepared.costs.costs(space.decode(encoding))
         print(f"{name} subnet: size {costs.size:,}, flops {costs.flops:,}; forward/backward ok ({report})")
     print(f"{prepared.scenario.path.name}: OK")
     return EXIT_OK
@@ -148,17 +144,16 @@ def _fill_file(exc: UserError, workdir: Path) -> None:
 
 def _report_failure(exc: BaseException, workdir: Path) -> int:
     stage = dlog.current_stage()
-    original = exc.original if isinstance(exc, UserCodeError) else exc
+    original = exc
     frames = traceback.extract_tb(original.__traceback__)
     dopt_dir = str(Path(__file__).parent)
     user = [f for f in frames if _is_user_file(f.filename, workdir, dopt_dir)]
     notes = "".join(f" ({note})" for note in getattr(original, "__notes__", []))
-    logging.getLogger("dopt").debug("failed while %s", stage, exc_info=original)  # into log_<run>/dopt.log
     if user:
         print(f"dopt: error in user code while {stage}: {type(original).__name__}: {original}{notes}", file=sys.stderr)
         print("user code (innermost last):", file=sys.stderr)
         print("".join(traceback.format_list(user)).rstrip(), file=sys.stderr)
-        if os.environ.get("DOPT_TRACEBACK") or _verbose():
+        if os.environ.get("DOPT_TRACEBACK") or dlog.console_level() <= logging.DEBUG:
             traceback.print_exception(original, file=sys.stderr)
         else:
             print("(the full traceback: run again with -v)", file=sys.stderr)
@@ -177,6 +172,3 @@ def _is_user_file(filename: str, workdir: Path, dopt_dir: str) -> bool:
     except ValueError:
         return False
 
-
-def _verbose() -> bool:
-    return logging.getLogger("dopt").handlers[0].level <= logging.DEBUG if logging.getLogger("dopt").handlers else False

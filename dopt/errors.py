@@ -1,8 +1,8 @@
-"""The two error kinds dopt reports: a user's mistake (exit 2) and a failure in user code (exit 1)."""
+"""The user-mistake error (exit 2). Failures during a run are ordinary exceptions (exit 1), see cli.py."""
 
 from __future__ import annotations
 
-__all__ = ["UserError", "UserCodeError"]
+__all__ = ["UserError"]
 
 
 class UserError(Exception):
@@ -45,15 +45,3 @@ class UserError(Exception):
             what += "."
         return f"{where}{key}{what}{fix}"
 
-
-class UserCodeError(Exception):
-    """An exception raised inside the user's module during a stage (exit 1).
-
-    ``original`` keeps the user's exception with its traceback so the CLI can show the user's
-    frames first.
-    """
-
-    def __init__(self, stage: str, original: BaseException) -> None:
-        super().__init__(f"{stage}: {type(original).__name__}: {original}")
-        self.stage = stage
-        self.original = original

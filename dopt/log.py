@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["configure", "add_file", "stage", "current_stage", "Progress"]
+__all__ = ["configure", "add_file", "remove_file", "stage", "current_stage", "console_level", "Progress"]
 
 _ROOT = "dopt"
 _stage = "starting"
@@ -61,6 +61,11 @@ def add_file(path: Path) -> logging.Handler:
     return handler
 
 
+def remove_file(handler: logging.Handler) -> None:
+    logging.getLogger(_ROOT).removeHandler(handler)
+    handler.close()
+
+
 @contextlib.contextmanager
 def stage(name: str) -> Iterator[None]:
     """Name the stage that errors are reported against (SPEC 2: exit 1 names the stage)."""
@@ -75,7 +80,7 @@ def current_stage() -> str:
     return _stage
 
 
-def _console_level() -> int:
+def console_level() -> int:
     for h in logging.getLogger(_ROOT).handlers:
         if getattr(h, "_dopt_console", False):
             return h.level
@@ -94,7 +99,7 @@ class Progress:
         self._next_report = 0.1
         self._bar: Any = None
         self._log = logging.getLogger(f"{_ROOT}.progress")
-        if sys.stderr.isatty() and _console_level() <= logging.INFO:
+        if sys.stderr.isatty() and console_level() <= logging.INFO:
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, leave=False)

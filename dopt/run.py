@@ -20,7 +20,7 @@ from dopt.atomic import atomic_write_text
 from dopt.backends.base import Backend, Probe, StepLog, get_backend
 from dopt.costs import CostModel, Costs
 from dopt.errors import UserError
-from dopt.log import Progress, add_file, stage
+from dopt.log import Progress, add_file, current_stage, remove_file, stage
 from dopt.results import write_csv, write_json
 from dopt.scenario import Scenario
 from dopt.search import SearchResult, run_search
@@ -31,7 +31,7 @@ __all__ = ["Prepared", "prepare", "run", "RunSummary", "OUTPUTS"]
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = ("results", "checkpoints")  # what a new run would replace
+OUTPUTS = ("results", "checkpoints", "log_*")  # what a new run would replace (SPEC 2 --overwrite)
 _COST_NAMES = {"size": "parameters", "flops": "MACs", "latency": "ms"}
 
 
@@ -46,6 +46,7 @@ class Prepared:
     costs: CostModel
     seed: int
     cost_range: tuple[int, int]
+    rehearsal: list[str]  # one line per rehearsed subnet (smallest, largest)
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,10 @@ def prepare(scenario: Scenario) -> Prepared:
             fix=f"set constraint_value ≥ {lo}, or shrink filters / PreNet / PostNet",
             **scenario.where("scenario.strategy.constraint.constraint_value"),
         )
-    return Prepared(scenario, backend, probe, space, costs, seed, (lo, hi))
+    with stage("rehearsing one step of the smallest and the largest subnet"):
+        backend.build_supernet(space)
+        rehearsal = backend.rehearse([space.decode(space.smallest()), space.decode(space.largest())])
+    return Prepared(scenario, backend, probe, space, costs, seed, (lo, hi), rehearsal)
 
 
 def describe(p: Prepared) -> list[str]:
@@ -114,14 +118,15 @@ def _fraction_note(lo: int, hi: int, value: float) -> str:
 
 
 def refuse_overwrite(workdir: Path, overwrite: bool) -> None:
-    existing = [name for name in OUTPUTS if (workdir / name).exists()]
+    existing = sorted({p for pattern in OUTPUTS for p in workdir.glob(pattern) if p.is_dir()})
     if existing and not overwrite:
+        names = ", ".join(p.name + "/" for p in existing[:4]) + (", ..." if len(existing) > 4 else "")
         raise UserError(
-            f"{', '.join(n + '/' for n in existing)} from an earlier run exist in {workdir}",
+            f"{names} from an earlier run exist in {workdir}",
             fix="pass --overwrite to replace them, or run in another working directory (--workdir)",
         )
-    for name in existing:
-        shutil.rmtree(workdir / name)
+    for path in existing:
+        shutil.rmtree(path)
 
 
 def run(p: Prepared, *, overwrite: bool = False) -> RunSummary:
@@ -130,7 +135,7 @@ def run(p: Prepared, *, overwrite: bool = False) -> RunSummary:
     refuse_overwrite(sc.workdir, overwrite)
     run_name = datetime.now().strftime("%Y%m%d-%H%M%S")
     log_dir = sc.workdir / f"log_{run_name}"
-    add_file(log_dir / "dopt.log")
+    file_log = add_file(log_dir / "dopt.log")
     from tensorboardX import SummaryWriter
 
     writer = SummaryWriter(str(log_dir))
@@ -150,9 +155,15 @@ def run(p: Prepared, *, overwrite: bool = False) -> RunSummary:
 
             fig = pareto_figure(archive, cost_label=_cost_label(sc), metric_label="metric")
             writer.add_image("search/pareto_final", figure_to_rgb_array(fig), result.generations, dataformats="HWC")
+        log.info("finished: %d candidates evaluated, %d on the front, results in %s", len(archive), len(front), results_dir)
+    except BaseException as exc:
+        # The plain-text log keeps the traceback of a failed run; the console gets cli.py's report.
+        file_log.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "failed while %s", (current_stage(),),
+                                       (type(exc), exc, exc.__traceback__)))
+        raise
     finally:
         writer.close()
-    log.info("finished: %d candidates evaluated, %d on the front, results in %s", len(archive), len(front), results_dir)
+        remove_file(file_log)
     return RunSummary(results_dir, log_dir, archive, front, result, p.seed)
 
 
@@ -162,11 +173,10 @@ def _cost_label(sc: Scenario) -> str:
 
 def _sampler(p: Prepared, rng: np.random.Generator) -> Callable[[int], list[Arch]]:
     space, training = p.space, p.scenario.training
-    lo, hi = np.array(space.xl), np.array(space.xu)
     largest, smallest = space.decode(space.largest()), space.decode(space.smallest())
 
     def random_arch() -> Arch:
-        return space.decode(rng.integers(lo, hi + 1).tolist())
+        return space.decode(space.sample(rng))
 
     def sample(epoch: int) -> list[Arch]:
         if epoch < training.warmup_epochs:
@@ -181,7 +191,6 @@ def _sampler(p: Prepared, rng: np.random.Generator) -> Callable[[int], list[Arch
 
 def _train(p: Prepared, writer: Any, ckpt_dir: Path) -> None:
     sc = p.scenario
-    p.backend.build_supernet(p.space)
     sample = _sampler(p, np.random.default_rng([p.seed, 0]))
     progress = Progress(sc.epochs * p.probe.steps_per_epoch, "training supernet", "steps")
 

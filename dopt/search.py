@@ -27,7 +27,7 @@ WORST = 1e18
 class SearchResult:
     generations: int
     evaluations: int  # metric evaluations (feasible candidates evaluated)
-    stopped_by: str  # "generations", "max_evaluations" or "max_duration_s"
+    stopped_by: str  # "generations", "max_evaluations", "max_duration_s" or "space_exhausted"
 
 
 class _Budget:
@@ -95,6 +95,8 @@ def run_search(
         on_generation(generation, archive)  # a generation cut short by a budget still reports
         generation += 1
         break
+    if stopped_by == "generations" and generation < cfg.generation_num:
+        stopped_by = "space_exhausted"
     if stopped_by != "generations":
         log.info("search stopped by %s after %d generations", stopped_by, generation)
     return SearchResult(generation, budget.evaluations, stopped_by)
@@ -129,6 +131,8 @@ def _nsga2(space: SearchSpace, cfg: Searcher, seed: int):  # type: ignore[no-unt
     algorithm.setup(problem, termination=("n_gen", cfg.generation_num), seed=seed % 2**32, verbose=False)
     while algorithm.has_next():
         pop = algorithm.ask()
+        if pop is None or len(pop) == 0:  # pymoo found no offspring unlike every earlier one
+            return
 
         def tell(F: np.ndarray, G: np.ndarray, pop=pop) -> None:  # type: ignore[no-untyped-def]
             Evaluator().eval(StaticProblem(problem, F=F, G=G), pop)
@@ -140,6 +144,5 @@ def _nsga2(space: SearchSpace, cfg: Searcher, seed: int):  # type: ignore[no-unt
 def _random(space: SearchSpace, cfg: Searcher, seed: int):  # type: ignore[no-untyped-def]
     """Uniform random sampling, ``pop_size`` per generation: the baseline NSGA-II must beat."""
     rng = np.random.default_rng(seed)
-    lo, hi = np.array(space.xl), np.array(space.xu)
     for _ in range(cfg.generation_num):
-        yield rng.integers(lo, hi + 1, size=(cfg.pop_size, space.n_var)), lambda F, G: None
+        yield [space.sample(rng) for _ in range(cfg.pop_size)], lambda F, G: None

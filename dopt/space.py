@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from math import prod
 from typing import Any
 
+import numpy as np
+
 from dopt.scenario.model import Supernet
 
 __all__ = ["GENES_PER_LAYER", "LayerSpec", "LayerChoice", "LayerPlan", "Arch", "SearchSpace", "round_width"]
@@ -177,6 +179,10 @@ class SearchSpace:
             plans.append(LayerPlan(spec, choice, cin, hidden, residual))
             cin = choice.out_channels
         return plans
+
+    def sample(self, rng: np.random.Generator) -> list[int]:
+        """A uniformly random encoding (each gene uniform within its bounds)."""
+        return rng.integers(np.array(self.xl), np.array(self.xu) + 1).tolist()
 
     def largest(self) -> tuple[int, ...]:
         """Widest, deepest, largest-kernel subnet."""

@@ -129,6 +129,13 @@ def test_help_and_version():
     assert proc.returncode == 0 and proc.stdout.startswith("dopt ")
 
 
+def _edit(work: Path, old: str, new: str) -> None:
+    module = work / "user_module.py"
+    text = module.read_text()
+    assert old in text, old
+    module.write_text(text.replace(old, new))
+
+
 @pytest.mark.parametrize(
     ("setup", "args", "words"),
     [
@@ -147,6 +154,15 @@ def test_help_and_version():
          ["latency is not available", "size or flops"]),
         (lambda w: (w / "user_module.py").write_text((w / "user_module.py").read_text().replace(
             "nn.Linear(48, 10)", "nn.Linear(32, 10)")), [], ["PostNet.forward failed", "filters[-1] = 48"]),
+        (lambda w: _edit(w, "return correct / total", "return {'accuracy': correct / total}"), [],
+         ["metrics_func returned dict", "return a float"]),
+        (lambda w: _edit(w, "cross_entropy(logits, labels)", "cross_entropy(logits, labels, reduction='none')"), [],
+         ["loss_func returned a tensor of shape (64,)", "scalar"]),
+        (lambda w: _edit(w, """return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=optimizer.param_groups[0]["lr"], total_steps=self.epoch * steps_per_epoch
+        )""", "return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)"), [],
+         ["ReduceLROnPlateau", "step() needs arguments"]),
+        (lambda w: _edit(w, ".float().div(16.0)", ".double().div(16.0)"), [], ["torch.float64 inputs", ".float()"]),
     ],
 )
 def test_user_mistakes_exit_2_with_one_clear_line_and_write_nothing(tmp_path, setup, args, words):
@@ -170,7 +186,7 @@ def test_exception_in_user_code_exits_1_showing_the_users_frame_first(tmp_path):
     assert proc.returncode == 1
     first = proc.stderr.strip().splitlines()
     line = next(i for i, text in enumerate(first) if "error in user code" in text)
-    assert "training the supernet" in first[line] and "bad loss in my code" in first[line]
+    assert "rehearsing" in first[line] and "bad loss in my code" in first[line]  # caught before training
     assert "user_module.py" in first[line + 2] and "loss_func" in first[line + 2]
 
 
@@ -188,3 +204,10 @@ def test_run_from_elsewhere_points_at_the_working_directory(tmp_path):
     work = make_workdir(tmp_path / "w")
     proc = dopt(tmp_path, "-c", "w/scen.yaml")
     assert proc.returncode == 2 and "--workdir" in proc.stderr and str(work) in proc.stderr
+
+
+def test_lazy_postnet_layers_are_counted_after_the_dry_run(tmp_path):
+    work = make_workdir(tmp_path)
+    _edit(work, "nn.Linear(48, 10)", "nn.LazyLinear(10)")
+    proc = dopt(work, "validate", "-c", "scen.yaml")
+    assert proc.returncode == 0, proc.stderr

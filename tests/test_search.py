@@ -56,3 +56,20 @@ def test_random_algorithm_runs_and_is_seeded():
     a1, *_ = fake_run(Searcher(generation_num=3, pop_size=6, algorithm="random"))
     a2, *_ = fake_run(Searcher(generation_num=3, pop_size=6, algorithm="random"))
     assert [c.encoding for c in a1] == [c.encoding for c in a2]
+
+
+def test_a_space_smaller_than_the_population_is_searched_exhaustively():
+    from tests.test_space import make_space
+
+    space = make_space(filters=(32,), strides=(2,))
+    assert space.size() == 9
+    constraint = Constraint("image_classification", "size", 1e9)
+    archive = Archive(constraint)
+
+    def evaluate(encoding, generation):
+        arch = space.decode(encoding)
+        return Candidate(encoding, arch, arch[0].kernel / 10, arch[0].expand, 1, None, True, generation)
+
+    result = run_search(space, constraint, Searcher(generation_num=5, pop_size=40), 0, archive, evaluate, lambda g, a: None)
+    assert len(archive) == 9
+    assert result.stopped_by in {"space_exhausted", "generations"}

@@ -6,7 +6,7 @@ lives behind them (``dopt/backends/torch``, ``dopt/backends/tf``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -51,9 +51,11 @@ class StepLog:
 class Backend(Protocol):
     """One framework's implementation of the supernet life cycle.
 
-    Call order: ``check_user_module`` → ``setup`` → ``build_supernet`` → ``train`` (or
-    ``load_supernet``) → ``prepare_evaluation`` → ``evaluate``/``measure`` per candidate →
-    ``write_result`` per Pareto architecture.
+    Call order: ``check_user_module`` → ``setup`` → ``build_supernet`` → ``rehearse`` (all before
+    anything is written) → ``train`` (or ``load_supernet``) → ``prepare_evaluation`` →
+    ``measure``/``evaluate`` per candidate → ``write_result`` per Pareto architecture.
+    Pre-training of detection/segmentation skeletons (SPEC 5.5) will slot in between
+    ``rehearse`` and ``train``; a list-taking PostNet (feature_choose) is the backend's business.
     """
 
     framework: str
@@ -65,7 +67,11 @@ class Backend(Protocol):
         """Instantiate the user module, build datasets, dry-run PreNet/PostNet, check one batch."""
 
     def build_supernet(self, space: SearchSpace) -> None:
-        """Create the weight-sharing supernet for ``space``."""
+        """Create the weight-sharing supernet, its optimizer and the user's LR schedule."""
+
+    def rehearse(self, archs: list[Arch]) -> list[str]:
+        """One forward/backward per arch and one metric call on a batch, leaving no trace, so that
+        contract mistakes (loss shape, metric type) surface before training; a line per arch."""
 
     def train(
         self,
@@ -94,9 +100,6 @@ class Backend(Protocol):
 
         Returns the costs measured on the model the written script builds.
         """
-
-    def smoke(self, archs: list[Arch]) -> Iterator[str]:
-        """One tiny forward/backward per arch (``dopt validate``); yields a line per arch."""
 
 
 def get_backend(framework: str) -> Backend:

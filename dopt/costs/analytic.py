@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from dopt.space import Arch, LayerChoice, SearchSpace
 
-__all__ = ["Costs", "CostModel"]
+__all__ = ["Costs", "CostModel", "layer_costs", "out_hw"]
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Costs:
         raise ValueError(f"no analytic cost for {kind!r}")
 
 
-def _out_hw(hw: tuple[int, int], stride: int) -> tuple[int, int]:
+def out_hw(hw: tuple[int, int], stride: int) -> tuple[int, int]:
     # Odd kernels padded by k // 2: output = floor((n - 1) / s) + 1 for every kernel size.
     return ((hw[0] - 1) // stride + 1, (hw[1] - 1) // stride + 1)
 
@@ -44,7 +44,7 @@ def layer_costs(choice: LayerChoice, cin: int, stride: int, hw: tuple[int, int])
         return Costs(0, 0)
     k, cout = choice.kernel, choice.out_channels
     hidden = cin * choice.expand
-    ho, wo = _out_hw(hw, stride)
+    ho, wo = out_hw(hw, stride)
     size = hidden * k * k + 2 * hidden + hidden * cout + 2 * cout  # depthwise + BN, project + BN
     flops = hidden * k * k * ho * wo + hidden * cout * ho * wo
     if choice.expand != 1:
@@ -74,7 +74,7 @@ class CostModel:
             total = total + layer_costs(choice, cin, spec.stride, hw)
             if not choice.skip:
                 cin = choice.out_channels
-            hw = _out_hw(hw, spec.stride)
+            hw = out_hw(hw, spec.stride)
         return total
 
     def cost_range(self, kind: str) -> tuple[int, int]:
@@ -94,7 +94,7 @@ class CostModel:
                     old = nxt.get(cout)
                     nxt[cout] = (lo + c, hi + c) if old is None else (min(old[0], lo + c), max(old[1], hi + c))
             best = nxt
-            hw = _out_hw(hw, spec.stride)
+            hw = out_hw(hw, spec.stride)
         fixed = self.fixed.get(kind)
         return (fixed + min(v[0] for v in best.values()), fixed + max(v[1] for v in best.values()))
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
 from dopt.errors import UserError
 
@@ -29,6 +28,12 @@ def to_device(obj: Any, device: torch.device) -> Any:
 
 
 def check_dataset(dataset: Any, what: str) -> Dataset:
+    if isinstance(dataset, IterableDataset):
+        raise UserError(
+            f"{what} returned an IterableDataset; dopt shuffles, subsets and re-reads the data, which needs indexing",
+            key="UserModule.dataset_define",
+            fix="return a map-style Dataset with __getitem__ and __len__ (e.g. TensorDataset)",
+        )
     if not isinstance(dataset, Dataset) or not hasattr(dataset, "__len__"):
         raise UserError(
             f"{what} returned {type(dataset).__name__}, not a torch.utils.data.Dataset with __len__",
@@ -71,8 +76,9 @@ def _workers(device: torch.device) -> int:
     loader's seeded generator, so data order and augmentations stay reproducible."""
     if device.type == "cpu":
         return 0
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(4, cpus // 2))
+    from dopt.backends.torch.device import available_cpus
+
+    return max(0, min(4, available_cpus() // 2))
 
 
 def calibration_batches(
@@ -93,19 +99,25 @@ def calibration_batches(
     return [to_device(batch[0], device) for batch in loader]
 
 
-def check_batch(batch: Any, chw: tuple[int, int, int]) -> None:
-    """The first training batch must be (inputs, labels) with inputs at ``input_shape``."""
+def check_batch(batch: Any, chw: tuple[int, int, int], what: str) -> None:
+    """A first batch must be (inputs, labels), tensor inputs float32 at ``input_shape``."""
     if not isinstance(batch, Sequence) or isinstance(batch, str) or len(batch) != 2:
         got = f"a {type(batch).__name__}" + (f" of {len(batch)} items" if isinstance(batch, Sequence) else "")
         raise UserError(
-            f"the dataset yields {got}; dopt needs (inputs, labels) pairs",
+            f"the {what} yields {got}; dopt needs (inputs, labels) pairs",
             key="UserModule.dataset_define",
             fix="make Dataset.__getitem__ return (input_tensor, label)",
         )
     inputs = batch[0]
+    if isinstance(inputs, torch.Tensor) and inputs.dtype != torch.float32:
+        raise UserError(
+            f"the {what} yields {inputs.dtype} inputs; the model's weights are float32",
+            key="UserModule.dataset_define",
+            fix="convert the inputs in the dataset, e.g. torch.from_numpy(images).float() / 255",
+        )
     if isinstance(inputs, torch.Tensor) and tuple(inputs.shape[1:]) != tuple(chw):
         raise UserError(
-            f"the dataset yields inputs of shape {tuple(inputs.shape[1:])} per sample but input_shape is {tuple(chw)} (CHW)",
+            f"the {what} yields inputs of shape {tuple(inputs.shape[1:])} per sample but input_shape is {tuple(chw)} (CHW)",
             key="UserModule.dataset_define",
             fix="make the dataset produce CHW tensors of input_shape, or correct supernet.input_shape in scen.yaml",
         )

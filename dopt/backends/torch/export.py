@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib.util
 import inspect
 import io
@@ -19,7 +20,7 @@ from dopt.backends.torch import static
 from dopt.backends.torch.profile import count_macs, count_params
 from dopt.costs import Costs
 
-__all__ = ["render_script", "write_result", "load_script"]
+__all__ = ["render_script", "write_and_verify", "load_script"]
 
 _TABLE = '''NAME = {name!r}
 INPUT_SHAPE = {input_shape!r}  # C, H, W
@@ -147,18 +148,20 @@ def load_script(path: Path) -> Any:
     return module
 
 
-def write_result(
-    supernet_subnet: torch.nn.Module, script_text: str, script: Path, example: torch.Tensor,
-) -> tuple[Costs, torch.nn.Module]:
-    """Write ``script`` and its weights, rebuild the model from the written file and measure it.
+def write_and_verify(static: torch.nn.Module, script_text: str, script: Path, example: torch.Tensor) -> Costs:
+    """Write ``script`` and the weights of ``static`` beside it, then rebuild the model from the
+    written file, run its exports once, and check its outputs against ``static`` (SPEC 8).
 
-    Returns the measured costs and the rebuilt model (weights loaded, eval mode) for the caller's
-    output comparison.
+    Returns:
+        Params and MACs of the rebuilt model: what the user's exported model has.
+
+    Raises:
+        RuntimeError: the rebuilt model's outputs differ from ``static``'s.
     """
     atomic_write_text(script, script_text)
     weights = script.with_name(script.stem + ".weights.pth")
     buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in supernet_subnet.state_dict().items()}, buffer)
+    torch.save({k: v.detach().cpu() for k, v in static.state_dict().items()}, buffer)
     atomic_write_bytes(weights, buffer.getvalue())
     module = load_script(script)
     model = module.build_model()
@@ -167,4 +170,32 @@ def write_result(
     with tempfile.TemporaryDirectory() as scratch:  # the user's exports must work: run them once
         with contextlib.redirect_stdout(io.StringIO()):
             module.export(model, scratch)
-    return Costs(count_params(model), count_macs(model, example.cpu())), model
+    # Compared on the CPU in float32: on a GPU, TF32 convolutions alone differ by ~1e-3.
+    reference = copy.deepcopy(static).cpu().eval()
+    probe = torch.randn(2, *example.shape[1:], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected, got = reference(probe), model(probe)
+    diff = _max_abs_diff(expected, got)
+    if diff > 1e-5 * max(1.0, _max_abs(expected)):
+        raise RuntimeError(f"{script.name}: the rebuilt model's outputs differ from the searched subnet's by {diff:g}")
+    return Costs(count_params(model), count_macs(model, example.cpu()))
+
+
+def _max_abs(a: Any) -> float:
+    if isinstance(a, torch.Tensor):
+        return float(a.detach().abs().max()) if a.numel() else 0.0
+    if isinstance(a, (list, tuple)):
+        return max((_max_abs(x) for x in a), default=0.0)
+    if isinstance(a, dict):
+        return max((_max_abs(x) for x in a.values()), default=0.0)
+    return 0.0
+
+
+def _max_abs_diff(a: Any, b: Any) -> float:
+    if isinstance(a, torch.Tensor):
+        return float((a.detach().cpu().float() - b.detach().cpu().float()).abs().max()) if a.numel() else 0.0
+    if isinstance(a, (list, tuple)):
+        return max((_max_abs_diff(x, y) for x, y in zip(a, b)), default=0.0)
+    if isinstance(a, dict):
+        return max((_max_abs_diff(a[k], b[k]) for k in a), default=0.0)
+    return 0.0

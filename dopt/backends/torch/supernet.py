@@ -115,21 +115,22 @@ class Supernet(nn.Module):
 
     def extract(self) -> Net:
         """The active subnet as a plain static model sharing nothing with the supernet."""
-        assert self.active is not None, "set_active() first"
+        self._require_active()
         kept = [i for i, k in enumerate(self._kept) if k]
         net = Net(copy.deepcopy(self.pre), copy.deepcopy(self.post), [], self.static_features())
         net.layers = nn.ModuleList(self.blocks[i].extract() for i in kept)
         return net
 
-    def static_features(self) -> tuple[int, ...]:
+    def static_features(self, arch: Arch | None = None) -> tuple[int, ...]:
         """feature_choose as positions among the kept layers (chosen layers are never skipped)."""
-        kept = [i for i, k in enumerate(self._kept) if k]
+        kept = [p.spec.index for p in self.space.plan(arch if arch is not None else self._require_active())]
         return tuple(kept.index(i) for i in self.feature_choose)
 
-    def layer_rows(self) -> list[tuple[int, int, int, int, int]]:
-        """The active subnet as (in, out, kernel, stride, expand) rows, as result scripts list them."""
-        return [
-            (b.plan.in_channels, b.plan.choice.out_channels, b.plan.choice.kernel, b.plan.spec.stride, b.plan.choice.expand)
-            for b, k in zip(self.blocks, self._kept)
-            if k and b.plan is not None
-        ]
+    def layer_rows(self, arch: Arch) -> list[tuple[int, int, int, int, int]]:
+        """``arch`` as (in, out, kernel, stride, expand) rows, as result scripts list them."""
+        return [(p.in_channels, p.choice.out_channels, p.choice.kernel, p.spec.stride, p.choice.expand)
+                for p in self.space.plan(arch)]
+
+    def _require_active(self) -> Arch:
+        assert self.active is not None, "set_active() first"
+        return self.active

@@ -16,7 +16,7 @@ from dopt.backends.base import StepLog
 from dopt.backends.torch.data import to_device
 from dopt.space import Arch
 
-__all__ = ["make_optimizer", "train_epoch", "NonFiniteLoss"]
+__all__ = ["make_optimizer", "train_epoch", "TrainState", "NonFiniteLoss"]
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,9 @@ def _distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: flo
     return F.kl_div(F.log_softmax(student / t, dim=1), F.softmax(teacher / t, dim=1), reduction="batchmean") * t * t
 
 
-class _State:
+class TrainState:
+    """Counters that outlive an epoch: the global step and the run of non-finite losses."""
+
     def __init__(self) -> None:
         self.step = 0
         self.bad_in_row = 0
@@ -55,7 +57,7 @@ def train_epoch(
     loss_func: Callable[[Any, Any], torch.Tensor],
     sample: Callable[[], list[Arch]],
     epoch: int,
-    state: _State,
+    state: TrainState,
     device: torch.device,
     distill: bool,
     log_step: Callable[[StepLog], None],

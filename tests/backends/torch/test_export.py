@@ -11,7 +11,7 @@ from tests.frameworks import require
 
 torch = require("torch")
 
-from dopt.backends.torch.export import load_script, render_script, write_result  # noqa: E402
+from dopt.backends.torch.export import load_script, render_script, write_and_verify  # noqa: E402
 from tests.backends.torch import nets  # noqa: E402
 from tests.backends.torch.test_supernet import trained_supernet  # noqa: E402
 
@@ -35,15 +35,19 @@ def test_script_rebuilds_the_subnet_and_exports_it(tmp_path, user_module, capsys
     net.set_active(arch)
     static = net.extract().eval()
     text = render_script(name="model_arch_result_1", header={"model_param_size": 1, "encoding": [0]},
-                         rows=net.layer_rows(), features=net.static_features(), input_shape=(1, 8, 8), user_sha256="0")
-    costs, rebuilt = write_result(static, text, tmp_path / "model_arch_result_1.py", torch.zeros(1, 1, 8, 8))
+                         rows=net.layer_rows(arch), features=net.static_features(arch), input_shape=(1, 8, 8), user_sha256="0")
+    costs = write_and_verify(static, text, tmp_path / "model_arch_result_1.py", torch.zeros(1, 1, 8, 8))
     assert costs.size == sum(p.numel() for p in static.parameters())
+    script = load_script(tmp_path / "model_arch_result_1.py")
+    rebuilt = script.build_model()
+    rebuilt.load_state_dict(torch.load(tmp_path / "model_arch_result_1.weights.pth", weights_only=True))
+    rebuilt.eval()
     x = torch.randn(2, 1, 8, 8)
     with torch.no_grad():
         a, b = static(x), rebuilt(x)
     a, b = (a["logits"], b["logits"]) if isinstance(a, dict) else (a, b)
     torch.testing.assert_close(a, b)
-    paths = load_script(tmp_path / "model_arch_result_1.py").export(rebuilt, str(tmp_path))
+    paths = script.export(rebuilt, str(tmp_path))
     assert ("tracing it instead" in capsys.readouterr().out) != scripted
     loaded = torch.jit.load(paths[0])
     with torch.no_grad():

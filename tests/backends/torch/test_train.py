@@ -7,7 +7,7 @@ from tests.frameworks import require
 torch = require("torch")
 
 from dopt.backends.torch.supernet import Supernet  # noqa: E402
-from dopt.backends.torch.train import _State, make_optimizer, train_epoch  # noqa: E402
+from dopt.backends.torch.train import TrainState, make_optimizer, train_epoch  # noqa: E402
 from tests.backends.torch.nets import PostNet, PreNet  # noqa: E402
 from tests.test_space import make_space  # noqa: E402
 
@@ -36,7 +36,7 @@ def test_sandwich_with_distillation_makes_one_optimizer_and_scheduler_step_per_b
     logs = []
     before = [p.detach().clone() for p in net.parameters()]
     train_epoch(net, loader, opt, sched, lambda y, out: torch.nn.functional.cross_entropy(out, y),
-                sample, 0, _State(), torch.device("cpu"), True, logs.append)
+                sample, 0, TrainState(), torch.device("cpu"), True, logs.append)
     assert len(calls) == 3 and [s.step for s in logs] == [0, 1, 2]
     assert opt.param_groups[0]["lr"] == 0.05 * 0.5**3  # the user's scheduler stepped after every step
     assert all(np.isfinite(s.loss) and not s.skipped for s in logs)
@@ -52,7 +52,7 @@ def test_non_finite_loss_skips_the_step_and_leaves_weights_untouched(caplog):
     def nan_loss(labels, logits):
         return torch.nn.functional.cross_entropy(logits, labels) * float("nan")
 
-    train_epoch(net, loader[:1], opt, sched, nan_loss, lambda: [arch], 0, _State(), torch.device("cpu"), False, logs.append)
+    train_epoch(net, loader[:1], opt, sched, nan_loss, lambda: [arch], 0, TrainState(), torch.device("cpu"), False, logs.append)
     assert logs[0].skipped
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
     assert "step skipped" in caplog.text and "k7e6" in caplog.text

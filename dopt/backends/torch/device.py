@@ -1,0 +1,51 @@
+"""Where a PyTorch run executes: device choice, CPU threads and seeding (SPEC 3 gpu_id, SPEC 10)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+
+import numpy as np
+import torch
+
+__all__ = ["pick_device", "available_cpus", "cpu_threads", "seed_everything"]
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(gpu_ids: tuple[int, ...]) -> torch.device:
+    """The first listed GPU if it exists, else the CPU with one warning line (SPEC 3)."""
+    if not gpu_ids:
+        return torch.device("cpu")
+    if not torch.cuda.is_available() or gpu_ids[0] >= torch.cuda.device_count():
+        log.warning("gpu_id %s: no such CUDA device here; running one process on the CPU", ",".join(map(str, gpu_ids)))
+        return torch.device("cpu")
+    if len(gpu_ids) > 1:
+        log.warning("gpu_id lists %d GPUs; multi-process runs come in a later version, using cuda:%d", len(gpu_ids), gpu_ids[0])
+    return torch.device(f"cuda:{gpu_ids[0]}")
+
+
+def available_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def cpu_threads() -> int:
+    """OMP_NUM_THREADS when set, else the cores this process may use.
+
+    Set explicitly (SPEC 10): results are reproducible for one thread count, and on a machine
+    shared with other jobs fewer threads can be much faster than oversubscribed ones.
+    """
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else available_cpus()
+
+
+def seed_everything(seed: int, device: torch.device) -> None:
+    """Python, NumPy and torch RNGs from the run's seed; deterministic cuDNN on a GPU."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
