@@ -90,6 +90,9 @@ def prepare(scenario: Scenario) -> Prepared:
             fix=f"set constraint_value ≥ {lo}, or shrink filters / PreNet / PostNet",
             **scenario.where("scenario.strategy.constraint.constraint_value"),
         )
+    if scenario.searcher.pop_size > space.size():
+        log.warning("pop_size %d exceeds the %d distinct subnets of the space: the search will stop once it has "
+                    "seen them all", scenario.searcher.pop_size, space.size())
     with stage("rehearsing one step of the smallest and the largest subnet"):
         backend.build_supernet(space)
         rehearsal = backend.rehearse([space.decode(space.smallest()), space.decode(space.largest())])
