@@ -53,7 +53,7 @@ class TorchBackend:
                                 fix=f"class {name}(torch.nn.Module): ... with forward(self, inputs)")
 
     def setup(self, scenario: Scenario, module: ModuleType, seed: int) -> Probe:
-        self.scenario, self.module = scenario, module
+        self.scenario, self.module, self.seed = scenario, module, seed
         self.user_sha256 = file_sha256(Path(module.__file__ or ""))  # the file as imported, not as later edited
         self.device = pick_device(scenario.resource.gpu_ids)
         torch.set_num_threads(cpu_threads())
@@ -84,6 +84,9 @@ class TorchBackend:
 
     # -- supernet --------------------------------------------------------------------------------
     def build_supernet(self, space: SearchSpace) -> None:
+        # Re-seeded: every DataLoader iterator draws from torch's global RNG, so without this the
+        # initial weights would depend on how many checks read a batch before.
+        seed_everything(self.seed, self.device)
         self.supernet = Supernet(self.pre, self.post, space, self.scenario.supernet.feature_choose).to(self.device)
         opt = self.scenario.optimizer
         self.optimizer = make_optimizer(self.supernet.parameters(), opt.type, opt.learning_rate, opt.betas, opt.momentum)
