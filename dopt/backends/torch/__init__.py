@@ -61,6 +61,7 @@ class TorchBackend:
         seed_everything(seed, self.device)
         self.user = module.UserModule(epoch=scenario.epochs, batch_size=scenario.batch_size)
         self._read_datasets(seed)
+        seed_everything(seed, self.device)  # PreNet/PostNet weights independent of the batches read above
         self.pre, self.post = module.PreNet(), module.PostNet()
         self.example = torch.zeros(1, *scenario.supernet.chw)
         channels, hw = probe.prenet_output(self.pre, self.example)
