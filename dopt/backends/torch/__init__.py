@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -111,7 +111,8 @@ class TorchBackend:
             lines.append(f"loss {float(loss.detach()):.4g}")
         probe.check_distillable(outputs, self.scenario.training.distill)
         self.supernet.zero_grad(set_to_none=True)
-        one_batch = data.eval_loader(Subset(self.val_ds, range(min(len(self.val_ds), self.scenario.batch_size))),
+        n_val = len(cast(Sized, self.val_ds))
+        one_batch = data.eval_loader(Subset(self.val_ds, range(min(n_val, self.scenario.batch_size))),
                                      self.scenario.batch_size, torch.device("cpu"), None)
         metric = _evaluate(self._extracted(archs[0]).eval(), self.user.metrics_func, one_batch, self.device)
         lines[0] += f", metric on one validation batch {metric:.4g} (untrained)"

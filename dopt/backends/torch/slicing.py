@@ -74,14 +74,15 @@ class SliceBatchNorm2d(nn.BatchNorm2d):
         if c == self.num_features:
             return super().forward(x)
         factor = 0.0
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked.add_(1)
-            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        use_batch_stats = self.training or not self.track_running_stats
+        mean, var, count = self.running_mean, self.running_var, self.num_batches_tracked
+        if self.training and count is not None:
+            count.add_(1)
+            factor = 1.0 / float(count) if self.momentum is None else self.momentum
+        use_batch_stats = self.training or mean is None
         return F.batch_norm(
             x,
-            self.running_mean[:c] if self.track_running_stats else None,
-            self.running_var[:c] if self.track_running_stats else None,
+            mean[:c] if mean is not None else None,
+            var[:c] if var is not None else None,
             self.weight[:c],
             self.bias[:c],
             use_batch_stats,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 from torch import nn
@@ -51,22 +52,25 @@ class SuperBlock(nn.Module):
         block = block.to_empty(device=self.project_conv.weight.device)
         with torch.no_grad():
             if c.expand != 1:
-                block.expand[0].weight.copy_(self.expand_conv.active_weight(plan.in_channels, plan.hidden, 1))
-                _copy_bn(block.expand[1], self.expand_bn, plan.hidden)
-            block.depthwise[0].weight.copy_(self.depthwise_conv.active_weight(plan.hidden, c.kernel))
-            _copy_bn(block.depthwise[1], self.depthwise_bn, plan.hidden)
-            block.project[0].weight.copy_(self.project_conv.active_weight(plan.hidden, c.out_channels, 1))
-            _copy_bn(block.project[1], self.project_bn, c.out_channels)
+                _copy_conv_bn(block.expand, self.expand_conv.active_weight(plan.in_channels, plan.hidden, 1),
+                              self.expand_bn, plan.hidden)
+            _copy_conv_bn(block.depthwise, self.depthwise_conv.active_weight(plan.hidden, c.kernel),
+                          self.depthwise_bn, plan.hidden)
+            _copy_conv_bn(block.project, self.project_conv.active_weight(plan.hidden, c.out_channels, 1),
+                          self.project_bn, c.out_channels)
         return block
 
 
-def _copy_bn(dst: nn.BatchNorm2d, src: nn.BatchNorm2d, c: int) -> None:
-    dst.weight.copy_(src.weight[:c])
-    dst.bias.copy_(src.bias[:c])
-    dst.running_mean.copy_(src.running_mean[:c])
-    dst.running_var.copy_(src.running_var[:c])
-    dst.num_batches_tracked.copy_(src.num_batches_tracked)
-    dst.eps, dst.momentum = src.eps, src.momentum
+def _copy_conv_bn(dst: nn.Sequential, weight: torch.Tensor, src_bn: nn.BatchNorm2d, c: int) -> None:
+    """Copy a conv's active weight and the first ``c`` channels of a BatchNorm into ``dst[0:2]``."""
+    conv, bn = cast(nn.Conv2d, dst[0]), cast(nn.BatchNorm2d, dst[1])
+    conv.weight.copy_(weight)
+    bn.weight.copy_(src_bn.weight[:c])
+    bn.bias.copy_(src_bn.bias[:c])
+    for name in ("running_mean", "running_var"):
+        getattr(bn, name).copy_(getattr(src_bn, name)[:c])
+    cast(torch.Tensor, bn.num_batches_tracked).copy_(cast(torch.Tensor, src_bn.num_batches_tracked))
+    bn.eps, bn.momentum = src_bn.eps, src_bn.momentum
 
 
 class Supernet(nn.Module):
@@ -95,7 +99,7 @@ class Supernet(nn.Module):
     def set_active(self, arch: Arch) -> None:
         """Select the subnet that ``forward`` runs."""
         plans = {p.spec.index: p for p in self.space.plan(arch)}
-        for i, block in enumerate(self.blocks):
+        for i, block in enumerate(self._super_blocks()):
             block.plan = plans.get(i)
         self._kept = [i in plans for i in range(len(self.blocks))]
         self.active = arch
@@ -118,7 +122,8 @@ class Supernet(nn.Module):
         self._require_active()
         kept = [i for i, k in enumerate(self._kept) if k]
         net = Net(copy.deepcopy(self.pre), copy.deepcopy(self.post), [], self.static_features())
-        net.layers = nn.ModuleList(self.blocks[i].extract() for i in kept)
+        blocks = self._super_blocks()
+        net.layers = nn.ModuleList(blocks[i].extract() for i in kept)
         return net
 
     def static_features(self, arch: Arch | None = None) -> tuple[int, ...]:
@@ -130,6 +135,9 @@ class Supernet(nn.Module):
         """``arch`` as (in, out, kernel, stride, expand) rows, as result scripts list them."""
         return [(p.in_channels, p.choice.out_channels, p.choice.kernel, p.spec.stride, p.choice.expand)
                 for p in self.space.plan(arch)]
+
+    def _super_blocks(self) -> list[SuperBlock]:
+        return [cast(SuperBlock, b) for b in self.blocks]
 
     def _require_active(self) -> Arch:
         assert self.active is not None, "set_active() first"
