@@ -25,7 +25,6 @@ from dopt.backends.torch.profile import count_macs, count_params
 from dopt.backends.torch.supernet import Supernet
 from dopt.backends.torch.train import TrainState, make_optimizer, train_epoch
 from dopt.costs import Costs
-from dopt.costs.analytic import out_hw
 from dopt.errors import UserError
 from dopt.scenario import Scenario
 from dopt.space import Arch, SearchSpace
@@ -66,8 +65,8 @@ class TorchBackend:
         self.example = torch.zeros(1, *scenario.supernet.chw)
         channels, hw = probe.prenet_output(self.pre, self.example)
         sn = scenario.supernet
-        post_in = probe.postnet_input(sn.filters, sn.strides, sn.feature_choose, hw, out_hw)
-        post_flops = probe.check_postnet(self.post, post_in, sn.filters[-1], count_macs)
+        post_in = probe.postnet_input(sn.filters, sn.strides, sn.feature_choose, hw)
+        post_flops = probe.check_postnet(self.post, post_in, sn.filters[-1])
         # Counted after the dry runs, which materialise lazy layers (nn.LazyLinear).
         fixed_size = count_params(self.pre) + count_params(self.post)
         fixed_flops = count_macs(self.pre, self.example) + post_flops

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from dopt.backends.torch.profile import count_macs
+from dopt.costs.analytic import out_hw
 from dopt.errors import UserError
 
 __all__ = ["prenet_output", "postnet_input", "check_postnet", "check_loss", "check_scheduler", "check_distillable"]
@@ -42,7 +44,6 @@ def prenet_output(pre: nn.Module, example: torch.Tensor) -> tuple[int, tuple[int
 
 def postnet_input(
     filters: tuple[int, ...], strides: tuple[int, ...], feature_choose: tuple[int, ...], hw: tuple[int, int],
-    out_hw: Any,
 ) -> torch.Tensor | list[torch.Tensor]:
     """Zeros shaped like what PostNet receives at batch 1: the full-width last layer's output,
     preceded by the feature_choose layers' outputs as a list when there are any."""
@@ -54,7 +55,7 @@ def postnet_input(
     return [torch.zeros(shapes[i]) for i in feature_choose] + [last] if feature_choose else last
 
 
-def check_postnet(post: nn.Module, post_in: Any, last_filters: int, count_macs: Any) -> int:
+def check_postnet(post: nn.Module, post_in: Any, last_filters: int) -> int:
     """MACs of PostNet on ``post_in``; a PostNet that cannot take it is the user's mistake."""
     try:
         return int(count_macs(post, post_in))
