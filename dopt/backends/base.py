@@ -21,7 +21,18 @@ if TYPE_CHECKING:
     from dopt.scenario import Scenario
     from dopt.space import Arch, SearchSpace
 
-__all__ = ["Probe", "StepLog", "Backend", "get_backend"]
+__all__ = ["Probe", "StepLog", "Backend", "CorruptCheckpoint", "epoch_seed", "get_backend"]
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed every RNG is reset to at the start of ``epoch`` (a 31-bit int, fit for any framework)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, 2, epoch]).generate_state(1)[0]) & 0x7FFFFFFF
+
+
+class CorruptCheckpoint(Exception):
+    """A checkpoint file that cannot be loaded (torn, truncated, or of another supernet)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,7 @@ class Backend(Protocol):
     """
 
     framework: str
+    checkpoint_suffix: str  # of supernet checkpoints: ".pt" (torch), ".weights.npz" (tf)
 
     def check_user_module(self, module: ModuleType) -> None:
         """Check base classes of PreNet/PostNet (names and signatures are checked by the core)."""
@@ -79,12 +91,23 @@ class Backend(Protocol):
         epochs: int,
         log_step: Callable[[StepLog], None],
         on_epoch_end: Callable[[int], None] | None = None,
+        start_epoch: int = 0,
     ) -> None:
-        """Train the supernet; ``sample(epoch)`` gives the subnets of one step (SPEC 5.3)."""
+        """Train epochs ``start_epoch`` … ``epochs - 1``; ``sample(epoch)`` gives the subnets of one
+        step (SPEC 5.3).
 
-    def save_supernet(self, path: Path) -> None: ...
+        At the start of every epoch the backend reseeds every RNG it and the user's code draw from
+        (python, numpy, the framework's, the data order) from ``(seed, epoch)``, so that training
+        resumed from the checkpoint of epoch k is identical to an uninterrupted run: the
+        checkpoint need not carry RNG states.
+        """
 
-    def load_supernet(self, path: Path) -> None: ...
+    def save_supernet(self, path: Path) -> None:
+        """Weights, optimizer and scheduler state and the global step, written atomically."""
+
+    def load_supernet(self, path: Path) -> None:
+        """Restore what ``save_supernet`` wrote, without executing code from the file. Raises
+        ``CorruptCheckpoint`` when the file is unreadable or does not fit the supernet."""
 
     def prepare_evaluation(self, rng: np.random.Generator) -> None:
         """Draw and materialise the BN-calibration subset once (SPEC 5.4)."""

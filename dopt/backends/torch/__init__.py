@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from dopt.atomic import atomic_write_bytes
-from dopt.backends.base import Probe, StepLog
+from dopt.backends.base import CorruptCheckpoint, Probe, StepLog, epoch_seed
 from dopt.backends.torch import data, probe
 from dopt.backends.torch.bn_calib import recalibrate
 from dopt.backends.torch.device import cpu_threads, pick_device, seed_everything
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 class TorchBackend:
     framework = "pytorch"
+    checkpoint_suffix = ".pt"
 
     def __init__(self) -> None:
         self.supernet: Supernet | None = None
@@ -119,10 +120,14 @@ class TorchBackend:
         return lines
 
     def train(self, sample: Callable[[int], list[Arch]], epochs: int, log_step: Callable[[StepLog], None],
-              on_epoch_end: Callable[[int], None] | None = None) -> None:
+              on_epoch_end: Callable[[int], None] | None = None, start_epoch: int = 0) -> None:
         assert self.supernet is not None
         self._last = None
-        for epoch in range(epochs):
+        for epoch in range(start_epoch, epochs):
+            # Every RNG from (seed, epoch): a run resumed at this epoch draws what an uninterrupted one does.
+            seed = epoch_seed(self.seed, epoch)
+            seed_everything(seed, self.device)
+            cast(torch.Generator, self.train_loader.generator).manual_seed(seed)
             train_epoch(self.supernet, self.train_loader, self.optimizer, self.scheduler, self.user.loss_func,
                         lambda: sample(epoch), epoch, self._state, self.device,
                         self.scenario.training.distill, log_step)
@@ -139,12 +144,16 @@ class TorchBackend:
 
     def load_supernet(self, path: Path) -> None:
         assert self.supernet is not None
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        self.supernet.load_state_dict(state["supernet"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if state["scheduler"] and hasattr(self.scheduler, "load_state_dict"):
-            self.scheduler.load_state_dict(state["scheduler"])
-        self._state.step = int(state["step"])
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+            self.supernet.load_state_dict(state["supernet"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if state["scheduler"] and hasattr(self.scheduler, "load_state_dict"):
+                self.scheduler.load_state_dict(state["scheduler"])
+            self._state.step = int(state["step"])
+        except (OSError, RuntimeError, KeyError, ValueError, EOFError, TypeError) as exc:
+            raise CorruptCheckpoint(f"{path.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        self._state.bad_in_row = 0
         self._last = None
 
     # -- candidates --------------------------------------------------------------------------------

@@ -47,7 +47,11 @@ def check_dataset(dataset: Any, what: str) -> Dataset:
 
 
 def train_loader(dataset: Dataset, batch_size: int, seed: int, device: torch.device) -> DataLoader:
-    """Shuffled with a seeded generator; ``drop_last`` so BatchNorm never sees a 1-sample batch."""
+    """Shuffled with a seeded generator; ``drop_last`` so BatchNorm never sees a 1-sample batch.
+
+    Workers are not persistent: each epoch's workers are seeded from the generator, which the
+    backend reseeds per epoch, so a resumed epoch reads and augments exactly as it did.
+    """
     n = len(dataset)  # type: ignore[arg-type]
     if n < batch_size:
         raise UserError(
@@ -57,7 +61,7 @@ def train_loader(dataset: Dataset, batch_size: int, seed: int, device: torch.dev
     generator = torch.Generator().manual_seed(seed)
     workers = _workers(device)
     return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator,
-                      num_workers=workers, persistent_workers=workers > 0, pin_memory=device.type == "cuda")
+                      num_workers=workers, pin_memory=device.type == "cuda")
 
 
 def eval_loader(dataset: Dataset, batch_size: int, device: torch.device, max_batches: int | None) -> DataLoader:
