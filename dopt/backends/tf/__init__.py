@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
+import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -156,7 +158,7 @@ class TFBackend:
                     for v, value in zip(variables, values):
                         v.assign(value)
                 self._state.step = int(archive["step"])
-        except (OSError, KeyError, ValueError, EOFError, TypeError) as exc:
+        except (OSError, KeyError, ValueError, EOFError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
             raise CorruptCheckpoint(f"{path.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
         self._state.bad_in_row = 0
         self._last = None

@@ -162,7 +162,20 @@ def calibration_batches(data: Data, batch_size: int, n_batches: int | None, rng:
     take = min(n, n_batches * batch_size)
     chosen = np.sort(rng.choice(n, size=take, replace=False))
     wanted = tf.constant(chosen, tf.int64)
-    samples = (data.dataset.map(lambda x, y: x).unbatch().take(int(chosen[-1]) + 1).enumerate()
-               .filter(lambda i, x: tf.reduce_any(tf.equal(i, wanted))).map(lambda i, x: x)
-               .batch(batch_size, drop_remainder=take >= batch_size))
-    return [batch for batch in samples]
+
+    # Plain functions, not lambdas: autograph cannot read a lambda's source in a chained call.
+    @tf.autograph.experimental.do_not_convert
+    def inputs(x: Any, y: Any) -> Any:
+        return x
+
+    @tf.autograph.experimental.do_not_convert
+    def is_chosen(i: Any, x: Any) -> Any:
+        return tf.reduce_any(tf.equal(i, wanted))
+
+    @tf.autograph.experimental.do_not_convert
+    def sample(i: Any, x: Any) -> Any:
+        return x
+
+    samples = (data.dataset.map(inputs).unbatch().take(int(chosen[-1]) + 1).enumerate().filter(is_chosen)
+               .map(sample).batch(batch_size, drop_remainder=take >= batch_size))
+    return list(samples)

@@ -58,7 +58,7 @@ def export(model: keras.Model, directory: str = ".") -> list:
              os.path.join(directory, "log_" + NAME)]
     model.export(paths[0], format="tf_saved_model", verbose=False,
                  input_signature=[tf.TensorSpec((None, *INPUT_SHAPE), tf.float32, name="input")])
-    inference = tf.function(lambda x: model(x, training=False))
+    inference = tf.function(lambda x: model(x, training=False), autograph=False)
     concrete = inference.get_concrete_function(tf.TensorSpec((1, *INPUT_SHAPE), tf.float32, name="input"))
     frozen = convert_variables_to_constants_v2(concrete)
     tf.io.write_graph(frozen.graph.as_graph_def(), directory, NAME + ".pb", as_text=False)
