@@ -73,11 +73,11 @@ class TFBackend:
         return Probe(channels, hw, fixed_size, fixed_flops, self.train_data.steps, self.device)
 
     def _read_datasets(self) -> None:
-        sc, bs, rank = self.scenario, self.scenario.batch_size, len(self.scenario.supernet.input_shape)
+        sc, bs, shape = self.scenario, self.scenario.batch_size, self.scenario.supernet.input_shape
         self.train_data = data.Data(self._make_dataset(sc.dataset.train_dir, True, True),
-                               "build_dataset_search(train_dir, True)", rank, bs, True)
+                               "build_dataset_search(train_dir, True)", shape, bs, True)
         self.val_data = data.Data(self._make_dataset(sc.dataset.val_dir, False, False),
-                             "build_dataset_search(val_dir, False)", rank, bs, False)
+                             "build_dataset_search(val_dir, False)", shape, bs, False)
         n_eval = sc.searcher.eval_batches
         self.val_batches = self.val_data.dataset.take(n_eval) if n_eval is not None else self.val_data.dataset
         self._first = self.train_data.first()
@@ -171,7 +171,7 @@ class TFBackend:
         sc = self.scenario
         seed_everything(self.seed)
         fresh = data.Data(self._make_dataset(sc.dataset.train_dir, True, False),
-                          "build_dataset_search(train_dir, True, False)", len(sc.supernet.input_shape),
+                          "build_dataset_search(train_dir, True, False)", sc.supernet.input_shape,
                           sc.batch_size, True)
         self._calib = data.calibration_batches(fresh, sc.batch_size, sc.searcher.bn_calib_batches, rng)
 

@@ -53,12 +53,13 @@ class Data:
     Args:
         result: what ``build_dataset_search`` returned.
         what: how to name the call in messages, e.g. "build_dataset_search(train_dir, True)".
-        sample_rank: rank of one input sample (3 for images).
+        input_shape: one input sample's shape (the scenario's input_shape).
         batch_size: the scenario's batch size, used to batch an unbatched dataset.
         drop_remainder: for an unbatched training dataset (BatchNorm never sees a 1-sample batch).
     """
 
-    def __init__(self, result: Any, what: str, sample_rank: int, batch_size: int, drop_remainder: bool) -> None:
+    def __init__(self, result: Any, what: str, input_shape: tuple[int, ...], batch_size: int,
+                 drop_remainder: bool) -> None:
         if not isinstance(result, (tuple, list)) or len(result) < 2:
             raise UserError(
                 f"{what} returned {type(result).__name__}; dopt needs (dataset, data_num)",
@@ -82,8 +83,9 @@ class Data:
             got = f"a {type(spec).__name__}" + (f" of {len(spec)} items" if isinstance(spec, (tuple, list)) else "")
             raise UserError(f"the dataset of {what} yields {got}; dopt needs (inputs, labels) pairs",
                             key=_KEY, fix="map the dataset to (inputs, labels) tuples, e.g. ds.map(lambda d: (d['image'], d['label']))")
-        rank = first_leaf(spec[0]).shape.rank
-        if rank == sample_rank:  # one sample per element: dopt batches it
+        shape = first_leaf(spec[0]).shape
+        rank, sample_rank = shape.rank, len(input_shape)
+        if rank == sample_rank and shape.is_compatible_with(input_shape):  # one sample per element: dopt batches it
             dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
         elif rank != sample_rank + 1:
             raise UserError(
@@ -94,6 +96,9 @@ class Data:
         self.dataset = dataset
         self.data_num = n
         cardinality = int(dataset.cardinality())
+        # Samples one pass really yields: fewer than data_num when batches drop a remainder.
+        per_batch = first_leaf(dataset.element_spec[0]).shape[0]
+        self.samples = min(n, cardinality * per_batch) if cardinality > 0 and per_batch is not None else n
         self.infinite = cardinality == int(tf.data.INFINITE_CARDINALITY)
         self.steps = cardinality if cardinality > 0 else math.ceil(n / batch_size)
         if cardinality == 0:
@@ -155,7 +160,7 @@ def calibration_batches(data: Data, batch_size: int, n_batches: int | None, rng:
     index inside the tf.data pipeline, which stops after the last index. Default size: enough full
     batches for about 2,000 images, all the training set if smaller.
     """
-    n = data.data_num
+    n = data.samples
     if n_batches is None:
         n_batches = max(1, -(-2000 // batch_size))
     n_batches = max(1, min(n_batches, n // batch_size))
