@@ -6,6 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
+import numpy as np
+
+from dopt.backends.tf.traced import traced_call
 
 __all__ = ["recalibrate", "all_layers"]
 
@@ -29,13 +32,14 @@ def all_layers(model: Any) -> list[Any]:
 
 def recalibrate(model: Any, batches: Sequence[Any]) -> None:
     """Reset every BatchNormalization of ``model`` (PreNet and PostNet included) and set its
-    statistics to the cumulative mean and variance over ``batches``.
+    statistics to the mean over ``batches`` of each batch's mean and variance (what torch's
+    ``momentum=None`` gives).
 
-    The model runs in training mode, so every BatchNorm normalises with batch statistics and updates
-    its moving ones; the momentum of batch ``k`` is ``(k - 1) / k``, which makes the moving values
-    the exact average over the batches (what torch's ``momentum=None`` does). Dropout and noise
-    layers are silenced for the pass (rate 0) and restored after; run eagerly, so each call reads
-    the momentum set for it. Nothing else changes: no gradient is taken.
+    The model runs in training mode with momentum 0, so after each batch every BatchNorm's moving
+    statistics are that batch's (computed on inputs normalised by the batch statistics of the
+    layers before, as in training); they are summed here and their average assigned at the end.
+    Dropout and noise layers are silenced for the pass (rate 0) and restored after; no gradient
+    is taken, nothing else changes.
     """
     layers = all_layers(model)
     bns = [m for m in layers if isinstance(m, keras.layers.BatchNormalization)]
@@ -45,11 +49,22 @@ def recalibrate(model: Any, batches: Sequence[Any]) -> None:
     momenta = [m.momentum for m in bns]
     for m, attr, _ in saved:
         setattr(m, attr, 0.0)
+    for m in bns:
+        m.momentum = 0.0
+
+    def batch_statistics(inputs: Any) -> list[Any]:
+        model(inputs, training=True)
+        return [s.value for m in bns for s in (m.moving_mean, m.moving_variance)]
+
     try:
-        for k, inputs in enumerate(batches, start=1):
-            for m in bns:
-                m.momentum = (k - 1) / k
-            model(inputs, training=True)
+        step = traced_call(batch_statistics)
+        sums = [np.zeros(s.shape, np.float64) for m in bns for s in (m.moving_mean, m.moving_variance)]
+        for inputs in batches:
+            for total, value in zip(sums, step(inputs)):
+                total += np.asarray(value, np.float64)
+        for i, m in enumerate(bns):
+            m.moving_mean.assign((sums[2 * i] / len(batches)).astype(np.float32))
+            m.moving_variance.assign((sums[2 * i + 1] / len(batches)).astype(np.float32))
     finally:
         for m, momentum in zip(bns, momenta):
             m.momentum = momentum
