@@ -163,3 +163,24 @@ def test_refusal_names_resume_overwrite_and_workdir(uninterrupted):
     assert proc.returncode == 2
     for word in ("--resume", "--overwrite", "--workdir"):
         assert word in proc.stderr
+
+
+def test_corrupt_checkpoint_and_torn_journal_line_fall_back(uninterrupted, tmp_path):
+    """What a crash mid-write could leave (were writes not atomic): the newest epoch checkpoint
+    truncated, the journal's last line torn. Resume falls back and still ends identical."""
+    work = tmp_path / "w"
+    subprocess.run(["cp", "-r", str(uninterrupted), str(work)], check=True)
+    ckpt = work / "checkpoints"
+    for path in (work / "results", ckpt / "results" / "search_state.json", ckpt / "supernet_final.pt"):
+        subprocess.run(["rm", "-r", str(path)], check=True)
+    newest = ckpt / "supernet_epoch_4.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])
+    journal = ckpt / "results" / "journal.jsonl"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"".join(lines[:-1]) + lines[-1][:20])
+    proc = dopt(work, "-c", "scen.yaml", "--resume", *LONGER)
+    assert proc.returncode == 0, proc.stderr
+    log = sorted(work.glob("log_*"))[-1].joinpath("dopt.log").read_text()
+    assert "supernet_epoch_4.pt is unreadable" in log and "after epoch 3 of 4" in log
+    assert "is torn" in log and f"journal: {len(lines) - 1} evaluated candidates reused" in log
+    assert_same_archive(archive(work), archive(uninterrupted))
