@@ -102,14 +102,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dopt: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("dopt: interrupted", file=sys.stderr)
+        hint = "; continue with --resume" if (workdir / "checkpoints" / "run.json").exists() else ""
+        print(f"dopt: interrupted{hint}", file=sys.stderr)
         return 130
     except Exception as exc:  # a failure during the run: user code or our own bug
         return _report_failure(exc, workdir)
 
 
 def _run(scenario: Scenario, args: argparse.Namespace) -> int:
-    from dopt.run import plan, prepare, run
+    from dopt.plan import plan
+    from dopt.run import prepare, run
 
     results = Path(args.results) if args.results else None
     if results is not None and not results.is_absolute():

@@ -19,7 +19,8 @@ from dopt.archive import Archive, Candidate
 from dopt.atomic import atomic_write_text
 from dopt.backends.base import Backend, CorruptCheckpoint, Probe, StepLog, get_backend
 from dopt.checkpoints import (Journal, check_identity, epoch_checkpoints, evaluation_key, final_checkpoint,
-                              read_seed, training_identity, write_identity)
+                              training_identity, write_identity)
+from dopt.plan import OUTPUTS, Plan
 from dopt.costs import CostModel, Costs
 from dopt.errors import UserError
 from dopt.log import Progress, add_file, current_stage, remove_file, stage
@@ -29,11 +30,10 @@ from dopt.search import SearchResult, run_search
 from dopt.space import Arch, SearchSpace
 from dopt.user_module import file_sha256, load_user_module
 
-__all__ = ["Plan", "plan", "Prepared", "prepare", "run", "RunSummary", "OUTPUTS"]
+__all__ = ["Prepared", "prepare", "run", "RunSummary"]
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = ("results", "checkpoints", "log_*")  # what a new run would replace (SPEC 2 --overwrite)
 _COST_NAMES = {"size": "parameters", "flops": "MACs", "latency": "ms"}
 
 
@@ -54,24 +54,6 @@ class Prepared:
     @property
     def identity(self) -> dict[str, Any]:
         return training_identity(self.scenario, self.seed, self.user_sha256)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What one invocation does, decided from the command line and the working directory before
-    anything expensive runs: a new run, a resumed one, or another search of a trained supernet."""
-
-    stage: str  # "all" or "search"
-    resume: bool
-    overwrite: bool
-    results_dir: Path
-    seed: int | None  # the checkpointed run's seed when continuing one
-    finished: bool = False  # --resume of a run (or search) that already finished
-
-    @property
-    def search_dir(self) -> Path:
-        """Journal and search state of the search writing ``results_dir``."""
-        return self.results_dir.parent / "checkpoints" / self.results_dir.name
 
 
 @dataclass(frozen=True)
@@ -149,88 +131,6 @@ def _num(value: float) -> str:
 
 def _fraction_note(lo: int, hi: int, value: float) -> str:
     return f"{(value - lo) / (hi - lo):.0%} of the cost range is feasible"
-
-
-def plan(sc: Scenario, *, resume: bool = False, stage: str = "all", results: Path | None = None,
-         overwrite: bool = False) -> Plan:
-    """Check the working directory for this invocation; nothing is read from the user module yet.
-
-    Raises:
-        UserError: outputs of an earlier run in the way (without --resume / --overwrite), nothing
-            to resume, no trained supernet for ``--stage search``, or checkpoints of another
-            scenario or user module.
-    """
-    work = sc.workdir
-    ckpt = work / "checkpoints"
-    if resume and overwrite:
-        raise UserError("--resume and --overwrite contradict each other", fix="pass one of them")
-    if stage == "all":
-        if results is not None:
-            raise UserError("--results is for --stage search; a whole run writes results/",
-                            fix="add --stage search, or drop --results")
-        results_dir = work / "results"
-        if not resume:
-            existing = sorted({p for pattern in OUTPUTS for p in work.glob(pattern) if p.is_dir()})
-            if existing and not overwrite:
-                names = ", ".join(p.name + "/" for p in existing[:4]) + (", ..." if len(existing) > 4 else "")
-                raise UserError(
-                    f"{names} from an earlier run exist in {work}",
-                    fix="pass --resume to continue that run, --overwrite to replace it, or run in another "
-                        "working directory (--workdir)",
-                )
-            return Plan("all", False, overwrite, results_dir, None)
-        seed = _check_checkpoints(sc, ckpt, "resume")
-        return Plan("all", True, False, results_dir, seed, _finished(work / "checkpoints" / "results"))
-    # --stage search
-    seed = _check_checkpoints(sc, ckpt, "search again")
-    if not any(final_checkpoint(ckpt, s).exists() for s in (".pt", ".weights.npz", ".weights.h5")):
-        raise UserError(f"{ckpt} holds no trained supernet (supernet_final): training did not finish",
-                        fix="finish the run first: dopt -c scen.yaml --resume")
-    kind, value = sc.constraint.kind, _num(sc.constraint.value).replace(",", "")
-    results_dir = (results if results is not None else work / f"results_{kind}_{value}").resolve()
-    p = Plan("search", resume, overwrite, results_dir, seed)
-    if resume:
-        if not p.search_dir.exists():
-            raise UserError(f"nothing to resume: no search writing {_rel(results_dir, work)}/ was started",
-                            fix="drop --resume to start that search")
-        return Plan("search", True, False, results_dir, seed, _finished(p.search_dir))
-    if (results_dir.exists() or p.search_dir.exists()) and not overwrite:
-        raise UserError(
-            f"{_rel(results_dir, work)}/ of an earlier search exists",
-            fix="pass --resume to continue that search, --overwrite to replace it, or --results DIR for another folder",
-        )
-    return p
-
-
-def _check_checkpoints(sc: Scenario, ckpt: Path, what: str) -> int:
-    """The checkpointed run's seed, after checking its identity against this scenario."""
-    seed = read_seed(ckpt)
-    if seed is None:
-        raise UserError(f"nothing to {what}: {ckpt} holds no checkpoint of an earlier run",
-                        fix="run dopt -c scen.yaml (without --resume / --stage search) first")
-    if sc.searcher.seed is not None:
-        seed = sc.searcher.seed  # a different one is reported by the identity check
-    module = sc.workdir / "user_module.py"
-    identity = training_identity(sc, seed, file_sha256(module) if module.exists() else "")
-    check_identity(ckpt, identity, what)
-    return seed
-
-
-def _finished(search_dir: Path) -> bool:
-    import json
-
-    state = search_dir / "search_state.json"
-    try:
-        return bool(json.loads(state.read_text()).get("finished")) if state.exists() else False
-    except ValueError:
-        return False
-
-
-def _rel(path: Path, base: Path) -> str:
-    try:
-        return str(path.relative_to(base))
-    except ValueError:
-        return str(path)
 
 
 def _clear(p: Prepared, plan: Plan) -> None:
