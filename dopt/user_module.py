@@ -50,6 +50,15 @@ CONTRACTS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
 }
 
 
+# Methods that may also take more arguments, named here: NASEA's TensorFlow contract has
+# build_dataset_search(dataset_dir, is_training) for classification and
+# build_dataset_search(dataset_dir, is_training, is_shuffle) for detection and segmentation; the
+# backend reads which one with inspect.signature and passes is_shuffle only to the second.
+ALTERNATIVES: dict[str, tuple[str, ...]] = {
+    "UserModule.build_dataset_search": ("dataset_dir", "is_training", "is_shuffle"),
+}
+
+
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -156,18 +165,25 @@ def _check_method(cls: type, cls_name: str, method: str, args: tuple[str, ...], 
         sig = inspect.signature(fn)
     except (TypeError, ValueError):  # builtins without signatures: nothing to check
         return
-    dummy: list[Any] = [None] * len(args)
-    try:
-        if method == "__init__" and cls_name == "UserModule":
-            sig.bind(None, **dict(zip(args, dummy)))
-        else:
-            sig.bind(None, *dummy)
-    except TypeError:
+    accepted = [args] + ([ALTERNATIVES[where]] if where in ALTERNATIVES else [])
+    if not any(_binds(sig, method == "__init__" and cls_name == "UserModule", names) for names in accepted):
         raise UserError(
             f"{where}{sig} does not accept the arguments dopt passes ({', '.join(args) or 'none'})",
             file=str(path), key=where, line=_lineno(fn),
             fix=f"define it as `{wanted}:`",
-        ) from None
+        )
+
+
+def _binds(sig: inspect.Signature, by_keyword: bool, args: tuple[str, ...]) -> bool:
+    dummy: list[Any] = [None] * len(args)
+    try:
+        if by_keyword:
+            sig.bind(None, **dict(zip(args, dummy)))
+        else:
+            sig.bind(None, *dummy)
+    except TypeError:
+        return False
+    return True
 
 
 def _lineno(obj: Any) -> int | None:

@@ -140,9 +140,15 @@ def get_backend(framework: str) -> Backend:
             raise
         return TorchBackend()
     if framework == "tensorflow":
-        raise UserError(
-            "the TensorFlow backend is not available in this version of dopt",
-            key="scenario.strategy.framework",
-            fix="use framework: PyTorch for now",
-        )
+        try:
+            from dopt.backends.tf import TFBackend  # tensorflow is imported only here
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.split(".")[0] in {"tensorflow", "keras"}:
+                raise UserError(
+                    f"framework TensorFlow needs the package {exc.name!r}, which is not installed",
+                    key="scenario.strategy.framework",
+                    fix="pip install 'dopt[tf]' (GPU builds) or 'dopt[tf-cpu]' (CPU only)",
+                ) from None
+            raise
+        return TFBackend()
     raise ValueError(f"unknown framework {framework!r}")

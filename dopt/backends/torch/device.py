@@ -9,6 +9,8 @@ import random
 import numpy as np
 import torch
 
+from dopt.backends.cpus import available_cpus, cpu_threads
+
 __all__ = ["pick_device", "available_cpus", "cpu_threads", "seed_everything"]
 
 log = logging.getLogger(__name__)
@@ -24,20 +26,6 @@ def pick_device(gpu_ids: tuple[int, ...]) -> torch.device:
     if len(gpu_ids) > 1:
         log.warning("gpu_id lists %d GPUs; multi-process runs come in a later version, using cuda:%d", len(gpu_ids), gpu_ids[0])
     return torch.device(f"cuda:{gpu_ids[0]}")
-
-
-def available_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def cpu_threads() -> int:
-    """OMP_NUM_THREADS when set, else the cores this process may use.
-
-    Set explicitly (SPEC 10): results are reproducible for one thread count, and on a machine
-    shared with other jobs fewer threads can be much faster than oversubscribed ones.
-    """
-    env = os.environ.get("OMP_NUM_THREADS", "")
-    return int(env) if env.isdigit() and int(env) > 0 else available_cpus()
 
 
 def seed_everything(seed: int, device: torch.device) -> None:

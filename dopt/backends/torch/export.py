@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
 import inspect
 import io
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 import torch
 
 from dopt.atomic import atomic_write_bytes, atomic_write_text
+from dopt.backends.scripts import header_value, load_script
 from dopt.backends.torch import static
 from dopt.backends.torch.profile import count_macs, count_params
 from dopt.costs import Costs
@@ -100,7 +99,7 @@ def render_script(
     input_shape: tuple[int, int, int], user_sha256: str,
 ) -> str:
     """The text of a result script. Every value is written with ``repr`` (safe literals)."""
-    lines = [f"# {key}: {_header_value(value)}" for key, value in header.items()]
+    lines = [f"# {key}: {header_value(value)}" for key, value in header.items()]
     doc = (
         f'"""{name}: a network found by dopt, PreNet and PostNet from user_module.py.\n\n'
         "Copy it next to user_module.py (or leave it in results/) and run `python3 "
@@ -121,31 +120,6 @@ def render_script(
     )
     code = (imports, table, _static_source(), _MAIN)
     return "\n".join(lines) + "\n" + doc + "\n\n" + "\n\n\n".join(part.strip("\n") for part in code) + "\n"
-
-
-def _header_value(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return repr(value)
-    if isinstance(value, (int, float)):
-        return repr(value)  # plain digits, no separators
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(str(int(v)) for v in value) + "]"
-    raise TypeError(f"header values are numbers or integer lists, got {type(value).__name__}")
-
-
-def load_script(path: Path) -> Any:
-    """Import a result script as a fresh module (it imports ``user_module`` already loaded)."""
-    name = f"_dopt_result_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    old = sys.dont_write_bytecode
-    sys.dont_write_bytecode = True
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.dont_write_bytecode = old
-    return module
 
 
 def write_and_verify(static: torch.nn.Module, script_text: str, script: Path, example: torch.Tensor) -> Costs:

@@ -1,0 +1,186 @@
+"""Datasets from the user's ``build_dataset_search`` (SPEC 4.2): checks, batching, epochs, subsets.
+
+The user returns ``(tf.data.Dataset of (inputs, labels), data_num)``, batched (the usual case) or
+not: dopt tells them apart from the rank of the inputs' element spec and batches an unbatched one
+itself. Steps per epoch are the dataset's cardinality when known, else ``ceil(data_num / batch_size)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from dopt.errors import UserError
+
+__all__ = ["DatasetFn", "dataset_fn", "Data", "TrainEpochs", "calibration_batches", "check_batch", "first_leaf"]
+
+_KEY = "UserModule.build_dataset_search"
+
+DatasetFn = Callable[[str, bool, bool], tuple[Any, int]]
+
+
+def dataset_fn(user: Any) -> DatasetFn:
+    """``build_dataset_search`` called with ``is_shuffle`` where its signature has it (read once)."""
+    method = user.build_dataset_search
+    try:
+        params = [p for p in inspect.signature(method).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        takes_shuffle = len(params) >= 3 or any(p.kind == p.VAR_POSITIONAL
+                                                for p in inspect.signature(method).parameters.values())
+    except (TypeError, ValueError):
+        takes_shuffle = False
+
+    def call(dataset_dir: str, is_training: bool, is_shuffle: bool) -> tuple[Any, int]:
+        if takes_shuffle:
+            return method(dataset_dir, is_training, is_shuffle)
+        return method(dataset_dir, is_training)
+
+    return call
+
+
+def first_leaf(structure: Any) -> Any:
+    return tf.nest.flatten(structure)[0]
+
+
+class Data:
+    """One dataset the user built, checked, batched, with its steps per epoch.
+
+    Args:
+        result: what ``build_dataset_search`` returned.
+        what: how to name the call in messages, e.g. "build_dataset_search(train_dir, True)".
+        input_shape: one input sample's shape (the scenario's input_shape).
+        batch_size: the scenario's batch size, used to batch an unbatched dataset.
+        drop_remainder: for an unbatched training dataset (BatchNorm never sees a 1-sample batch).
+    """
+
+    def __init__(self, result: Any, what: str, input_shape: tuple[int, ...], batch_size: int,
+                 drop_remainder: bool) -> None:
+        if not isinstance(result, (tuple, list)) or len(result) < 2:
+            raise UserError(
+                f"{what} returned {type(result).__name__}; dopt needs (dataset, data_num)",
+                key=_KEY, fix="return (tf.data.Dataset of (inputs, labels) batches, number of images)",
+            )
+        dataset, data_num = result[0], result[1]
+        if not isinstance(dataset, tf.data.Dataset):
+            raise UserError(
+                f"{what} returned {type(dataset).__name__} as its dataset, not a tf.data.Dataset",
+                key=_KEY, fix="build it with tf.data, e.g. tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)",
+            )
+        try:
+            n = int(data_num)
+        except (TypeError, ValueError):
+            n = 0
+        if n <= 0:
+            raise UserError(f"{what} returned data_num {data_num!r}; dopt needs the number of images, > 0",
+                            key=_KEY, fix="return (dataset, len(images))")
+        spec = dataset.element_spec
+        if not isinstance(spec, (tuple, list)) or len(spec) != 2:
+            got = f"a {type(spec).__name__}" + (f" of {len(spec)} items" if isinstance(spec, (tuple, list)) else "")
+            raise UserError(f"the dataset of {what} yields {got}; dopt needs (inputs, labels) pairs",
+                            key=_KEY, fix="map the dataset to (inputs, labels) tuples, e.g. ds.map(lambda d: (d['image'], d['label']))")
+        shape = first_leaf(spec[0]).shape
+        rank, sample_rank = shape.rank, len(input_shape)
+        if rank == sample_rank and shape.is_compatible_with(input_shape):  # one sample per element: dopt batches it
+            dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+        elif rank != sample_rank + 1:
+            raise UserError(
+                f"the dataset of {what} yields inputs of rank {rank}; images need rank {sample_rank} per sample "
+                f"or {sample_rank + 1} per batch",
+                key=_KEY, fix="yield (N, H, W, C) batches (or single (H, W, C) images) matching supernet.input_shape",
+            )
+        self.dataset = dataset
+        self.data_num = n
+        cardinality = int(dataset.cardinality())
+        # Samples one pass really yields: fewer than data_num when batches drop a remainder.
+        per_batch = first_leaf(dataset.element_spec[0]).shape[0]
+        self.samples = min(n, cardinality * per_batch) if cardinality > 0 and per_batch is not None else n
+        self.infinite = cardinality == int(tf.data.INFINITE_CARDINALITY)
+        self.steps = cardinality if cardinality > 0 else math.ceil(n / batch_size)
+        if cardinality == 0:
+            raise UserError(f"the dataset of {what} is empty", key=_KEY, fix="check the dataset directory in scen.yaml")
+
+    def first(self) -> Any:
+        return next(iter(self.dataset))
+
+
+class TrainEpochs:
+    """The training batches of each epoch, reproducible across a resume (SPEC 4.2).
+
+    A finite dataset is iterated afresh every epoch; a dataset that reshuffles each iteration
+    (``shuffle(..., reshuffle_each_iteration=True)``, seeded) draws its k-th order from its k-th
+    iterator, so a run resumed at epoch k first creates, and drops, k iterators: the seeds advance
+    without reading (or decoding) a single element. A dataset that repeats forever is read through
+    one iterator, ``steps`` batches per epoch; resuming skips the batches of the epochs done.
+    """
+
+    def __init__(self, data: Data) -> None:
+        self.data = data
+        self._iterator: Iterator[Any] | None = None
+        self._next_epoch = 0
+
+    def batches(self, epoch: int) -> Iterator[Any]:
+        ds, steps = self.data.dataset, self.data.steps
+        if self.data.infinite:
+            if self._iterator is None:
+                self._iterator = iter(ds)
+            for _ in range((epoch - self._next_epoch) * steps):  # resuming: the batches of skipped epochs
+                next(self._iterator)
+            self._next_epoch = epoch + 1
+            return (next(self._iterator) for _ in range(steps))
+        for _ in range(epoch - self._next_epoch):  # resuming: advance the shuffle seeds
+            iter(ds)
+        self._next_epoch = epoch + 1
+        return iter(ds.take(steps)) if int(ds.cardinality()) < 0 else iter(ds)
+
+
+def check_batch(batch: Any, input_shape: tuple[int, ...], what: str) -> None:
+    """A first batch: float32 image inputs of ``input_shape`` per sample."""
+    inputs = first_leaf(batch[0])
+    if inputs.dtype != tf.float32:
+        raise UserError(
+            f"the {what} yields {inputs.dtype.name} inputs; the model's weights are float32",
+            key=_KEY, fix="convert the inputs in the dataset, e.g. ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255, y))",
+        )
+    if tuple(inputs.shape[1:]) != tuple(input_shape):
+        raise UserError(
+            f"the {what} yields inputs of shape {tuple(inputs.shape[1:])} per sample but input_shape is {tuple(input_shape)}",
+            key=_KEY, fix="make the dataset produce images of supernet.input_shape, or correct input_shape in scen.yaml",
+        )
+
+
+def calibration_batches(data: Data, batch_size: int, n_batches: int | None, rng: np.random.Generator) -> list[Any]:
+    """The BN-calibration subset: drawn once from ``rng`` and materialised (SPEC 5.4).
+
+    ``data`` is a freshly built, unshuffled (or seeded) training dataset; samples are picked by
+    index inside the tf.data pipeline, which stops after the last index. Default size: enough full
+    batches for about 2,000 images, all the training set if smaller.
+    """
+    n = data.samples
+    if n_batches is None:
+        n_batches = max(1, -(-2000 // batch_size))
+    n_batches = max(1, min(n_batches, n // batch_size))
+    take = min(n, n_batches * batch_size)
+    chosen = np.sort(rng.choice(n, size=take, replace=False))
+    wanted = tf.constant(chosen, tf.int64)
+
+    # Plain functions, not lambdas: autograph cannot read a lambda's source in a chained call.
+    @tf.autograph.experimental.do_not_convert
+    def inputs(x: Any, y: Any) -> Any:
+        return x
+
+    @tf.autograph.experimental.do_not_convert
+    def is_chosen(i: Any, x: Any) -> Any:
+        return tf.reduce_any(tf.equal(i, wanted))
+
+    @tf.autograph.experimental.do_not_convert
+    def sample(i: Any, x: Any) -> Any:
+        return x
+
+    samples = (data.dataset.map(inputs).unbatch().take(int(chosen[-1]) + 1).enumerate().filter(is_chosen)
+               .map(sample).batch(batch_size, drop_remainder=take >= batch_size))
+    return list(samples)

@@ -1,0 +1,63 @@
+"""Where a TensorFlow run executes: visible devices, CPU threads and seeding (SPEC 3 gpu_id, SPEC 10)."""
+
+from __future__ import annotations
+
+import logging
+
+import keras
+import tensorflow as tf
+
+from dopt.backends.cpus import cpu_threads
+from dopt.errors import UserError
+
+__all__ = ["pick_device", "set_threads", "seed_everything", "check_data_format"]
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(gpu_ids: tuple[int, ...]) -> str:
+    """Make only the first listed GPU visible, or none; the CPU with one warning line when the GPU
+    is not there (SPEC 3). Called before the runtime starts; a runtime already started (the user
+    module ran TensorFlow ops at import) keeps its devices, with a warning."""
+    gpus = tf.config.list_physical_devices("GPU")
+    wanted = gpus[gpu_ids[0]] if gpu_ids and gpu_ids[0] < len(gpus) else None
+    if gpu_ids and wanted is None:
+        log.warning("gpu_id %s: no such GPU visible to TensorFlow here; running one process on the CPU",
+                    ",".join(map(str, gpu_ids)))
+    if len(gpu_ids) > 1 and wanted is not None:
+        log.warning("gpu_id lists %d GPUs; multi-process runs come in a later version, using GPU %d",
+                    len(gpu_ids), gpu_ids[0])
+    try:
+        tf.config.set_visible_devices([wanted] if wanted is not None else [], "GPU")
+    except RuntimeError:  # the runtime is already initialised
+        log.warning("TensorFlow was already running when dopt set the visible devices; using its defaults")
+        return "/GPU:0" if tf.config.list_logical_devices("GPU") else "/CPU:0"
+    return "/GPU:0" if wanted is not None else "/CPU:0"
+
+
+def set_threads() -> int:
+    """Fix the intra-op thread count (reproducible results for one count, SPEC 10)."""
+    n = cpu_threads()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(min(n, 2))
+    except RuntimeError:
+        log.warning("TensorFlow was already running: thread counts left at its defaults")
+    return tf.config.threading.get_intra_op_parallelism_threads() or n
+
+
+def seed_everything(seed: int) -> None:
+    """Python, NumPy, TensorFlow and Keras RNGs from one seed."""
+    keras.utils.set_random_seed(seed)
+
+
+def check_data_format(data_format: str, device: str) -> None:
+    """TensorFlow's CPU kernels of Conv2D and DepthwiseConv2dNative take NHWC only."""
+    if data_format == "channels_first" and "GPU" not in device:
+        raise UserError(
+            "channels_first needs a GPU in TensorFlow (its CPU convolutions take channels_last only), "
+            "and this run is on the CPU",
+            key="scenario.strategy.supernet.data_format",
+            fix="data_format: channels_last with input_shape in HWC order (e.g. (224, 224, 3)) and NHWC datasets, "
+            "or set gpu_id to a GPU of this machine",
+        )
