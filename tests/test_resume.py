@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.digits_workdir import make_workdir
+from tests.backends.tf import tf_workdir
+from tests.digits_workdir import make_workdir as torch_workdir
 from tests.frameworks import require
 
-require("torch")
+SUFFIX = {"pytorch": ".pt", "tensorflow": ".weights.npz"}
+MAKE = {"pytorch": torch_workdir, "tensorflow": tf_workdir.make_workdir}
 
 LONGER = ["--set", "scenario.strategy.epochs=4", "--set", "scenario.strategy.searcher.generation_num=3"]
 
@@ -59,18 +61,30 @@ def assert_same_archive(a: dict, b: dict) -> None:
     assert a["front"] == b["front"]
 
 
+@pytest.fixture(scope="module", params=["pytorch", "tensorflow"])
+def framework(request):
+    require("torch" if request.param == "pytorch" else "tensorflow")
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    work = make_workdir(tmp_path_factory.mktemp("whole"))
+def uninterrupted(tmp_path_factory, framework):
+    work = MAKE[framework](tmp_path_factory.mktemp("whole"))
     proc = dopt(work, "-c", "scen.yaml", *LONGER)
     assert proc.returncode == 0, proc.stderr
     return work
 
 
-def test_kill_during_training_then_resume_gives_the_same_archive(uninterrupted, tmp_path):
+@pytest.fixture
+def make_workdir(framework):
+    return MAKE[framework]
+
+
+def test_kill_during_training_then_resume_gives_the_same_archive(uninterrupted, tmp_path, make_workdir, framework):
     work = make_workdir(tmp_path)
-    kill_when(work, lambda w: (w / "checkpoints" / "supernet_epoch_1.pt").exists(), "-c", "scen.yaml", *LONGER)
-    assert not (work / "checkpoints" / "supernet_final.pt").exists(), "killed too late: training had finished"
+    suffix = SUFFIX[framework]
+    kill_when(work, lambda w: (w / "checkpoints" / f"supernet_epoch_1{suffix}").exists(), "-c", "scen.yaml", *LONGER)
+    assert not (work / "checkpoints" / f"supernet_final{suffix}").exists(), "killed too late: training had finished"
     proc = dopt(work, "-c", "scen.yaml", "--resume", *LONGER)
     assert proc.returncode == 0, proc.stderr
     log = next(iter(sorted(work.glob("log_*"))[-1:])).joinpath("dopt.log").read_text()
@@ -78,7 +92,7 @@ def test_kill_during_training_then_resume_gives_the_same_archive(uninterrupted, 
     assert_same_archive(archive(work), archive(uninterrupted))
 
 
-def test_kill_during_search_then_resume_reuses_the_journal(uninterrupted, tmp_path):
+def test_kill_during_search_then_resume_reuses_the_journal(uninterrupted, tmp_path, make_workdir):
     work = make_workdir(tmp_path)
     kill_when(work, lambda w: journal_lines(w) >= 4, "-c", "scen.yaml", *LONGER)
     state = work / "checkpoints" / "results" / "search_state.json"
@@ -98,7 +112,7 @@ def test_resume_of_a_finished_run_says_so(uninterrupted):
     assert proc.returncode == 0 and "finished" in proc.stdout
 
 
-def test_nothing_to_resume_is_exit_2(tmp_path):
+def test_nothing_to_resume_is_exit_2(tmp_path, make_workdir):
     work = make_workdir(tmp_path)
     proc = dopt(work, "-c", "scen.yaml", "--resume")
     assert proc.returncode == 2 and "nothing to resume" in proc.stderr
@@ -108,15 +122,14 @@ def test_nothing_to_resume_is_exit_2(tmp_path):
 @pytest.mark.parametrize(("args", "edit", "words"), [
     (["--set", "scenario.strategy.epochs=5"], None, ["another scenario", "epochs: 4 → 5"]),
     (["--set", "scenario.strategy.searcher.seed=8"], None, ["seed: 7 → 8"]),
-    ([], ("nn.ReLU(inplace=True)", "nn.ReLU()"), ["user_module.py was edited"]),
+    ([], True, ["user_module.py was edited"]),
 ])
 def test_checkpoints_of_another_scenario_are_refused(uninterrupted, tmp_path, args, edit, words):
     work = tmp_path / "w"
     subprocess.run(["cp", "-r", str(uninterrupted), str(work)], check=True)
     if edit:
         module = work / "user_module.py"
-        assert edit[0] in module.read_text()
-        module.write_text(module.read_text().replace(*edit))
+        module.write_text(module.read_text() + "\n# edited\n")
     before = sorted(p.name for p in work.iterdir())
     for extra in (["--resume"], ["--stage", "search", "--set", "scenario.strategy.constraint.constraint_value=9000"]):
         proc = dopt(work, "-c", "scen.yaml", *LONGER, *args, *extra)
@@ -127,10 +140,10 @@ def test_checkpoints_of_another_scenario_are_refused(uninterrupted, tmp_path, ar
     assert sorted(p.name for p in work.iterdir()) == before
 
 
-def test_stage_search_trains_nothing_and_meets_the_new_constraint(uninterrupted, tmp_path):
+def test_stage_search_trains_nothing_and_meets_the_new_constraint(uninterrupted, tmp_path, framework):
     work = tmp_path / "w"
     subprocess.run(["cp", "-r", str(uninterrupted), str(work)], check=True)
-    final = (work / "checkpoints" / "supernet_final.pt").read_bytes()
+    final = (work / "checkpoints" / f"supernet_final{SUFFIX[framework]}").read_bytes()
     proc = dopt(work, "-c", "scen.yaml", "--stage", "search", *LONGER,
                 "--set", "scenario.strategy.constraint.constraint_value=9000")
     assert proc.returncode == 0, proc.stderr
@@ -139,7 +152,7 @@ def test_stage_search_trains_nothing_and_meets_the_new_constraint(uninterrupted,
     assert all(doc["archive"][e["index"]]["size"] <= 9000 for e in doc["front"])
     log = sorted(work.glob("log_*"))[-1].joinpath("dopt.log").read_text()
     assert "no training step" in log and "supernet trained" not in log
-    assert (work / "checkpoints" / "supernet_final.pt").read_bytes() == final
+    assert (work / "checkpoints" / f"supernet_final{SUFFIX[framework]}").read_bytes() == final
     assert archive(work) == archive(uninterrupted)  # the first results are untouched
     # A second search into the same folder is refused; --overwrite replaces only that folder.
     again = dopt(work, "-c", "scen.yaml", "--stage", "search", *LONGER,
@@ -152,7 +165,7 @@ def test_stage_search_trains_nothing_and_meets_the_new_constraint(uninterrupted,
     assert all(c["flops"] <= 400000 for c in archive(work, "by_flops")["archive"] if c["feasible"])
 
 
-def test_stage_search_without_a_trained_supernet_is_exit_2(tmp_path):
+def test_stage_search_without_a_trained_supernet_is_exit_2(tmp_path, make_workdir):
     work = make_workdir(tmp_path)
     proc = dopt(work, "-c", "scen.yaml", "--stage", "search")
     assert proc.returncode == 2 and "nothing to search again" in proc.stderr
@@ -165,15 +178,16 @@ def test_refusal_names_resume_overwrite_and_workdir(uninterrupted):
         assert word in proc.stderr
 
 
-def test_corrupt_checkpoint_and_torn_journal_line_fall_back(uninterrupted, tmp_path):
+def test_corrupt_checkpoint_and_torn_journal_line_fall_back(uninterrupted, tmp_path, framework):
     """What a crash mid-write could leave (were writes not atomic): the newest epoch checkpoint
     truncated, the journal's last line torn. Resume falls back and still ends identical."""
     work = tmp_path / "w"
     subprocess.run(["cp", "-r", str(uninterrupted), str(work)], check=True)
     ckpt = work / "checkpoints"
-    for path in (work / "results", ckpt / "results" / "search_state.json", ckpt / "supernet_final.pt"):
+    suffix = SUFFIX[framework]
+    for path in (work / "results", ckpt / "results" / "search_state.json", ckpt / f"supernet_final{suffix}"):
         subprocess.run(["rm", "-r", str(path)], check=True)
-    newest = ckpt / "supernet_epoch_4.pt"
+    newest = ckpt / f"supernet_epoch_4{suffix}"
     newest.write_bytes(newest.read_bytes()[:1000])
     journal = ckpt / "results" / "journal.jsonl"
     lines = journal.read_bytes().splitlines(keepends=True)
@@ -181,6 +195,6 @@ def test_corrupt_checkpoint_and_torn_journal_line_fall_back(uninterrupted, tmp_p
     proc = dopt(work, "-c", "scen.yaml", "--resume", *LONGER)
     assert proc.returncode == 0, proc.stderr
     log = sorted(work.glob("log_*"))[-1].joinpath("dopt.log").read_text()
-    assert "supernet_epoch_4.pt is unreadable" in log and "after epoch 3 of 4" in log
+    assert f"supernet_epoch_4{suffix} is unreadable" in log and "after epoch 3 of 4" in log
     assert "is torn" in log and f"journal: {len(lines) - 1} evaluated candidates reused" in log
     assert_same_archive(archive(work), archive(uninterrupted))
