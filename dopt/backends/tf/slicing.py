@@ -2,9 +2,10 @@
 
 Smaller kernels are centre crops of the largest and fewer channels are the first channels, so
 every subnet shares one set of weights and the supernet is the size of its largest subnet
-(SPEC 5.2). Mirrors ``dopt/backends/torch/slicing.py``; the ops run as raw ``tf.nn`` calls on the
-sliced variables, called through ``forward`` rather than Keras' ``__call__`` (the active widths are
-Python ints, and eager ``__call__`` machinery per op would cost more than the op on small nets).
+(SPEC 5.2). Mirrors ``dopt/backends/torch/slicing.py``. The active kernel size and widths may be
+Python ints or scalar tensors: the supernet traces each block once for all of them (see
+supernet.SuperBlock), so the ops are raw ``tf`` calls that accept dynamic shapes, called through
+``forward`` rather than Keras' ``__call__``.
 """
 
 from __future__ import annotations
@@ -28,13 +29,25 @@ def channel_axis(data_format: str) -> int:
     return -1 if data_format == "channels_last" else 1
 
 
-def _centre_crop(kernel: Any, size: int) -> Any:
-    """The centre ``size`` x ``size`` window of a (K, K, ...) kernel."""
-    full = int(kernel.shape[0])
-    if size == full:
+def _channels(x: Any, data_format: str) -> Any:
+    """Channels of ``x``: an int when known statically (eager), else a scalar tensor."""
+    axis = channel_axis(data_format)
+    static = x.shape[axis]
+    return int(static) if static is not None else tf.shape(x)[axis]
+
+
+def _equals(value: Any, n: int) -> bool:
+    """``value == n`` for an int; False for a tensor (whose value a trace does not know)."""
+    return isinstance(value, int) and value == n
+
+
+def _active(kernel: Any, size: Any, cin: Any, cout: Any) -> Any:
+    """The centre ``size`` x ``size`` window of a (K, K, in, out) kernel, first ``cin``/``cout`` channels."""
+    full = tuple(int(d) for d in kernel.shape)
+    if all(_equals(a, b) for a, b in zip((size, size, cin, cout), full)):  # no slice at full size: no copy forward, no scatter backward
         return kernel
-    start = (full - size) // 2
-    return kernel[start : start + size, start : start + size]
+    start = (full[0] - size) // 2
+    return tf.slice(kernel, tf.stack([start, start, 0, 0]), tf.stack([size, size, cin, cout]))
 
 
 def _strides(stride: int, data_format: str) -> list[int]:
@@ -52,16 +65,13 @@ class SliceConv2D(keras.layers.Layer):
         self.kernel = self.add_weight(shape=(max_kernel, max_kernel, max_in, max_out), name="kernel",
                                       initializer=keras.initializers.VarianceScaling(**_INIT))
 
-    def active_kernel(self, cin: int, cout: int, kernel: int) -> Any:
-        full = self.kernel.value
-        if cin != full.shape[2] or cout != full.shape[3]:  # no slice at full width: no copy, no scatter
-            full = full[:, :, :cin, :cout]
-        return _centre_crop(full, kernel)
+    def active_kernel(self, cin: Any, cout: Any, kernel: Any) -> Any:
+        return _active(self.kernel.value, kernel, cin, cout)
 
-    def forward(self, x: Any, cout: int, kernel: int = 1) -> Any:
-        cin = int(x.shape[channel_axis(self.data_format)])
-        return tf.nn.conv2d(x, self.active_kernel(cin, cout, kernel), _strides(self.stride, self.data_format),
-                            "SAME", data_format=tf_format(self.data_format))
+    def forward(self, x: Any, cout: Any, kernel: Any = 1) -> Any:
+        weight = self.active_kernel(_channels(x, self.data_format), cout, kernel)
+        return tf.raw_ops.Conv2D(input=x, filter=weight, strides=_strides(self.stride, self.data_format),
+                                 padding="SAME", data_format=tf_format(self.data_format))
 
 
 class SliceDepthwiseConv2D(keras.layers.Layer):
@@ -75,16 +85,13 @@ class SliceDepthwiseConv2D(keras.layers.Layer):
         self.kernel = self.add_weight(shape=(max_kernel, max_kernel, max_channels, 1), name="kernel",
                                       initializer=keras.initializers.VarianceScaling(**_INIT))
 
-    def active_kernel(self, channels: int, kernel: int) -> Any:
-        full = self.kernel.value
-        if channels != full.shape[2]:
-            full = full[:, :, :channels, :]
-        return _centre_crop(full, kernel)
+    def active_kernel(self, channels: Any, kernel: Any) -> Any:
+        return _active(self.kernel.value, kernel, channels, 1)
 
-    def forward(self, x: Any, kernel: int) -> Any:
-        channels = int(x.shape[channel_axis(self.data_format)])
-        return tf.nn.depthwise_conv2d(x, self.active_kernel(channels, kernel), _strides(self.stride, self.data_format),
-                                      "SAME", data_format=tf_format(self.data_format))
+    def forward(self, x: Any, kernel: Any) -> Any:
+        weight = self.active_kernel(_channels(x, self.data_format), kernel)
+        return tf.raw_ops.DepthwiseConv2dNative(input=x, filter=weight, strides=_strides(self.stride, self.data_format),
+                                                padding="SAME", data_format=tf_format(self.data_format))
 
 
 class SliceBatchNorm(keras.layers.Layer):
@@ -107,26 +114,26 @@ class SliceBatchNorm(keras.layers.Layer):
         self.moving_mean = self.add_weight(shape=n, name="moving_mean", initializer="zeros", trainable=False)
         self.moving_variance = self.add_weight(shape=n, name="moving_variance", initializer="ones", trainable=False)
 
-    def _first(self, variable: Any, c: int) -> Any:
+    def _first(self, variable: Any, c: Any) -> Any:
         value = variable.value
-        return value if c == value.shape[0] else value[:c]
+        return value if _equals(c, int(value.shape[0])) else value[:c]
 
     def forward(self, x: Any, training: bool) -> Any:
         axis = channel_axis(self.data_format)
-        c = int(x.shape[axis])
+        c = _channels(x, self.data_format)
         if training:
-            reduce = [0, 1, 2] if axis == -1 else [0, 2, 3]
-            mean, variance = tf.nn.moments(x, reduce)
+            mean, variance = tf.nn.moments(x, [0, 1, 2] if axis == -1 else [0, 2, 3])
             self._update(self.moving_mean, tf.stop_gradient(mean), c)
             self._update(self.moving_variance, tf.stop_gradient(variance), c)
         else:
             mean, variance = self._first(self.moving_mean, c), self._first(self.moving_variance, c)
         gamma, beta = self._first(self.gamma, c), self._first(self.beta, c)
         if axis == 1:  # broadcast per channel over N, H, W
-            mean, variance, gamma, beta = (tf.reshape(t, (1, c, 1, 1)) for t in (mean, variance, gamma, beta))
+            shape = tf.stack([1, c, 1, 1])
+            mean, variance, gamma, beta = (tf.reshape(t, shape) for t in (mean, variance, gamma, beta))
         return tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
 
-    def _update(self, variable: Any, batch: Any, c: int) -> None:
+    def _update(self, variable: Any, batch: Any, c: Any) -> None:
         full = variable.value
         new = full[:c] * self.momentum + batch * (1.0 - self.momentum)
-        variable.assign(new if c == full.shape[0] else tf.concat([new, full[c:]], 0))
+        variable.assign(new if _equals(c, int(full.shape[0])) else tf.concat([new, full[c:]], 0))

@@ -31,33 +31,35 @@ class SuperBlock(keras.layers.Layer):
         self.project_conv = SliceConv2D(max_hidden, max_out, data_format=f)
         self.project_bn = SliceBatchNorm(max_out, f)
         self.plan: LayerPlan | None = None
-        self._traced: dict[tuple[LayerPlan, bool], Any] = {}
+        self._traced: dict[tuple[bool, bool, bool], Any] = {}
 
     def forward(self, x: Any, training: bool) -> Any:
-        """The active block on ``x``, as a ``tf.function`` traced once per (layer plan, training).
+        """The active block on ``x`` through a ``tf.function`` traced once per (expansion or not,
+        residual or not, training): kernel size and widths go in as scalar tensors.
 
         Eager ops cost ~50 µs each in Python, and a block is ~40 ops forward and backward; a
-        traced block is one call. The traces are bounded: one per distinct choice of this layer
-        and input width (at most kernels x expansions x widths x input widths, ~100), unlike a
-        trace of the whole subnet, of which there are as many as subnets.
+        traced block is one call. Keying traces on the exact shapes instead would trace ~170
+        times on the demo's 5 layers, ~1 s each with the backward function: most of a short run.
         """
         plan = self.plan
         assert plan is not None, "set_active() first"
-        key = (plan, bool(training))
+        key = (plan.choice.expand != 1, plan.residual, bool(training))
         fn = self._traced.get(key)
         if fn is None:
-            fn = tf.function(functools.partial(self._forward, plan=plan, training=bool(training)),
-                             autograph=False, reduce_retracing=True)
+            spec = [tf.TensorSpec([None, None, None, None], tf.float32)] + [tf.TensorSpec([], tf.int32)] * 3
+            fn = tf.function(functools.partial(self._forward, expand=key[0], residual=key[1], training=key[2]),
+                             input_signature=spec, autograph=False)
             self._traced[key] = fn
-        return fn(x)
+        return fn(x, tf.constant(plan.choice.kernel), tf.constant(plan.hidden), tf.constant(plan.choice.out_channels))
 
-    def _forward(self, x: Any, plan: LayerPlan, training: bool) -> Any:
+    def _forward(self, x: Any, kernel: Any, hidden: Any, cout: Any, *, expand: bool, residual: bool,
+                 training: bool) -> Any:
         out = x
-        if plan.choice.expand != 1:
-            out = keras.ops.relu6(self.expand_bn.forward(self.expand_conv.forward(out, plan.hidden), training))
-        out = keras.ops.relu6(self.depthwise_bn.forward(self.depthwise_conv.forward(out, plan.choice.kernel), training))
-        out = self.project_bn.forward(self.project_conv.forward(out, plan.choice.out_channels), training)
-        return x + out if plan.residual else out
+        if expand:
+            out = keras.ops.relu6(self.expand_bn.forward(self.expand_conv.forward(out, hidden), training))
+        out = keras.ops.relu6(self.depthwise_bn.forward(self.depthwise_conv.forward(out, kernel), training))
+        out = self.project_bn.forward(self.project_conv.forward(out, cout), training)
+        return x + out if residual else out
 
     def copy_into(self, block: InvertedResidual) -> None:
         """Copy the active slices into a built static ``block`` (same outputs in inference mode)."""
