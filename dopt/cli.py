@@ -16,6 +16,7 @@ from dopt.errors import UserError
 
 if TYPE_CHECKING:
     from dopt.run import RunSummary
+    from dopt.scenario import Scenario
 
 __all__ = ["main"]
 
@@ -37,15 +38,36 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only")
 
 
+def _init_parser() -> argparse.ArgumentParser:
+    from dopt.init import FRAMEWORKS, TASKS
+
+    p = _Parser(prog="dopt init", description="Write a commented user_module.py and scen.yaml, plus a small "
+                "offline dataset in data/, so that `dopt -c scen.yaml` runs at once. Never overwrites.")
+    p.add_argument("--framework", choices=FRAMEWORKS, default="pytorch", type=str.lower)
+    p.add_argument("--task", choices=TASKS, default="classification", type=str.lower)
+    p.add_argument("--dir", default=".", metavar="DIR", help="where to write (default: the current directory)")
+    p.add_argument("-v", "--verbose", action="count", default=0, help=argparse.SUPPRESS)
+    p.add_argument("-q", "--quiet", action="count", default=0, help=argparse.SUPPRESS)
+    return p
+
+
 def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     run = _Parser(prog="dopt", description="Evolutionary, hardware-aware neural architecture search: "
                   "trains a weight-sharing supernet around your PreNet/PostNet and searches a Pareto front "
                   "of subnets under a size or FLOPs constraint.",
-                  epilog="Other commands: `dopt validate -c scen.yaml` checks a scenario without training.")
+                  epilog="Other commands: `dopt validate -c scen.yaml` checks a scenario without training; "
+                  "`dopt init` writes a user module, a scenario and data to start from.")
     run.add_argument("--version", action="version", version=f"dopt {__version__}")
     _common(run)
+    run.add_argument("--resume", action="store_true",
+                     help="continue an interrupted run (or, with --stage search, search) from its checkpoints")
+    run.add_argument("--stage", choices=("all", "search"), default="all",
+                     help="search: skip training, search again with the trained supernet (train once, search many)")
+    run.add_argument("--results", metavar="DIR", help="with --stage search: the results folder "
+                     "(default results_<constraint_type>_<constraint_value>/)")
     run.add_argument("--overwrite", action="store_true",
-                     help="replace results/ and checkpoints/ of an earlier run in the working directory")
+                     help="replace the results, logs and checkpoints of an earlier run (with --stage search: "
+                     "that search's results folder)")
     validate = _Parser(prog="dopt validate", description="Check scen.yaml and user_module.py, run one "
                        "forward/backward through the smallest and largest subnet, print the space size and "
                        "its cost range against the constraint. Writes nothing.")
@@ -58,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     run_parser, validate_parser = _parsers()
     workdir = Path.cwd()
     try:
+        if argv[:1] == ["init"]:
+            return _init(_init_parser().parse_args(argv[1:]))
         if argv[:1] == ["validate"]:
             args = validate_parser.parse_args(argv[1:])
         else:
@@ -72,31 +96,40 @@ def main(argv: list[str] | None = None) -> int:
         scenario = load(Path(args.config), workdir=workdir, overrides=args.overrides)
         if argv[:1] == ["validate"]:
             return _validate(scenario)
-        return _run(scenario, args.overwrite)
+        return _run(scenario, args)
     except UserError as exc:
         _fill_file(exc, workdir)
         print(f"dopt: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("dopt: interrupted", file=sys.stderr)
+        hint = "; continue with --resume" if (workdir / "checkpoints" / "run.json").exists() else ""
+        print(f"dopt: interrupted{hint}", file=sys.stderr)
         return 130
     except Exception as exc:  # a failure during the run: user code or our own bug
         return _report_failure(exc, workdir)
 
 
-def _run(scenario: object, overwrite: bool) -> int:
+def _run(scenario: Scenario, args: argparse.Namespace) -> int:
+    from dopt.plan import plan
     from dopt.run import prepare, run
 
-    prepared = prepare(scenario)  # type: ignore[arg-type]
-    summary = run(prepared, overwrite=overwrite)
+    results = Path(args.results) if args.results else None
+    if results is not None and not results.is_absolute():
+        results = scenario.workdir / results
+    todo = plan(scenario, resume=args.resume, stage=args.stage, results=results, overwrite=args.overwrite)
+    if todo.finished and (todo.results_dir / "pareto.json").exists():
+        print(f"dopt: nothing to resume: the run finished; results in {_rel(todo.results_dir, Path.cwd())}/")
+        return EXIT_OK
+    prepared = prepare(scenario, seed=todo.seed)
+    summary = run(prepared, todo)
     _print_summary(summary)
     return EXIT_OK
 
 
-def _validate(scenario: object) -> int:
+def _validate(scenario: Scenario) -> int:
     from dopt.run import describe, prepare
 
-    prepared = prepare(scenario)  # type: ignore[arg-type]
+    prepared = prepare(scenario)
     space = prepared.space
     for line in describe(prepared):
         print(line)
@@ -104,6 +137,20 @@ def _validate(scenario: object) -> int:
         costs = prepared.costs.costs(space.decode(encoding))
         print(f"{name} subnet: size {costs.size:,}, flops {costs.flops:,}; forward/backward ok ({report})")
     print(f"{prepared.scenario.path.name}: OK")
+    return EXIT_OK
+
+
+def _init(args: argparse.Namespace) -> int:
+    from dopt.init import init
+
+    dlog.configure(args.verbose - args.quiet)
+    target = Path(args.dir).resolve()
+    written = init(target, args.framework, args.task)
+    here = Path.cwd()
+    for path in written:
+        print(f"wrote {_rel(path, here)}{'/' if path.is_dir() else ''}")
+    cd = "" if target == here else f"cd {_rel(target, here)} && "
+    print(f"next: {cd}dopt validate -c scen.yaml && dopt -c scen.yaml   (then adapt both files to your data)")
     return EXIT_OK
 
 

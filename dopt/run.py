@@ -17,7 +17,10 @@ import numpy as np
 from dopt import __version__
 from dopt.archive import Archive, Candidate
 from dopt.atomic import atomic_write_text
-from dopt.backends.base import Backend, Probe, StepLog, get_backend
+from dopt.backends.base import Backend, CorruptCheckpoint, Probe, StepLog, get_backend
+from dopt.checkpoints import (Journal, check_identity, epoch_checkpoints, evaluation_key, final_checkpoint,
+                              training_identity, write_identity)
+from dopt.plan import OUTPUTS, Plan
 from dopt.costs import CostModel, Costs
 from dopt.errors import UserError
 from dopt.log import Progress, add_file, current_stage, remove_file, stage
@@ -25,13 +28,12 @@ from dopt.results import write_csv, write_json
 from dopt.scenario import Scenario
 from dopt.search import SearchResult, run_search
 from dopt.space import Arch, SearchSpace
-from dopt.user_module import load_user_module
+from dopt.user_module import file_sha256, load_user_module
 
-__all__ = ["Prepared", "prepare", "run", "RunSummary", "OUTPUTS"]
+__all__ = ["Prepared", "prepare", "run", "RunSummary"]
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = ("results", "checkpoints", "log_*")  # what a new run would replace (SPEC 2 --overwrite)
 _COST_NAMES = {"size": "parameters", "flops": "MACs", "latency": "ms"}
 
 
@@ -47,6 +49,11 @@ class Prepared:
     seed: int
     cost_range: tuple[int, int]
     rehearsal: list[str]  # one line per rehearsed subnet (smallest, largest)
+    user_sha256: str  # of user_module.py as imported
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return training_identity(self.scenario, self.seed, self.user_sha256)
 
 
 @dataclass(frozen=True)
@@ -59,8 +66,10 @@ class RunSummary:
     seed: int
 
 
-def prepare(scenario: Scenario) -> Prepared:
+def prepare(scenario: Scenario, seed: int | None = None) -> Prepared:
     """Import and check the user module, read a batch, dry-run PreNet/PostNet, size the space.
+
+    ``seed`` (that of a checkpointed run being continued) takes the place of a scenario without one.
 
     Raises:
         UserError: any mistake the user can fix, before anything is trained or written.
@@ -73,9 +82,13 @@ def prepare(scenario: Scenario) -> Prepared:
                         key="scenario.strategy.constraint.application_type", fix="use image_classification for now")
     with stage("checking the user module"):
         module = load_user_module(scenario.workdir, scenario.framework)
+        user_sha256 = file_sha256(Path(module.__file__ or ""))
         backend = get_backend(scenario.framework)
         backend.check_user_module(module)
-    seed = scenario.searcher.seed if scenario.searcher.seed is not None else secrets.randbelow(2**31)
+    if scenario.searcher.seed is not None:
+        seed = scenario.searcher.seed
+    elif seed is None:
+        seed = secrets.randbelow(2**31)
     with stage("reading the first batch and dry-running PreNet/PostNet"):
         probe = backend.setup(scenario, module, seed)
     space = SearchSpace(scenario.supernet, probe.in_channels)
@@ -96,7 +109,7 @@ def prepare(scenario: Scenario) -> Prepared:
     with stage("rehearsing one step of the smallest and the largest subnet"):
         backend.build_supernet(space)
         rehearsal = backend.rehearse([space.decode(space.smallest()), space.decode(space.largest())])
-    return Prepared(scenario, backend, probe, space, costs, seed, (lo, hi), rehearsal)
+    return Prepared(scenario, backend, probe, space, costs, seed, (lo, hi), rehearsal, user_sha256)
 
 
 def describe(p: Prepared) -> list[str]:
@@ -120,45 +133,55 @@ def _fraction_note(lo: int, hi: int, value: float) -> str:
     return f"{(value - lo) / (hi - lo):.0%} of the cost range is feasible"
 
 
-def refuse_overwrite(workdir: Path, overwrite: bool) -> None:
-    existing = sorted({p for pattern in OUTPUTS for p in workdir.glob(pattern) if p.is_dir()})
-    if existing and not overwrite:
-        names = ", ".join(p.name + "/" for p in existing[:4]) + (", ..." if len(existing) > 4 else "")
-        raise UserError(
-            f"{names} from an earlier run exist in {workdir}",
-            fix="pass --overwrite to replace them, or run in another working directory (--workdir)",
-        )
-    for path in existing:
+def _clear(p: Prepared, plan: Plan) -> None:
+    """--overwrite: remove what the new run or search replaces (only after every check passed)."""
+    work = p.scenario.workdir
+    if plan.stage == "all":
+        doomed = sorted({q for pattern in OUTPUTS for q in work.glob(pattern) if q.is_dir()})
+    else:
+        doomed = [q for q in (plan.results_dir, plan.search_dir) if q.exists()]
+    for path in doomed:
+        log.info("--overwrite: removing %s", path)
         shutil.rmtree(path)
 
 
-def run(p: Prepared, *, overwrite: bool = False) -> RunSummary:
-    """Train, search and write results for a prepared scenario."""
+def run(p: Prepared, plan: Plan) -> RunSummary:
+    """Train (or resume training, or load the trained supernet), search and write results."""
     sc = p.scenario
-    refuse_overwrite(sc.workdir, overwrite)
+    if plan.overwrite:
+        _clear(p, plan)
+    ckpt_dir = sc.workdir / "checkpoints"
+    if plan.stage == "all" and not plan.resume:
+        write_identity(ckpt_dir, p.identity, _threads())
+    else:
+        check_identity(ckpt_dir, p.identity, "resume" if plan.resume else "search again", _threads())
     run_name = datetime.now().strftime("%Y%m%d-%H%M%S")
     log_dir = sc.workdir / f"log_{run_name}"
     file_log = add_file(log_dir / "dopt.log")
     from tensorboardX import SummaryWriter
 
     writer = SummaryWriter(str(log_dir))
-    log.info("dopt %s, seed %d, device %s", __version__, p.seed, p.probe.device)
+    log.info("dopt %s, seed %d, device %s%s", __version__, p.seed, p.probe.device,
+             ", resuming" if plan.resume else "")
     for line in describe(p):
         log.info("%s", line)
-    ckpt_dir = sc.workdir / "checkpoints"
     try:
-        with stage("training the supernet"):
-            _train(p, writer, ckpt_dir)
+        with stage("training the supernet" if plan.stage == "all" else "loading the trained supernet"):
+            if plan.stage == "all":
+                _train(p, writer, ckpt_dir, plan.resume)
+            else:
+                _load_final(p, ckpt_dir)
         with stage("searching"):
-            archive, result = _search(p, writer, ckpt_dir)
+            archive, result = _search(p, writer, plan)
         with stage("writing results"):
-            results_dir = sc.workdir / "results"
-            front = _write_results(p, archive, results_dir, result)
+            front = _write_results(p, archive, plan.results_dir, result)
             from dopt.results.plot import figure_to_rgb_array, pareto_figure
 
             fig = pareto_figure(archive, cost_label=_cost_label(sc), metric_label="metric")
             writer.add_image("search/pareto_final", figure_to_rgb_array(fig), result.generations, dataformats="HWC")
-        log.info("finished: %d candidates evaluated, %d on the front, results in %s", len(archive), len(front), results_dir)
+            _save_search_state(plan.search_dir / "search_state.json", archive, result.generations, p.seed, True)
+        log.info("finished: %d candidates evaluated, %d on the front, results in %s", len(archive), len(front),
+                 plan.results_dir)
     except BaseException as exc:
         # The plain-text log keeps the traceback of a failed run; the console gets cli.py's report.
         file_log.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "failed while %s", (current_stage(),),
@@ -167,35 +190,71 @@ def run(p: Prepared, *, overwrite: bool = False) -> RunSummary:
     finally:
         writer.close()
         remove_file(file_log)
-    return RunSummary(results_dir, log_dir, archive, front, result, p.seed)
+    return RunSummary(plan.results_dir, log_dir, archive, front, result, p.seed)
+
+
+def _threads() -> int | None:
+    import os
+
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return int(env) if env.isdigit() else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None)
 
 
 def _cost_label(sc: Scenario) -> str:
     return f"{sc.constraint.kind} ({_COST_NAMES[sc.constraint.kind]})"
 
 
-def _sampler(p: Prepared, rng: np.random.Generator) -> Callable[[int], list[Arch]]:
+def _sampler(p: Prepared) -> Callable[[int], list[Arch]]:
+    """Subnets per step; each epoch's draws come from an RNG of (seed, epoch) alone, so a run
+    resumed at epoch k samples what an uninterrupted one does."""
     space, training = p.space, p.scenario.training
     largest, smallest = space.decode(space.largest()), space.decode(space.smallest())
+    rngs: dict[int, np.random.Generator] = {}
 
-    def random_arch() -> Arch:
-        return space.decode(space.sample(rng))
+    def random_arch(epoch: int) -> Arch:
+        if epoch not in rngs:
+            rngs.clear()
+            rngs[epoch] = np.random.default_rng([p.seed, 0, epoch])
+        return space.decode(space.sample(rngs[epoch]))
 
     def sample(epoch: int) -> list[Arch]:
         if epoch < training.warmup_epochs:
             return [largest]
         if training.sampling == "sandwich":
             # BigNAS sandwich rule: largest first (the distillation teacher), smallest, two random.
-            return [largest, smallest, random_arch(), random_arch()]
-        return [random_arch()]
+            return [largest, smallest, random_arch(epoch), random_arch(epoch)]
+        return [random_arch(epoch)]
 
     return sample
 
 
-def _train(p: Prepared, writer: Any, ckpt_dir: Path) -> None:
+def _train(p: Prepared, writer: Any, ckpt_dir: Path, resume: bool) -> None:
     sc = p.scenario
-    sample = _sampler(p, np.random.default_rng([p.seed, 0]))
-    progress = Progress(sc.epochs * p.probe.steps_per_epoch, "training supernet", "steps")
+    suffix = p.backend.checkpoint_suffix
+    final = final_checkpoint(ckpt_dir, suffix)
+    if resume and final.exists():
+        try:
+            p.backend.load_supernet(final)
+            log.info("supernet already trained: loaded %s", final.name)
+            return
+        except CorruptCheckpoint as exc:
+            log.warning("%s is unreadable (%s); falling back to the last epoch checkpoint", final.name, exc)
+    start = 0
+    if resume:
+        for done, path in epoch_checkpoints(ckpt_dir, suffix):
+            try:
+                p.backend.load_supernet(path)
+            except CorruptCheckpoint as exc:
+                log.warning("%s is unreadable (%s); falling back to the previous checkpoint", path.name, exc)
+                continue
+            start = min(done, sc.epochs)
+            log.info("resuming supernet training after epoch %d of %d (%s)", start, sc.epochs, path.name)
+            break
+        else:
+            log.info("no epoch checkpoint: supernet training starts from the beginning")
+    sample = _sampler(p)
+    steps = p.probe.steps_per_epoch
+    progress = Progress((sc.epochs - start) * steps, "training supernet", "steps")
 
     def log_step(s: StepLog) -> None:
         writer.add_scalar("train/loss", s.loss, s.step)
@@ -204,32 +263,58 @@ def _train(p: Prepared, writer: Any, ckpt_dir: Path) -> None:
         progress.update(1, epoch=s.epoch + 1, loss=s.loss, lr=s.lr)
 
     def on_epoch_end(epoch: int) -> None:
-        path = ckpt_dir / f"supernet_epoch_{epoch + 1}.pt"
-        p.backend.save_supernet(path)
-        stale = ckpt_dir / f"supernet_epoch_{epoch - 1}.pt"  # keep the last two epochs
+        p.backend.save_supernet(ckpt_dir / f"supernet_epoch_{epoch + 1}{suffix}")
+        stale = ckpt_dir / f"supernet_epoch_{epoch - 1}{suffix}"  # keep the last two epochs
         if stale.exists():
             stale.unlink()
 
     with progress:
-        p.backend.train(sample, sc.epochs, log_step, on_epoch_end)
-    p.backend.save_supernet(ckpt_dir / "supernet_final.pt")
-    log.info("supernet trained: %d epochs, %d steps", sc.epochs, sc.epochs * p.probe.steps_per_epoch)
+        p.backend.train(sample, sc.epochs, log_step, on_epoch_end, start_epoch=start)
+    p.backend.save_supernet(final)
+    log.info("supernet trained: %d epochs, %d steps", sc.epochs, sc.epochs * steps)
 
 
-def _search(p: Prepared, writer: Any, ckpt_dir: Path) -> tuple[Archive, SearchResult]:
+def _load_final(p: Prepared, ckpt_dir: Path) -> None:
+    final = final_checkpoint(ckpt_dir, p.backend.checkpoint_suffix)
+    try:
+        p.backend.load_supernet(final)
+    except CorruptCheckpoint as exc:
+        raise UserError(f"{final} cannot be loaded ({exc})",
+                        fix="resume the training run (dopt -c scen.yaml --resume), which rebuilds it from the last "
+                            "epoch checkpoint") from None
+    log.info("trained supernet loaded from %s; no training step", final.name)
+
+
+def _search(p: Prepared, writer: Any, plan: Plan) -> tuple[Archive, SearchResult]:
+    """NSGA-II over the trained supernet. Every evaluation is journaled as it finishes; a resumed
+    search replays the seeded algorithm from the start and takes each candidate already in the
+    journal from there. pymoo's choices depend only on its seed and the objectives it is told,
+    so the replay rebuilds its population and RNG exactly, as data, without pickling pymoo."""
     sc = p.scenario
     constraint = sc.constraint
     p.backend.prepare_evaluation(np.random.default_rng([p.seed, 1]))
     archive = Archive(constraint)
+    key = evaluation_key(p.identity, sc.searcher.bn_calib_batches, sc.searcher.eval_batches)
+    journal = Journal(plan.search_dir / "journal.jsonl", key)
+    elapsed = max((float(r.get("elapsed_s", 0.0)) for r in journal), default=0.0)
+    t_start = time.monotonic() - elapsed
 
     def evaluate(encoding: tuple[int, ...], generation: int) -> Candidate:
         arch = p.space.decode(encoding)
+        done = journal.get(encoding)
+        if done is not None:
+            feasible = Costs(done["size"], done["flops"]).get(constraint.kind) <= constraint.value
+            if done["metric"] is not None or not feasible:  # evaluated, or needs no evaluation
+                return Candidate(encoding, arch, done["metric"] if feasible else None, done["size"], done["flops"],
+                                 None, feasible, generation + 1, done["eval_seconds"] if feasible else 0.0)
         costs = p.backend.measure(arch)
         feasible = costs.get(constraint.kind) <= constraint.value
         t0 = time.perf_counter()
         metric = p.backend.evaluate(arch) if feasible else None  # infeasible: decided by cost alone
-        return Candidate(encoding, arch, metric, costs.size, costs.flops, None, feasible, generation + 1,
-                         time.perf_counter() - t0 if feasible else 0.0)
+        seconds = time.perf_counter() - t0 if feasible else 0.0
+        journal.append({"encoding": list(encoding), "metric": metric, "size": costs.size, "flops": costs.flops,
+                        "eval_seconds": seconds, "elapsed_s": time.monotonic() - t_start})
+        return Candidate(encoding, arch, metric, costs.size, costs.flops, None, feasible, generation + 1, seconds)
 
     total = sc.searcher.generation_num * sc.searcher.pop_size
     progress = Progress(total, "searching", "candidates")
@@ -248,19 +333,21 @@ def _search(p: Prepared, writer: Any, ckpt_dir: Path) -> tuple[Archive, SearchRe
         writer.add_image("search/pareto", figure_to_rgb_array(pareto_figure(a, cost_label=_cost_label(sc))), g,
                          dataformats="HWC")
         writer.flush()
-        _save_search_state(ckpt_dir / "search_state.json", a, g, p.seed)
+        _save_search_state(plan.search_dir / "search_state.json", a, g + 1, p.seed, False)
         log.info("generation %d/%d: %d distinct candidates so far, front %d, best metric %s, hypervolume %.4f",
                  g + 1, sc.searcher.generation_num, len(a), len(front), "n/a" if best is None else f"{best:.4f}", hv)
 
     with progress:
-        result = run_search(p.space, constraint, sc.searcher, p.seed, archive, evaluate, on_generation, on_candidate)
+        result = run_search(p.space, constraint, sc.searcher, p.seed, archive, evaluate, on_generation, on_candidate,
+                            elapsed_s=elapsed)
     return archive, result
 
 
-def _save_search_state(path: Path, archive: Archive, generation: int, seed: int) -> None:
+def _save_search_state(path: Path, archive: Archive, generations: int, seed: int, finished: bool) -> None:
+    """For people and for telling a finished search apart; resuming reads the journal."""
     import json
 
-    state = {"generation": generation + 1, "seed": seed, "archive": archive.to_records()}
+    state = {"generations": generations, "seed": seed, "finished": finished, "archive": archive.to_records()}
     atomic_write_text(path, json.dumps(state, indent=1, allow_nan=True))
 
 

@@ -31,9 +31,9 @@ class SearchResult:
 
 
 class _Budget:
-    def __init__(self, cfg: Searcher) -> None:
+    def __init__(self, cfg: Searcher, elapsed_s: float) -> None:
         self.cfg = cfg
-        self.start = time.monotonic()
+        self.start = time.monotonic() - elapsed_s
         self.evaluations = 0
 
     def exhausted(self) -> str | None:
@@ -53,6 +53,7 @@ def run_search(
     evaluate: Callable[[tuple[int, ...], int], Candidate],
     on_generation: Callable[[int, Archive], None],
     on_candidate: Callable[[Candidate, bool], None] = lambda c, cached: None,
+    elapsed_s: float = 0.0,
 ) -> SearchResult:
     """Search until ``generation_num`` generations or a budget runs out.
 
@@ -61,8 +62,10 @@ def run_search(
             first; the metric only when feasible). Candidates already in ``archive`` are reused.
         on_generation: called after each generation with its 0-based index.
         on_candidate: called for every candidate of a generation; ``cached`` when reused.
+        elapsed_s: search time already spent before this call (a resumed search), counted
+            against ``max_duration_s``.
     """
-    budget = _Budget(cfg)
+    budget = _Budget(cfg, elapsed_s)
     stepper = _nsga2(space, cfg, seed) if cfg.algorithm == "nsga2" else _random(space, cfg, seed)
     generation = 0
     stopped_by = "generations"

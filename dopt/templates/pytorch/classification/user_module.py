@@ -15,7 +15,10 @@ finds PreNet's output channels by a dry run. PostNet receives the last searched 
 which always has `filters[-1]` channels (scen.yaml), so size its first layer for that.
 
 This template reads images from one sub-folder per class (data/train/<class>/*.png, the layout
-of torchvision's ImageFolder) with Pillow, which dopt's plotting already installs.
+of torchvision's ImageFolder) with Pillow, which dopt's plotting already installs. `dopt init`
+writes such folders of 8x8 grey handwritten digits (scikit-learn's digits), so
+`dopt -c scen.yaml` runs at once; for your own images change the four constants below and
+input_shape / filters in scen.yaml.
 """
 
 import os
@@ -25,10 +28,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-IMAGE_SIZE = (32, 32)  # (H, W): keep equal to input_shape in scen.yaml, which is (C, H, W)
-CHANNELS = 3  # 1 for grey images, 3 for RGB
+IMAGE_SIZE = (8, 8)  # (H, W): keep equal to input_shape in scen.yaml, which is (C, H, W)
+CHANNELS = 1  # 1 for grey images, 3 for RGB
 NUM_CLASSES = 10
-LAST_FILTERS = 256  # scen.yaml's filters[-1]: the channels PostNet receives
+LAST_FILTERS = 48  # scen.yaml's filters[-1]: the channels PostNet receives
 
 
 class ImageFolderDataset(torch.utils.data.Dataset):
@@ -51,8 +54,11 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         image = Image.open(path).convert("L" if CHANNELS == 1 else "RGB").resize(IMAGE_SIZE[::-1])
         array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
         tensor = torch.from_numpy(array.reshape(IMAGE_SIZE + (CHANNELS,))).permute(2, 0, 1).contiguous()
-        if self.augment and torch.rand(()) < 0.5:
-            tensor = tensor.flip(-1)  # dopt seeds torch, so this augmentation is reproducible
+        if self.augment:
+            # Augment here (training only). dopt reseeds torch, numpy and random every epoch, so
+            # random augmentations are reproducible and a resumed run replays them. Digits must
+            # not be flipped; for photos, e.g.: if torch.rand(()) < 0.5: tensor = tensor.flip(-1)
+            pass
         return tensor, label
 
 
@@ -88,7 +94,7 @@ class PreNet(nn.Module):
     def __init__(self):
         super().__init__()
         self.stem = nn.Sequential(
-            nn.Conv2d(CHANNELS, 32, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True)
+            nn.Conv2d(CHANNELS, 16, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True)
         )
 
     def forward(self, inputs):

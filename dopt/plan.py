@@ -1,0 +1,123 @@
+"""What one `dopt -c` invocation will do, decided from the command line and the working directory
+before anything expensive runs: a new run, a resumed one, or another search (SPEC 2, 10)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dopt.checkpoints import check_identity, read_seed, training_identity
+from dopt.errors import UserError
+from dopt.scenario import Scenario
+from dopt.user_module import file_sha256
+
+__all__ = ["Plan", "plan", "OUTPUTS"]
+
+OUTPUTS = ("results", "checkpoints", "log_*")  # what a new run would replace (SPEC 2 --overwrite)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one invocation does, decided from the command line and the working directory before
+    anything expensive runs: a new run, a resumed one, or another search of a trained supernet."""
+
+    stage: str  # "all" or "search"
+    resume: bool
+    overwrite: bool
+    results_dir: Path
+    seed: int | None  # the checkpointed run's seed when continuing one
+    checkpoints: Path  # the working directory's checkpoints/
+    finished: bool = False  # --resume of a run (or search) that already finished
+
+    @property
+    def search_dir(self) -> Path:
+        """Journal and search state of the search writing ``results_dir``."""
+        return self.checkpoints / self.results_dir.name
+
+
+
+def plan(sc: Scenario, *, resume: bool = False, stage: str = "all", results: Path | None = None,
+         overwrite: bool = False) -> Plan:
+    """Check the working directory for this invocation; nothing is read from the user module yet.
+
+    Raises:
+        UserError: outputs of an earlier run in the way (without --resume / --overwrite), nothing
+            to resume, no trained supernet for ``--stage search``, or checkpoints of another
+            scenario or user module.
+    """
+    work = sc.workdir
+    ckpt = work / "checkpoints"
+    if resume and overwrite:
+        raise UserError("--resume and --overwrite contradict each other", fix="pass one of them")
+    if stage == "all":
+        if results is not None:
+            raise UserError("--results is for --stage search; a whole run writes results/",
+                            fix="add --stage search, or drop --results")
+        results_dir = work / "results"
+        if not resume:
+            existing = sorted({p for pattern in OUTPUTS for p in work.glob(pattern) if p.is_dir()})
+            if existing and not overwrite:
+                names = ", ".join(p.name + "/" for p in existing[:4]) + (", ..." if len(existing) > 4 else "")
+                raise UserError(
+                    f"{names} from an earlier run exist in {work}",
+                    fix="pass --resume to continue that run, --overwrite to replace it, or run in another "
+                        "working directory (--workdir)",
+                )
+            return Plan("all", False, overwrite, results_dir, None, ckpt)
+        seed = _check_checkpoints(sc, ckpt, "resume")
+        return Plan("all", True, False, results_dir, seed, ckpt, _finished(ckpt / "results"))
+    # --stage search
+    seed = _check_checkpoints(sc, ckpt, "search again")
+    if not any(ckpt.glob("supernet_final*")):  # its suffix is the backend's, checked again on loading
+        raise UserError(f"{ckpt} holds no trained supernet (supernet_final): training did not finish",
+                        fix="finish the run first: dopt -c scen.yaml --resume")
+    kind, value = sc.constraint.kind, _plain_number(sc.constraint.value)
+    results_dir = (results if results is not None else work / f"results_{kind}_{value}").resolve()
+    p = Plan("search", resume, overwrite, results_dir, seed, ckpt)
+    if resume:
+        if not p.search_dir.exists():
+            raise UserError(f"nothing to resume: no search writing {_rel(results_dir, work)}/ was started",
+                            fix="drop --resume to start that search")
+        return Plan("search", True, False, results_dir, seed, ckpt, _finished(p.search_dir))
+    if (results_dir.exists() or p.search_dir.exists()) and not overwrite:
+        raise UserError(
+            f"{_rel(results_dir, work)}/ of an earlier search exists",
+            fix="pass --resume to continue that search, --overwrite to replace it, or --results DIR for another folder",
+        )
+    return p
+
+
+def _check_checkpoints(sc: Scenario, ckpt: Path, what: str) -> int:
+    """The checkpointed run's seed, after checking its identity against this scenario."""
+    seed = read_seed(ckpt)
+    if seed is None:
+        raise UserError(f"nothing to {what}: {ckpt} holds no checkpoint of an earlier run",
+                        fix="run dopt -c scen.yaml (without --resume / --stage search) first")
+    if sc.searcher.seed is not None:
+        seed = sc.searcher.seed  # a different one is reported by the identity check
+    module = sc.workdir / "user_module.py"
+    identity = training_identity(sc, seed, file_sha256(module) if module.exists() else "")
+    check_identity(ckpt, identity, what)
+    return seed
+
+
+def _finished(search_dir: Path) -> bool:
+    import json
+
+    state = search_dir / "search_state.json"
+    try:
+        return bool(json.loads(state.read_text()).get("finished")) if state.exists() else False
+    except ValueError:
+        return False
+
+
+def _rel(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def _plain_number(value: float) -> str:
+    """20000 or 0.5, as in a folder name."""
+    return f"{value:.0f}" if float(value).is_integer() else str(value)

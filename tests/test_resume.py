@@ -1,0 +1,200 @@
+"""Resume after kill -9, train once / search many, and the checkpoint identity (SPEC 2, 10)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.backends.tf import tf_workdir
+from tests.digits_workdir import make_workdir as torch_workdir
+from tests.frameworks import require
+
+SUFFIX = {"pytorch": ".pt", "tensorflow": ".weights.npz"}
+MAKE = {"pytorch": torch_workdir, "tensorflow": tf_workdir.make_workdir}
+
+LONGER = ["--set", "scenario.strategy.epochs=4", "--set", "scenario.strategy.searcher.generation_num=3"]
+
+
+def dopt(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dopt", *args], cwd=workdir, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "", "OMP_NUM_THREADS": "1"}, timeout=600)
+
+
+def kill_when(workdir: Path, ready: Callable[[Path], bool], *args: str) -> None:
+    """Start a run and SIGKILL it the moment ``ready(workdir)`` holds."""
+    proc = subprocess.Popen([sys.executable, "-m", "dopt", *args], cwd=workdir, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 300
+    while not ready(workdir):
+        assert proc.poll() is None, f"the run ended before the kill point: {proc.stderr.read().decode()[-2000:]}"
+        assert time.monotonic() < deadline, "the kill point was never reached"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+
+
+def journal_lines(workdir: Path) -> int:
+    path = workdir / "checkpoints" / "results" / "journal.jsonl"
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def archive(workdir: Path, results: str = "results") -> dict:
+    return json.loads((workdir / results / "pareto.json").read_text())
+
+
+def assert_same_archive(a: dict, b: dict) -> None:
+    assert [c["encoding"] for c in a["archive"]] == [c["encoding"] for c in b["archive"]]
+    for x, y in zip(a["archive"], b["archive"]):
+        assert (x["size"], x["flops"], x["feasible"], x["generation"]) == (y["size"], y["flops"], y["feasible"], y["generation"])
+        assert (x["metric"] is None) == (y["metric"] is None)
+        if x["metric"] is not None:
+            assert abs(x["metric"] - y["metric"]) <= 1e-6
+    assert a["front"] == b["front"]
+
+
+@pytest.fixture(scope="module", params=["pytorch", "tensorflow"])
+def framework(request):
+    require("torch" if request.param == "pytorch" else "tensorflow")
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, framework):
+    work = MAKE[framework](tmp_path_factory.mktemp("whole"))
+    proc = dopt(work, "-c", "scen.yaml", *LONGER)
+    assert proc.returncode == 0, proc.stderr
+    return work
+
+
+@pytest.fixture
+def make_workdir(framework):
+    return MAKE[framework]
+
+
+def test_kill_during_training_then_resume_gives_the_same_archive(uninterrupted, tmp_path, make_workdir, framework):
+    work = make_workdir(tmp_path)
+    suffix = SUFFIX[framework]
+    kill_when(work, lambda w: (w / "checkpoints" / f"supernet_epoch_1{suffix}").exists(), "-c", "scen.yaml", *LONGER)
+    assert not (work / "checkpoints" / f"supernet_final{suffix}").exists(), "killed too late: training had finished"
+    proc = dopt(work, "-c", "scen.yaml", "--resume", *LONGER)
+    assert proc.returncode == 0, proc.stderr
+    log = next(iter(sorted(work.glob("log_*"))[-1:])).joinpath("dopt.log").read_text()
+    assert "resuming supernet training after epoch" in log
+    assert_same_archive(archive(work), archive(uninterrupted))
+
+
+def test_kill_during_search_then_resume_reuses_the_journal(uninterrupted, tmp_path, make_workdir):
+    work = make_workdir(tmp_path)
+    kill_when(work, lambda w: journal_lines(w) >= 4, "-c", "scen.yaml", *LONGER)
+    state = work / "checkpoints" / "results" / "search_state.json"
+    assert not (state.exists() and json.loads(state.read_text())["finished"]), "killed too late: search had finished"
+    done = journal_lines(work)
+    proc = dopt(work, "-c", "scen.yaml", "--resume", *LONGER)
+    assert proc.returncode == 0, proc.stderr
+    log = sorted(work.glob("log_*"))[-1].joinpath("dopt.log").read_text()
+    assert "supernet already trained" in log and f"journal: {done} evaluated candidates reused" in log
+    assert_same_archive(archive(work), archive(uninterrupted))
+    # Nothing evaluated twice: one journal line per distinct candidate.
+    assert journal_lines(work) == len(archive(work)["archive"])
+
+
+def test_resume_of_a_finished_run_says_so(uninterrupted):
+    proc = dopt(uninterrupted, "-c", "scen.yaml", "--resume", *LONGER)
+    assert proc.returncode == 0 and "finished" in proc.stdout
+
+
+def test_nothing_to_resume_is_exit_2(tmp_path, make_workdir):
+    work = make_workdir(tmp_path)
+    proc = dopt(work, "-c", "scen.yaml", "--resume")
+    assert proc.returncode == 2 and "nothing to resume" in proc.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["data", "scen.yaml", "user_module.py"]
+
+
+@pytest.mark.parametrize(("args", "edit", "words"), [
+    (["--set", "scenario.strategy.epochs=5"], None, ["another scenario", "epochs: 4 → 5"]),
+    (["--set", "scenario.strategy.searcher.seed=8"], None, ["seed: 7 → 8"]),
+    ([], True, ["user_module.py was edited"]),
+])
+def test_checkpoints_of_another_scenario_are_refused(uninterrupted, tmp_path, args, edit, words):
+    work = tmp_path / "w"
+    subprocess.run(["cp", "-r", str(uninterrupted), str(work)], check=True)
+    if edit:
+        module = work / "user_module.py"
+        module.write_text(module.read_text() + "\n# edited\n")
+    before = sorted(p.name for p in work.iterdir())
+    for extra in (["--resume"], ["--stage", "search", "--set", "scenario.strategy.constraint.constraint_value=9000"]):
+        proc = dopt(work, "-c", "scen.yaml", *LONGER, *args, *extra)
+        assert proc.returncode == 2, proc.stderr
+        for word in words:
+            assert word in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in work.iterdir()) == before
+
+
+def test_stage_search_trains_nothing_and_meets_the_new_constraint(uninterrupted, tmp_path, framework):
+    work = tmp_path / "w"
+    subprocess.run(["cp", "-r", str(uninterrupted), str(work)], check=True)
+    final = (work / "checkpoints" / f"supernet_final{SUFFIX[framework]}").read_bytes()
+    proc = dopt(work, "-c", "scen.yaml", "--stage", "search", *LONGER,
+                "--set", "scenario.strategy.constraint.constraint_value=9000")
+    assert proc.returncode == 0, proc.stderr
+    doc = archive(work, "results_size_9000")
+    assert doc["constraint"]["value"] == 9000 and doc["front"]
+    assert all(doc["archive"][e["index"]]["size"] <= 9000 for e in doc["front"])
+    log = sorted(work.glob("log_*"))[-1].joinpath("dopt.log").read_text()
+    assert "no training step" in log and "supernet trained" not in log
+    assert (work / "checkpoints" / f"supernet_final{SUFFIX[framework]}").read_bytes() == final
+    assert archive(work) == archive(uninterrupted)  # the first results are untouched
+    # A second search into the same folder is refused; --overwrite replaces only that folder.
+    again = dopt(work, "-c", "scen.yaml", "--stage", "search", *LONGER,
+                 "--set", "scenario.strategy.constraint.constraint_value=9000")
+    assert again.returncode == 2 and "--resume" in again.stderr and "--overwrite" in again.stderr
+    flops = dopt(work, "-c", "scen.yaml", "--stage", "search", *LONGER, "--results", "by_flops",
+                 "--set", "scenario.strategy.constraint.constraint_type=flops",
+                 "--set", "scenario.strategy.constraint.constraint_value=400000")
+    assert flops.returncode == 0, flops.stderr
+    assert all(c["flops"] <= 400000 for c in archive(work, "by_flops")["archive"] if c["feasible"])
+
+
+def test_stage_search_without_a_trained_supernet_is_exit_2(tmp_path, make_workdir):
+    work = make_workdir(tmp_path)
+    proc = dopt(work, "-c", "scen.yaml", "--stage", "search")
+    assert proc.returncode == 2 and "nothing to search again" in proc.stderr
+
+
+def test_refusal_names_resume_overwrite_and_workdir(uninterrupted):
+    proc = dopt(uninterrupted, "-c", "scen.yaml", *LONGER)
+    assert proc.returncode == 2
+    for word in ("--resume", "--overwrite", "--workdir"):
+        assert word in proc.stderr
+
+
+def test_corrupt_checkpoint_and_torn_journal_line_fall_back(uninterrupted, tmp_path, framework):
+    """What a crash mid-write could leave (were writes not atomic): the newest epoch checkpoint
+    truncated, the journal's last line torn. Resume falls back and still ends identical."""
+    work = tmp_path / "w"
+    subprocess.run(["cp", "-r", str(uninterrupted), str(work)], check=True)
+    ckpt = work / "checkpoints"
+    suffix = SUFFIX[framework]
+    for path in (work / "results", ckpt / "results" / "search_state.json", ckpt / f"supernet_final{suffix}"):
+        subprocess.run(["rm", "-r", str(path)], check=True)
+    newest = ckpt / f"supernet_epoch_4{suffix}"
+    newest.write_bytes(newest.read_bytes()[:1000])
+    journal = ckpt / "results" / "journal.jsonl"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"".join(lines[:-1]) + lines[-1][:20])
+    proc = dopt(work, "-c", "scen.yaml", "--resume", *LONGER)
+    assert proc.returncode == 0, proc.stderr
+    log = sorted(work.glob("log_*"))[-1].joinpath("dopt.log").read_text()
+    assert f"supernet_epoch_4{suffix} is unreadable" in log and "after epoch 3 of 4" in log
+    assert "is torn" in log and f"journal: {len(lines) - 1} evaluated candidates reused" in log
+    assert_same_archive(archive(work), archive(uninterrupted))
