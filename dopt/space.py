@@ -180,6 +180,16 @@ class SearchSpace:
             cin = choice.out_channels
         return plans
 
+    def layer_rows(self, arch: Arch) -> list[tuple[int, int, int, int, int]]:
+        """The kept layers of ``arch`` as (in, out, kernel, stride, expand) rows, as result scripts list them."""
+        return [(p.in_channels, p.choice.out_channels, p.choice.kernel, p.spec.stride, p.choice.expand)
+                for p in self.plan(arch)]
+
+    def kept_positions(self, arch: Arch, feature_choose: Sequence[int]) -> tuple[int, ...]:
+        """``feature_choose`` as positions among the kept layers of ``arch`` (chosen layers are never skipped)."""
+        kept = [p.spec.index for p in self.plan(arch)]
+        return tuple(kept.index(i) for i in feature_choose)
+
     def sample(self, rng: np.random.Generator) -> list[int]:
         """A uniformly random encoding (each gene uniform within its bounds)."""
         return rng.integers(np.array(self.xl), np.array(self.xu) + 1).tolist()

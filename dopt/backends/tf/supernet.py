@@ -154,14 +154,11 @@ class Supernet(keras.layers.Layer):
         return net
 
     def static_features(self, arch: Arch | None = None) -> tuple[int, ...]:
-        """feature_choose as positions among the kept layers (chosen layers are never skipped)."""
-        kept = [p.spec.index for p in self.space.plan(arch if arch is not None else self._require_active())]
-        return tuple(kept.index(i) for i in self.feature_choose)
+        """feature_choose as positions among the kept layers of ``arch`` (default: the active one)."""
+        return self.space.kept_positions(arch if arch is not None else self._require_active(), self.feature_choose)
 
     def layer_rows(self, arch: Arch) -> list[tuple[int, int, int, int, int]]:
-        """``arch`` as (in, out, kernel, stride, expand) rows, as result scripts list them."""
-        return [(p.in_channels, p.choice.out_channels, p.choice.kernel, p.spec.stride, p.choice.expand)
-                for p in self.space.plan(arch)]
+        return self.space.layer_rows(arch)
 
     def _require_active(self) -> Arch:
         assert self.active is not None, "set_active() first"
