@@ -77,6 +77,10 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # TensorFlow's C++ start-up lines (CPU features, absl) would drown dopt's own; TensorBoard's
+    # writer imports TensorFlow when it is installed, even in a PyTorch run. A value set by the
+    # user wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     run_parser, validate_parser = _parsers()
     workdir = Path.cwd()
     try:
