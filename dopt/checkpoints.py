@@ -156,12 +156,15 @@ class Journal:
     def __init__(self, path: Path, key: str) -> None:
         self.path, self.key = path, key
         self.entries: dict[tuple[int, ...], dict[str, Any]] = {}
+        self._torn_tail = False  # the file ends mid-line (a crash while appending)
         if path.exists():
             self._load()
 
     def _load(self) -> None:
         stale = 0
-        for n, line in enumerate(self.path.read_bytes().split(b"\n")):
+        data = self.path.read_bytes()
+        self._torn_tail = bool(data) and not data.endswith(b"\n")
+        for n, line in enumerate(data.split(b"\n")):
             if not line.strip():
                 continue
             try:
@@ -189,19 +192,15 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not self.path.exists()
         with open(self.path, "ab") as f:
-            if f.tell() and not self._ends_with_newline():
-                f.write(b"\n")  # end a torn last line so the new record stands on its own line
+            if self._torn_tail:
+                f.write(b"\n")  # end the torn last line so the new record stands on its own line
+                self._torn_tail = False
             f.write(line.encode())
             f.flush()
             os.fsync(f.fileno())
         if fresh:
             _fsync_dir(self.path.parent)
         self.entries[tuple(record["encoding"])] = record
-
-    def _ends_with_newline(self) -> bool:
-        with open(self.path, "rb") as f:
-            f.seek(-1, os.SEEK_END)
-            return f.read(1) == b"\n"
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.entries.values())
