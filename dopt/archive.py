@@ -1,4 +1,4 @@
-"""Every evaluated candidate of a search, its Pareto front and hypervolume (SPEC 7)."""
+"""Every evaluated candidate of a search, its Pareto front and hypervolume (docs/search.md#nsga-ii)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from dopt.costs import Costs, kinds
 from dopt.scenario.model import Constraint
 from dopt.space import Arch, arch_to_json
 
 __all__ = ["Candidate", "Archive"]
-
-_COST_KINDS = ("size", "flops", "latency")
 
 
 @dataclass
@@ -29,9 +28,7 @@ class Candidate:
     encoding: tuple[int, ...]
     arch: Arch
     metric: float | None
-    size: int
-    flops: int
-    latency_ms: float | None
+    costs: Costs  # by kind name; a kind not measured for this candidate is absent
     feasible: bool
     generation: int  # 1-based: the initial population is generation 1
     eval_seconds: float = 0.0
@@ -41,34 +38,21 @@ class Candidate:
         self.encoding = tuple(int(g) for g in self.encoding)
         self.arch = tuple(self.arch)
         self.metric = None if self.metric is None else float(self.metric)
-        self.size = int(self.size)
-        self.flops = int(self.flops)
-        self.latency_ms = None if self.latency_ms is None else float(self.latency_ms)
+        self.costs = Costs({k: _plain_number(v) for k, v in self.costs.items()})
         self.feasible = bool(self.feasible)
         self.generation = int(self.generation)
         self.eval_seconds = float(self.eval_seconds)
 
     def cost(self, kind: str) -> float:
-        """The candidate's cost of one kind.
-
-        Args:
-            kind: ``"size"`` (parameters), ``"flops"`` (MACs) or ``"latency"`` (milliseconds).
-
-        Returns:
-            The cost as a float.
+        """The candidate's cost of one kind (``"size"``, ``"flops"``, or another registered kind).
 
         Raises:
-            ValueError: unknown kind, or latency asked of a candidate whose latency was not measured.
+            ValueError: a kind this candidate's costs were not measured for.
         """
-        if kind == "size":
-            return float(self.size)
-        if kind == "flops":
-            return float(self.flops)
-        if kind == "latency":
-            if self.latency_ms is None:
-                raise ValueError(f"latency of candidate {list(self.encoding)} was not measured")
-            return self.latency_ms
-        raise ValueError(f"unknown cost kind {kind!r}; expected one of {', '.join(_COST_KINDS)}")
+        value = self.costs.get(kind)
+        if value is None:
+            raise ValueError(f"{kind} of candidate {list(self.encoding)} was not measured")
+        return float(value)
 
     @property
     def has_metric(self) -> bool:
@@ -230,9 +214,7 @@ class Archive:
                     encoding=encoding,
                     arch=arch,
                     metric=metric,
-                    size=r["size"],
-                    flops=r["flops"],
-                    latency_ms=r["latency_ms"],
+                    costs=Costs({k.name: r.get(k.column) for k in kinds()}),
                     feasible=r["feasible"],
                     generation=r["generation"],
                     eval_seconds=r.get("eval_seconds", 0.0),
@@ -246,10 +228,17 @@ def _record(c: Candidate) -> dict[str, Any]:
         "encoding": list(c.encoding),
         "arch": arch_to_json(c.arch),
         "metric": None if c.metric is None or math.isnan(c.metric) else c.metric,
-        "size": c.size,
-        "flops": c.flops,
-        "latency_ms": c.latency_ms,
+        **{k.column: c.costs.get(k.name) for k in kinds()},
         "feasible": c.feasible,
         "generation": c.generation,
         "eval_seconds": c.eval_seconds,
     }
+
+
+def _plain_number(v: float) -> float:
+    """numpy scalars as Python numbers; integral counts stay ints, so JSON writes them exactly."""
+    if isinstance(v, bool):
+        raise TypeError("a cost is a number, not a bool")
+    if isinstance(v, int) or (hasattr(v, "dtype") and getattr(v.dtype, "kind", "") in "iu"):
+        return int(v)
+    return float(v)

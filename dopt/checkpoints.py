@@ -1,4 +1,4 @@
-"""What a run keeps in ``checkpoints/`` so that ``--resume`` and ``--stage search`` can continue it (SPEC 10).
+"""What a run keeps in ``checkpoints/`` so that ``--resume`` and ``--stage search`` can continue it (docs/resume.md#resuming-a-run).
 
 Layout::
 
@@ -39,7 +39,7 @@ RUN_FILE = "run.json"
 
 
 def training_identity(sc: Scenario, seed: int, user_sha256: str) -> dict[str, Any]:
-    """The parts of a scenario a trained supernet depends on (SPEC 10), as JSON-ready data.
+    """The parts of a scenario a trained supernet depends on (docs/resume.md#resuming-a-run), as JSON-ready data.
 
     Constraint, searcher and budgets are left out: they may change for ``--resume`` and
     ``--stage search``. Dataset paths inside the working directory are kept relative to it, so a

@@ -139,7 +139,8 @@ def _validate(scenario: Scenario) -> int:
         print(line)
     for name, encoding, report in zip(("smallest", "largest"), (space.smallest(), space.largest()), prepared.rehearsal):
         costs = prepared.costs.costs(space.decode(encoding))
-        print(f"{name} subnet: size {costs.size:,}, flops {costs.flops:,}; forward/backward ok ({report})")
+        listed = ", ".join(f"{kind} {value:,}" for kind, value in costs.items())
+        print(f"{name} subnet: {listed}; forward/backward ok ({report})")
     print(f"{prepared.scenario.path.name}: OK")
     return EXIT_OK
 
@@ -171,10 +172,13 @@ def _check_workdir(workdir: Path, config: Path) -> None:
 
 def _print_summary(s: RunSummary) -> None:
     print(f"\nPareto front ({len(s.front)} of {len(s.archive)} evaluated candidates, seed {s.seed}):")
-    print(f"  {'N':>3}  {'metric':>10}  {'size':>12}  {'flops':>14}")
+    from dopt.costs import kinds as cost_kinds
+
+    kinds = [k for k in cost_kinds() if k.available]
+    print(f"  {'N':>3}  {'metric':>10}" + "".join(f"  {k.name:>14}" for k in kinds))
     for n, i in enumerate(s.front, start=1):
         c = s.archive[i]
-        print(f"  {n:>3}  {c.metric:>10.4f}  {c.size:>12,}  {c.flops:>14,}")
+        print(f"  {n:>3}  {c.metric:>10.4f}" + "".join(f"  {c.costs[k.name]:>14,}" for k in kinds))
     here = Path.cwd()
     print(f"\nresults: {_rel(s.results_dir, here)}/ (model_arch_result_N.py, pareto.json/.csv/.png)")
     print(f"logs:    tensorboard --logdir {_rel(s.log_dir, here)}")

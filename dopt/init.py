@@ -1,4 +1,4 @@
-"""`dopt init`: a commented user module, a scenario and a small offline dataset to start from (SPEC 2)."""
+"""`dopt init`: a commented user module, a scenario and a small offline dataset to start from (docs/cli.md#commands)."""
 
 from __future__ import annotations
 

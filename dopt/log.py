@@ -68,7 +68,7 @@ def remove_file(handler: logging.Handler) -> None:
 
 @contextlib.contextmanager
 def stage(name: str) -> Iterator[None]:
-    """Name the stage that errors are reported against (SPEC 2: exit 1 names the stage)."""
+    """Name the stage that errors are reported against (docs/cli.md#error-messages: exit 1 names the stage)."""
     global _stage
     previous, _stage = _stage, name
     logging.getLogger(_ROOT).debug("stage: %s", name)

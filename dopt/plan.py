@@ -1,5 +1,5 @@
 """What one `dopt -c` invocation will do, decided from the command line and the working directory
-before anything expensive runs: a new run, a resumed one, or another search (SPEC 2, 10)."""
+before anything expensive runs: a new run, a resumed one, or another search (docs/cli.md#commands, docs/resume.md#resuming-a-run)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dopt.user_module import file_sha256
 
 __all__ = ["Plan", "plan", "OUTPUTS"]
 
-OUTPUTS = ("results", "checkpoints", "log_*")  # what a new run would replace (SPEC 2 --overwrite)
+OUTPUTS = ("results", "checkpoints", "log_*")  # what a new run would replace (docs/resume.md#overwriting)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""One whole run (SPEC 1): check everything, train the supernet, search, write results."""
+"""One whole run (docs/architecture.md#call-order): check everything, train the supernet, search,
+write results."""
 
 from __future__ import annotations
 
@@ -15,39 +16,42 @@ from typing import Any
 import numpy as np
 
 from dopt import __version__
+from dopt import costs as cost_kinds
 from dopt.archive import Archive, Candidate
 from dopt.atomic import atomic_write_text
-from dopt.backends.base import Backend, CorruptCheckpoint, Probe, StepLog, get_backend
+from dopt.backends import get_backend
+from dopt.backends.base import CorruptCheckpoint, Probe, Session
 from dopt.checkpoints import (Journal, check_identity, epoch_checkpoints, evaluation_key, final_checkpoint,
                               training_identity, write_identity)
-from dopt.plan import OUTPUTS, Plan
+from dopt.context import RunContext
 from dopt.costs import CostModel, Costs
 from dopt.errors import UserError
-from dopt.log import Progress, add_file, current_stage, remove_file, stage
+from dopt.evaluation import Evaluator
+from dopt.log import Progress, current_stage, remove_file, stage
+from dopt.plan import OUTPUTS, Plan
 from dopt.results import write_csv, write_json
 from dopt.scenario import Scenario
 from dopt.search import SearchResult, run_search
 from dopt.space import Arch, SearchSpace
+from dopt.training import StepLog, TrainState, train
 from dopt.user_module import file_sha256, load_user_module
 
 __all__ = ["Prepared", "prepare", "run", "RunSummary"]
 
 log = logging.getLogger(__name__)
 
-_COST_NAMES = {"size": "parameters", "flops": "MACs", "latency": "ms"}
 
-
-@dataclass
+@dataclass(frozen=True)
 class Prepared:
     """Everything checked before anything is trained or written."""
 
     scenario: Scenario
-    backend: Backend
+    session: Session  # the backend's supernet, optimizer and schedule
     probe: Probe
     space: SearchSpace
     costs: CostModel
     seed: int
-    cost_range: tuple[int, int]
+    cost_range: tuple[float, float]
     rehearsal: list[str]  # one line per rehearsed subnet (smallest, largest)
     user_sha256: str  # of user_module.py as imported
 
@@ -74,9 +78,10 @@ def prepare(scenario: Scenario, seed: int | None = None) -> Prepared:
     Raises:
         UserError: any mistake the user can fix, before anything is trained or written.
     """
-    if scenario.constraint.kind == "latency":
-        raise UserError("constraint_type latency is not available in this version of dopt",
-                        key="scenario.strategy.constraint.constraint_type", fix="use size or flops for now")
+    if not cost_kinds.get(scenario.constraint.kind).available:
+        usable = " or ".join(k.name for k in cost_kinds.kinds() if k.available)
+        raise UserError(f"constraint_type {scenario.constraint.kind} is not available in this version of dopt",
+                        key="scenario.strategy.constraint.constraint_type", fix=f"use {usable} for now")
     if scenario.constraint.application != "image_classification":
         raise UserError(f"application_type {scenario.constraint.application} is not available in this version of dopt",
                         key="scenario.strategy.constraint.application_type", fix="use image_classification for now")
@@ -90,14 +95,15 @@ def prepare(scenario: Scenario, seed: int | None = None) -> Prepared:
     elif seed is None:
         seed = secrets.randbelow(2**31)
     with stage("reading the first batch and dry-running PreNet/PostNet"):
-        probe = backend.setup(scenario, module, seed)
+        setup = backend.setup(scenario, module, seed)
+    probe = setup.probe
     space = SearchSpace(scenario.supernet, probe.in_channels)
-    costs = CostModel(space, probe.in_hw, Costs(probe.fixed_size, probe.fixed_flops))
+    costs = CostModel(space, probe.in_hw, probe.fixed)
     kind, value = scenario.constraint.kind, scenario.constraint.value
     lo, hi = costs.cost_range(kind)
     if lo > value:
         raise UserError(
-            f"constraint_value {_num(value)} is below the smallest subnet's {kind} ({lo} {_COST_NAMES[kind]}, "
+            f"constraint_value {_num(value)} is below the smallest subnet's {kind} ({lo} {cost_kinds.get(kind).unit}, "
             "PreNet and PostNet included): no subnet can meet it",
             key="scenario.strategy.constraint.constraint_value",
             fix=f"set constraint_value ≥ {lo}, or shrink filters / PreNet / PostNet",
@@ -107,9 +113,9 @@ def prepare(scenario: Scenario, seed: int | None = None) -> Prepared:
         log.warning("pop_size %d exceeds the %d distinct subnets of the space: the search will stop once it has "
                     "seen them all", scenario.searcher.pop_size, space.size())
     with stage("rehearsing one step of the smallest and the largest subnet"):
-        backend.build_supernet(space)
-        rehearsal = backend.rehearse([space.decode(space.smallest()), space.decode(space.largest())])
-    return Prepared(scenario, backend, probe, space, costs, seed, (lo, hi), rehearsal, user_sha256)
+        session = setup.build_supernet(space)
+        rehearsal = session.rehearse([space.decode(space.smallest()), space.decode(space.largest())])
+    return Prepared(scenario, session, probe, space, costs, seed, (lo, hi), rehearsal, user_sha256)
 
 
 def describe(p: Prepared) -> list[str]:
@@ -119,7 +125,7 @@ def describe(p: Prepared) -> list[str]:
     return [
         f"search space: {len(p.space.layers)} layers, {p.space.size():,} distinct subnets, "
         f"PreNet output {p.probe.in_channels}x{p.probe.in_hw[0]}x{p.probe.in_hw[1]}",
-        f"{kind}: smallest subnet {lo:,}, largest {hi:,} {_COST_NAMES[kind]}; constraint {_num(value)} "
+        f"{kind}: smallest subnet {_num(lo)}, largest {_num(hi)} {cost_kinds.get(kind).unit}; constraint {_num(value)} "
         + ("(every subnet fits)" if hi <= value else f"({_fraction_note(lo, hi, value)})"),
     ]
 
@@ -129,7 +135,7 @@ def _num(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,}"
 
 
-def _fraction_note(lo: int, hi: int, value: float) -> str:
+def _fraction_note(lo: float, hi: float, value: float) -> str:
     return f"{(value - lo) / (hi - lo):.0%} of the cost range is feasible"
 
 
@@ -145,22 +151,23 @@ def _clear(p: Prepared, plan: Plan) -> None:
         shutil.rmtree(path)
 
 
-def run(p: Prepared, plan: Plan) -> RunSummary:
-    """Train (or resume training, or load the trained supernet), search and write results."""
+def run(p: Prepared, plan: Plan, ctx: RunContext | None = None) -> RunSummary:
+    """Train (or resume training, or load the trained supernet), search and write results.
+
+    Every file is written through ``ctx`` (one process when omitted).
+    """
+    ctx = ctx or RunContext()
     sc = p.scenario
     if plan.overwrite:
-        _clear(p, plan)
+        ctx.write(_clear, p, plan)
     ckpt_dir = sc.workdir / "checkpoints"
     if plan.stage == "all" and not plan.resume:
-        write_identity(ckpt_dir, p.identity, _threads())
+        ctx.write(write_identity, ckpt_dir, p.identity, _threads())
     else:
         check_identity(ckpt_dir, p.identity, "resume" if plan.resume else "search again", _threads())
-    run_name = datetime.now().strftime("%Y%m%d-%H%M%S")
-    log_dir = sc.workdir / f"log_{run_name}"
-    file_log = add_file(log_dir / "dopt.log")
-    from tensorboardX import SummaryWriter
-
-    writer = SummaryWriter(str(log_dir))
+    log_dir = sc.workdir / f"log_{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    file_log = ctx.file_log(log_dir / "dopt.log")
+    writer = ctx.summary_writer(log_dir)
     log.info("dopt %s, seed %d, device %s%s", __version__, p.seed, p.probe.device,
              ", resuming" if plan.resume else "")
     for line in describe(p):
@@ -168,28 +175,26 @@ def run(p: Prepared, plan: Plan) -> RunSummary:
     try:
         with stage("training the supernet" if plan.stage == "all" else "loading the trained supernet"):
             if plan.stage == "all":
-                _train(p, writer, ckpt_dir, plan.resume)
+                _train(p, ctx, writer, ckpt_dir, plan.resume)
             else:
                 _load_final(p, ckpt_dir)
         with stage("searching"):
-            archive, result = _search(p, writer, plan)
+            evaluator = Evaluator(p.session, p.costs, np.random.default_rng([p.seed, 1]))
+            archive, result = _search(p, ctx, writer, plan, evaluator)
         with stage("writing results"):
-            front = _write_results(p, archive, plan.results_dir, result)
-            from dopt.results.plot import figure_to_rgb_array, pareto_figure
-
-            fig = pareto_figure(archive, cost_label=_cost_label(sc), metric_label="metric")
-            writer.add_image("search/pareto_final", figure_to_rgb_array(fig), result.generations, dataformats="HWC")
-            _save_search_state(plan.search_dir / "search_state.json", archive, result.generations, p.seed, True)
+            front = _finish(p, ctx, writer, plan, evaluator, archive, result)
         log.info("finished: %d candidates evaluated, %d on the front, results in %s", len(archive), len(front),
                  plan.results_dir)
     except BaseException as exc:
         # The plain-text log keeps the traceback of a failed run; the console gets cli.py's report.
-        file_log.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "failed while %s", (current_stage(),),
-                                       (type(exc), exc, exc.__traceback__)))
+        if file_log is not None:
+            file_log.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "failed while %s",
+                                           (current_stage(),), (type(exc), exc, exc.__traceback__)))
         raise
     finally:
         writer.close()
-        remove_file(file_log)
+        if file_log is not None:
+            remove_file(file_log)
     return RunSummary(plan.results_dir, log_dir, archive, front, result, p.seed)
 
 
@@ -201,7 +206,7 @@ def _threads() -> int | None:
 
 
 def _cost_label(sc: Scenario) -> str:
-    return f"{sc.constraint.kind} ({_COST_NAMES[sc.constraint.kind]})"
+    return f"{sc.constraint.kind} ({cost_kinds.get(sc.constraint.kind).unit})"
 
 
 def _sampler(p: Prepared) -> Callable[[int], list[Arch]]:
@@ -228,31 +233,37 @@ def _sampler(p: Prepared) -> Callable[[int], list[Arch]]:
     return sample
 
 
-def _train(p: Prepared, writer: Any, ckpt_dir: Path, resume: bool) -> None:
-    sc = p.scenario
-    suffix = p.backend.checkpoint_suffix
+def _resume_training(p: Prepared, ckpt_dir: Path) -> tuple[int, TrainState] | None:
+    """(epochs done, counters) from the newest readable checkpoint; None when the final one loads."""
+    suffix = p.session.checkpoint_suffix
     final = final_checkpoint(ckpt_dir, suffix)
-    if resume and final.exists():
+    if final.exists():
         try:
-            p.backend.load_supernet(final)
+            p.session.load(final)
             log.info("supernet already trained: loaded %s", final.name)
-            return
+            return None
         except CorruptCheckpoint as exc:
             log.warning("%s is unreadable (%s); falling back to the last epoch checkpoint", final.name, exc)
-    start = 0
-    if resume:
-        for done, path in epoch_checkpoints(ckpt_dir, suffix):
-            try:
-                p.backend.load_supernet(path)
-            except CorruptCheckpoint as exc:
-                log.warning("%s is unreadable (%s); falling back to the previous checkpoint", path.name, exc)
-                continue
-            start = min(done, sc.epochs)
-            log.info("resuming supernet training after epoch %d of %d (%s)", start, sc.epochs, path.name)
-            break
-        else:
-            log.info("no epoch checkpoint: supernet training starts from the beginning")
-    sample = _sampler(p)
+    for done, path in epoch_checkpoints(ckpt_dir, suffix):
+        try:
+            step = p.session.load(path)
+        except CorruptCheckpoint as exc:
+            log.warning("%s is unreadable (%s); falling back to the previous checkpoint", path.name, exc)
+            continue
+        start = min(done, p.scenario.epochs)
+        log.info("resuming supernet training after epoch %d of %d (%s)", start, p.scenario.epochs, path.name)
+        return start, TrainState(step=step)
+    log.info("no epoch checkpoint: supernet training starts from the beginning")
+    return 0, TrainState()
+
+
+def _train(p: Prepared, ctx: RunContext, writer: Any, ckpt_dir: Path, resume: bool) -> None:
+    sc = p.scenario
+    suffix = p.session.checkpoint_suffix
+    resumed = _resume_training(p, ckpt_dir) if resume else (0, TrainState())
+    if resumed is None:
+        return
+    start, state = resumed
     steps = p.probe.steps_per_epoch
     progress = Progress((sc.epochs - start) * steps, "training supernet", "steps")
 
@@ -263,21 +274,21 @@ def _train(p: Prepared, writer: Any, ckpt_dir: Path, resume: bool) -> None:
         progress.update(1, epoch=s.epoch + 1, loss=s.loss, lr=s.lr)
 
     def on_epoch_end(epoch: int) -> None:
-        p.backend.save_supernet(ckpt_dir / f"supernet_epoch_{epoch + 1}{suffix}")
+        ctx.write(p.session.save, ckpt_dir / f"supernet_epoch_{epoch + 1}{suffix}", state.step)
         stale = ckpt_dir / f"supernet_epoch_{epoch - 1}{suffix}"  # keep the last two epochs
         if stale.exists():
-            stale.unlink()
+            ctx.write(stale.unlink)
 
     with progress:
-        p.backend.train(sample, sc.epochs, log_step, on_epoch_end, start_epoch=start)
-    p.backend.save_supernet(final)
+        train(p.session, _sampler(p), range(start, sc.epochs), state, sc.training.distill, log_step, on_epoch_end)
+    ctx.write(p.session.save, final_checkpoint(ckpt_dir, suffix), state.step)
     log.info("supernet trained: %d epochs, %d steps", sc.epochs, sc.epochs * steps)
 
 
 def _load_final(p: Prepared, ckpt_dir: Path) -> None:
-    final = final_checkpoint(ckpt_dir, p.backend.checkpoint_suffix)
+    final = final_checkpoint(ckpt_dir, p.session.checkpoint_suffix)
     try:
-        p.backend.load_supernet(final)
+        p.session.load(final)
     except CorruptCheckpoint as exc:
         raise UserError(f"{final} cannot be loaded ({exc})",
                         fix="resume the training run (dopt -c scen.yaml --resume), which rebuilds it from the last "
@@ -285,62 +296,75 @@ def _load_final(p: Prepared, ckpt_dir: Path) -> None:
     log.info("trained supernet loaded from %s; no training step", final.name)
 
 
-def _search(p: Prepared, writer: Any, plan: Plan) -> tuple[Archive, SearchResult]:
+def _search(p: Prepared, ctx: RunContext, writer: Any, plan: Plan,
+            evaluator: Evaluator) -> tuple[Archive, SearchResult]:
     """NSGA-II over the trained supernet. Every evaluation is journaled as it finishes; a resumed
     search replays the seeded algorithm from the start and takes each candidate already in the
     journal from there. pymoo's choices depend only on its seed and the objectives it is told,
     so the replay rebuilds its population and RNG exactly, as data, without pickling pymoo."""
     sc = p.scenario
-    constraint = sc.constraint
-    p.backend.prepare_evaluation(np.random.default_rng([p.seed, 1]))
-    archive = Archive(constraint)
+    archive = Archive(sc.constraint)
     key = evaluation_key(p.identity, sc.searcher.bn_calib_batches, sc.searcher.eval_batches)
     journal = Journal(plan.search_dir / "journal.jsonl", key)
     elapsed = max((float(r.get("elapsed_s", 0.0)) for r in journal), default=0.0)
-    t_start = time.monotonic() - elapsed
-
-    def evaluate(encoding: tuple[int, ...], generation: int) -> Candidate:
-        arch = p.space.decode(encoding)
-        done = journal.get(encoding)
-        if done is not None:
-            feasible = Costs(done["size"], done["flops"]).get(constraint.kind) <= constraint.value
-            if done["metric"] is not None or not feasible:  # evaluated, or needs no evaluation
-                return Candidate(encoding, arch, done["metric"] if feasible else None, done["size"], done["flops"],
-                                 None, feasible, generation + 1, done["eval_seconds"] if feasible else 0.0)
-        costs = p.backend.measure(arch)
-        feasible = costs.get(constraint.kind) <= constraint.value
-        t0 = time.perf_counter()
-        metric = p.backend.evaluate(arch) if feasible else None  # infeasible: decided by cost alone
-        seconds = time.perf_counter() - t0 if feasible else 0.0
-        journal.append({"encoding": list(encoding), "metric": metric, "size": costs.size, "flops": costs.flops,
-                        "eval_seconds": seconds, "elapsed_s": time.monotonic() - t_start})
-        return Candidate(encoding, arch, metric, costs.size, costs.flops, None, feasible, generation + 1, seconds)
-
-    total = sc.searcher.generation_num * sc.searcher.pop_size
-    progress = Progress(total, "searching", "candidates")
+    evaluate = _journaled(p, ctx, evaluator, journal, time.monotonic() - elapsed)
+    progress = Progress(sc.searcher.generation_num * sc.searcher.pop_size, "searching", "candidates")
 
     def on_candidate(c: Candidate, cached: bool) -> None:
         progress.update(1, distinct=len(archive), best=archive.best_metric() or 0.0)
 
     def on_generation(g: int, a: Archive) -> None:
-        from dopt.results.plot import figure_to_rgb_array, pareto_figure
-
-        hv, best, front = a.hypervolume(), a.best_metric(), a.front()
-        writer.add_scalar("search/hypervolume", hv, g)
-        if best is not None:
-            writer.add_scalar("search/best_metric", best, g)
-        writer.add_scalar("search/front_size", len(front), g)
-        writer.add_image("search/pareto", figure_to_rgb_array(pareto_figure(a, cost_label=_cost_label(sc))), g,
-                         dataformats="HWC")
-        writer.flush()
-        _save_search_state(plan.search_dir / "search_state.json", a, g + 1, p.seed, False)
-        log.info("generation %d/%d: %d distinct candidates so far, front %d, best metric %s, hypervolume %.4f",
-                 g + 1, sc.searcher.generation_num, len(a), len(front), "n/a" if best is None else f"{best:.4f}", hv)
+        _report_generation(p, writer, g, a)
+        ctx.write(_save_search_state, plan.search_dir / "search_state.json", a, g + 1, p.seed, False)
 
     with progress:
-        result = run_search(p.space, constraint, sc.searcher, p.seed, archive, evaluate, on_generation, on_candidate,
+        result = run_search(p.space, sc.constraint, sc.searcher, p.seed, archive, evaluate, on_generation, on_candidate,
                             elapsed_s=elapsed)
     return archive, result
+
+
+def _journaled(p: Prepared, ctx: RunContext, evaluator: Evaluator, journal: Journal,
+               t_start: float) -> Callable[[tuple[int, ...], int], Candidate]:
+    """The search's evaluation of a new encoding: from the journal where an earlier (interrupted)
+    run evaluated it, else costs first, the metric only when feasible, journaled at once."""
+    constraint = p.scenario.constraint
+    kinds = cost_kinds.kinds()
+
+    def evaluate(encoding: tuple[int, ...], generation: int) -> Candidate:
+        arch = p.space.decode(encoding)
+        done = journal.get(encoding)
+        if done is not None:
+            costs = Costs({k.name: done.get(k.column) for k in kinds})
+            feasible = costs[constraint.kind] <= constraint.value
+            if done["metric"] is not None or not feasible:  # evaluated, or needs no evaluation
+                return Candidate(encoding, arch, done["metric"] if feasible else None, costs, feasible, generation + 1,
+                                 done["eval_seconds"] if feasible else 0.0)
+        costs = evaluator.measure(arch)
+        feasible = costs[constraint.kind] <= constraint.value
+        t0 = time.perf_counter()
+        metric = evaluator.evaluate(arch) if feasible else None  # infeasible: decided by cost alone
+        seconds = time.perf_counter() - t0 if feasible else 0.0
+        ctx.write(journal.append, {"encoding": list(encoding), "metric": metric,
+                                   **{k.column: costs.get(k.name) for k in kinds if k.name in costs},
+                                   "eval_seconds": seconds, "elapsed_s": time.monotonic() - t_start})
+        return Candidate(encoding, arch, metric, costs, feasible, generation + 1, seconds)
+
+    return evaluate
+
+
+def _report_generation(p: Prepared, writer: Any, g: int, a: Archive) -> None:
+    from dopt.results.plot import figure_to_rgb_array, pareto_figure
+
+    hv, best, front = a.hypervolume(), a.best_metric(), a.front()
+    writer.add_scalar("search/hypervolume", hv, g)
+    if best is not None:
+        writer.add_scalar("search/best_metric", best, g)
+    writer.add_scalar("search/front_size", len(front), g)
+    writer.add_image("search/pareto", figure_to_rgb_array(pareto_figure(a, cost_label=_cost_label(p.scenario))), g,
+                     dataformats="HWC")
+    writer.flush()
+    log.info("generation %d/%d: %d distinct candidates so far, front %d, best metric %s, hypervolume %.4f",
+             g + 1, p.scenario.searcher.generation_num, len(a), len(front), "n/a" if best is None else f"{best:.4f}", hv)
 
 
 def _save_search_state(path: Path, archive: Archive, generations: int, seed: int, finished: bool) -> None:
@@ -351,24 +375,46 @@ def _save_search_state(path: Path, archive: Archive, generations: int, seed: int
     atomic_write_text(path, json.dumps(state, indent=1, allow_nan=True))
 
 
-def _write_results(p: Prepared, archive: Archive, results_dir: Path, result: SearchResult) -> list[int]:
+def _finish(p: Prepared, ctx: RunContext, writer: Any, plan: Plan, evaluator: Evaluator, archive: Archive,
+            result: SearchResult) -> list[int]:
+    """Results, the final Pareto picture, and the search state marked finished."""
+    from dopt.results.plot import figure_to_rgb_array, pareto_figure
+
+    front = archive.front()
+    ctx.write(_write_results, p, evaluator, archive, plan.results_dir, result)
+    fig = pareto_figure(archive, cost_label=_cost_label(p.scenario), metric_label="metric")
+    writer.add_image("search/pareto_final", figure_to_rgb_array(fig), result.generations, dataformats="HWC")
+    ctx.write(_save_search_state, plan.search_dir / "search_state.json", archive, result.generations, p.seed, True)
+    return front
+
+
+def _write_results(p: Prepared, evaluator: Evaluator, archive: Archive, results_dir: Path,
+                   result: SearchResult) -> None:
     from dopt.results.plot import pareto_figure, save_png
 
     sc = p.scenario
-    front = archive.front()
     results_dir.mkdir(parents=True, exist_ok=True)
-    for n, index in enumerate(front, start=1):
+    for n, index in enumerate(archive.front(), start=1):
         c = archive[index]
-        header = {"model_param_size": c.size, "accuracy": c.metric, "flops": c.flops, "encoding": list(c.encoding)}
         script = results_dir / f"model_arch_result_{n}.py"
-        measured = p.backend.write_result(c.arch, script, header)
-        if measured != Costs(c.size, c.flops):
-            raise RuntimeError(f"{script.name}: header says size {c.size}, flops {c.flops} but the written model has "
-                               f"size {measured.size}, flops {measured.flops}")
+        measured = evaluator.write_result(c.arch, script, _header(c))
+        wrong = [k.name for k in cost_kinds.kinds() if k.measured and measured.get(k.name) != c.costs.get(k.name)]
+        if wrong:
+            raise RuntimeError(f"{script.name}: the header says {_costs_text(c.costs, wrong)} but the written model "
+                               f"has {_costs_text(measured, wrong)}")
     extra = {"seed": p.seed, "framework": sc.framework, "space_size": p.space.size(),
              "stopped_by": result.stopped_by, "dopt_version": __version__}
     write_json(results_dir / "pareto.json", archive,
                objective={"metric": "maximise", "cost": sc.constraint.kind}, extra=extra)
     write_csv(results_dir / "pareto.csv", archive)
     save_png(pareto_figure(archive, cost_label=_cost_label(sc)), results_dir / "pareto.png")
-    return front
+
+
+def _header(c: Candidate) -> dict[str, Any]:
+    """A result script's header: the metric, every cost kind with a header key, the encoding."""
+    costs = {k.header: c.costs[k.name] for k in cost_kinds.kinds() if k.header and k.name in c.costs}
+    return {"accuracy": c.metric, **costs, "encoding": list(c.encoding)}
+
+
+def _costs_text(costs: Costs, names: list[str]) -> str:
+    return ", ".join(f"{name} {costs.get(name)}" for name in names)

@@ -1,4 +1,4 @@
-"""NSGA-II (pymoo, driven with ask/tell) or random search over the encoding, with budgets (SPEC 7)."""
+"""NSGA-II (pymoo, driven with ask/tell) or random search over the encoding, with budgets (docs/search.md#nsga-ii)."""
 
 from __future__ import annotations
 

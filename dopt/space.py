@@ -1,6 +1,6 @@
 """The search space: genes, the integer encoding, readable architectures and the space size.
 
-Encoding (SPEC 5.1). Every skeleton layer ``i`` owns four consecutive integer genes::
+Encoding (docs/search-space.md#genes). Every skeleton layer ``i`` owns four consecutive integer genes::
 
     encoding[4*i + 0]  kernel gene  -> kernel_sizes[gene]
     encoding[4*i + 1]  expand gene  -> expand_ratios[gene]

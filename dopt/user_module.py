@@ -1,4 +1,4 @@
-"""Import the user's ``user_module.py`` and check it against the framework's contract (SPEC 4).
+"""Import the user's ``user_module.py`` and check it against the framework's contract (docs/user-module.md#how-dopt-loads-the-module).
 
 Only names and signatures are checked here (no framework import); the backend checks base
 classes. Nothing is written: bytecode caching is off while the module is imported.

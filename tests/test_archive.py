@@ -8,6 +8,7 @@ import math
 import pytest
 
 from dopt.archive import Archive, Candidate
+from dopt.costs import Costs
 from dopt.scenario.model import Constraint
 from dopt.space import LayerChoice
 
@@ -23,9 +24,7 @@ def cand(
         encoding=(enc,),
         arch=ARCH,
         metric=metric,
-        size=cost,
-        flops=cost,
-        latency_ms=latency,
+        costs=Costs(size=cost, flops=cost, latency=latency),
         feasible=cost <= 100 if feasible is None else feasible,
         generation=gen,
         eval_seconds=0.125 * enc,
@@ -77,8 +76,8 @@ def test_front_ignores_a_metric_on_an_infeasible_candidate():
 def test_front_uses_the_constraint_kind():
     lat = Constraint(application="image_classification", kind="latency", value=10.0)
     a = Archive(lat)
-    a.add(Candidate((0,), ARCH, 0.5, size=10, flops=10, latency_ms=5.0, feasible=True, generation=0))
-    a.add(Candidate((1,), ARCH, 0.6, size=99, flops=99, latency_ms=4.0, feasible=True, generation=0))
+    a.add(Candidate((0,), ARCH, 0.5, Costs(size=10, flops=10, latency=5.0), feasible=True, generation=0))
+    a.add(Candidate((1,), ARCH, 0.6, Costs(size=99, flops=99, latency=4.0), feasible=True, generation=0))
     assert a.front() == [1]
 
 
@@ -140,9 +139,9 @@ def test_add_get_len_iter_getitem():
 
 def test_candidate_normalises_numpy_values():
     np = pytest.importorskip("numpy")
-    c = Candidate(np.array([1, 2]), ARCH, np.float32(0.5), np.int64(3), np.int64(4), None, np.bool_(True), np.int64(0))
+    c = Candidate(np.array([1, 2]), ARCH, np.float32(0.5), Costs(size=np.int64(3), flops=np.int64(4)), np.bool_(True), np.int64(0))
     assert type(c.encoding[0]) is int and c.encoding == (1, 2)
-    assert type(c.metric) is float and type(c.size) is int and type(c.feasible) is bool
+    assert type(c.metric) is float and type(c.costs["size"]) is int and type(c.feasible) is bool
     json.dumps(archive_of(c).to_records())
 
 

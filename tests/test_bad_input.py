@@ -1,4 +1,4 @@
-"""Every category of bad input (issue: reliability, SPEC 10): exit 2, one line naming the file, the
+"""Every category of bad input (issue: reliability, docs/resume.md#resuming-a-run): exit 2, one line naming the file, the
 key path (with line and column for YAML) or function, and the fix; no traceback; nothing written.
 
 Runs the CLI in-process (``dopt.cli.main``) so that the whole table takes seconds; test_cli.py runs

@@ -1,4 +1,4 @@
-"""Resume after kill -9, train once / search many, and the checkpoint identity (SPEC 2, 10)."""
+"""Resume after kill -9, train once / search many, and the checkpoint identity (docs/cli.md#commands, docs/resume.md#resuming-a-run)."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 from dopt.archive import Archive, Candidate
+from dopt.costs import Costs
 from dopt.scenario.model import Constraint, Searcher
 from dopt.search import run_search
 from tests.test_space import make_space
@@ -23,7 +24,7 @@ def fake_run(cfg: Searcher, seed: int = 3, value: float = 1500.0):
         if feasible:
             evaluated.append(encoding)
         metric = 1 - 1 / (1 + size / 500) if feasible else None
-        return Candidate(encoding, arch, metric, size, size * 10, None, feasible, generation)
+        return Candidate(encoding, arch, metric, Costs(size=size, flops=size * 10), feasible, generation)
 
     result = run_search(space, constraint, cfg, seed, archive, evaluate, lambda g, a: generations.append(g))
     return archive, evaluated, generations, result
@@ -43,7 +44,7 @@ def test_no_candidate_evaluated_twice_and_infeasible_never_evaluated():
     assert all(c.metric is None for c in archive if not c.feasible)
     assert any(not c.feasible for c in archive)
     assert generations == [0, 1, 2, 3, 4] and result.stopped_by == "generations"
-    assert all(archive[i].size <= 1500 for i in archive.front())
+    assert all(archive[i].cost("size") <= 1500 for i in archive.front())
 
 
 def test_max_evaluations_budget_stops_early():
@@ -68,7 +69,7 @@ def test_a_space_smaller_than_the_population_is_searched_exhaustively():
 
     def evaluate(encoding, generation):
         arch = space.decode(encoding)
-        return Candidate(encoding, arch, arch[0].kernel / 10, arch[0].expand, 1, None, True, generation)
+        return Candidate(encoding, arch, arch[0].kernel / 10, Costs(size=arch[0].expand, flops=1), True, generation)
 
     result = run_search(space, constraint, Searcher(generation_num=5, pop_size=40), 0, archive, evaluate, lambda g, a: None)
     assert len(archive) == 9

@@ -1,27 +1,26 @@
-"""The small interface every framework backend implements, and the lazy backend lookup.
+"""The small interface every framework backend implements (docs/architecture.md).
 
 The core drives a run through these calls only; everything that imports torch or tensorflow
-lives behind them (``dopt/backends/torch``, ``dopt/backends/tf``).
+lives behind them (``dopt/backends/torch``, ``dopt/backends/tf``). ``get_backend`` is in
+``dopt/backends/__init__.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from dopt.errors import UserError
+from dopt.costs import Costs
+from dopt.evaluation import EvalOps
+from dopt.training import StepOps
 
 if TYPE_CHECKING:
-    import numpy as np
-
-    from dopt.costs import Costs
     from dopt.scenario import Scenario
     from dopt.space import Arch, SearchSpace
 
-__all__ = ["Probe", "StepLog", "Backend", "CorruptCheckpoint", "epoch_seed", "get_backend"]
+__all__ = ["Probe", "Backend", "Setup", "Session", "CorruptCheckpoint", "epoch_seed"]
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -37,118 +36,69 @@ class CorruptCheckpoint(Exception):
 
 @dataclass(frozen=True)
 class Probe:
-    """What a dry run through PreNet and PostNet tells the core (SPEC 5.1, 6)."""
+    """What a dry run through PreNet and PostNet tells the core (docs/search-space.md#genes, docs/costs.md#measured-on-the-extracted-model)."""
 
     in_channels: int  # channels PreNet produces: the first skeleton layer's input
     in_hw: tuple[int, int]  # spatial size of PreNet's output
-    fixed_size: int  # trainable params of PreNet + PostNet
-    fixed_flops: int  # MACs of PreNet + PostNet at batch 1
+    fixed: Costs  # what the backend counts on PreNet + PostNet (parameters, MACs at batch 1)
     steps_per_epoch: int
     device: str  # e.g. "cpu", "cuda:0"
 
 
-@dataclass(frozen=True)
-class StepLog:
-    """One optimizer step, reported to the core's logger and TensorBoard writer."""
+class Setup(Protocol):
+    """What ``Backend.setup`` returns: the user module instantiated, datasets read and checked,
+    PreNet/PostNet dry-run. Immutable; the only way on is :meth:`build_supernet`."""
 
-    epoch: int
-    step: int  # global optimizer step, from 0
-    loss: float
-    lr: float
-    images_per_s: float
-    skipped: bool = False  # a non-finite loss: the step was not applied
+    @property
+    def probe(self) -> Probe:
+        """What the dry run of PreNet and PostNet found."""
+        ...
 
-
-class Backend(Protocol):
-    """One framework's implementation of the supernet life cycle.
-
-    Call order: ``check_user_module`` → ``setup`` → ``build_supernet`` → ``rehearse`` (all before
-    anything is written) → ``train`` (or ``load_supernet``) → ``prepare_evaluation`` →
-    ``measure``/``evaluate`` per candidate → ``write_result`` per Pareto architecture.
-    Pre-training of detection/segmentation skeletons (SPEC 5.5) will slot in between
-    ``rehearse`` and ``train``; a list-taking PostNet (feature_choose) is the backend's business.
-    """
-
-    framework: str
-    checkpoint_suffix: str  # of supernet checkpoints: ".pt" (torch), ".weights.npz" (tf)
-
-    def check_user_module(self, module: ModuleType) -> None:
-        """Check base classes of PreNet/PostNet (names and signatures are checked by the core)."""
-
-    def setup(self, scenario: Scenario, module: ModuleType, seed: int) -> Probe:
-        """Instantiate the user module, build datasets, dry-run PreNet/PostNet, check one batch."""
-
-    def build_supernet(self, space: SearchSpace) -> None:
+    def build_supernet(self, space: SearchSpace) -> Session:
         """Create the weight-sharing supernet, its optimizer and the user's LR schedule."""
+        ...
+
+
+class Session(StepOps, EvalOps, Protocol):
+    """One supernet with its optimizer and schedule: the training primitives the core's loop
+    drives (:class:`dopt.training.StepOps`), the evaluation primitives (:class:`dopt.evaluation.EvalOps`),
+    the rehearsal and checkpoints."""
+
+    checkpoint_suffix: str  # of supernet checkpoints: ".pt" (torch), ".weights.npz" (tf)
 
     def rehearse(self, archs: list[Arch]) -> list[str]:
         """One forward/backward per arch and one metric call on a batch, leaving no trace, so that
         contract mistakes (loss shape, metric type) surface before training; a line per arch."""
+        ...
 
-    def train(
-        self,
-        sample: Callable[[int], list[Arch]],
-        epochs: int,
-        log_step: Callable[[StepLog], None],
-        on_epoch_end: Callable[[int], None] | None = None,
-        start_epoch: int = 0,
-    ) -> None:
-        """Train epochs ``start_epoch`` … ``epochs - 1``; ``sample(epoch)`` gives the subnets of one
-        step (SPEC 5.3).
+    def save(self, path: Path, step: int) -> None:
+        """Weights, optimizer and scheduler state and the global ``step``, written atomically."""
+        ...
 
-        At the start of every epoch the backend reseeds every RNG it and the user's code draw from
-        (python, numpy, the framework's, the data order) from ``(seed, epoch)``, so that training
-        resumed from the checkpoint of epoch k is identical to an uninterrupted run: the
-        checkpoint need not carry RNG states.
+    def load(self, path: Path) -> int:
+        """Restore what :meth:`save` wrote, without executing code from the file; the global step.
+
+        Raises:
+            CorruptCheckpoint: the file is unreadable or does not fit the supernet.
         """
-
-    def save_supernet(self, path: Path) -> None:
-        """Weights, optimizer and scheduler state and the global step, written atomically."""
-
-    def load_supernet(self, path: Path) -> None:
-        """Restore what ``save_supernet`` wrote, without executing code from the file. Raises
-        ``CorruptCheckpoint`` when the file is unreadable or does not fit the supernet."""
-
-    def prepare_evaluation(self, rng: np.random.Generator) -> None:
-        """Draw and materialise the BN-calibration subset once (SPEC 5.4)."""
-
-    def evaluate(self, arch: Arch) -> float:
-        """Recalibrate BN for ``arch`` and return the user's metric."""
-
-    def measure(self, arch: Arch) -> Costs:
-        """Params and MACs of the extracted static model of ``arch`` (the truth, SPEC 6)."""
-
-    def write_result(self, arch: Arch, script: Path, header: dict[str, Any]) -> Costs:
-        """Write the standalone script and inherited weights, re-import and verify them.
-
-        Returns the costs measured on the model the written script builds.
-        """
+        ...
 
 
-def get_backend(framework: str) -> Backend:
-    """The backend of ``framework``; its framework is imported here and only here."""
-    if framework == "pytorch":
-        try:
-            from dopt.backends.torch import TorchBackend  # torch is imported only here
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.split(".")[0] in {"torch", "onnx", "onnxruntime"}:
-                raise UserError(
-                    f"framework PyTorch needs the package {exc.name!r}, which is not installed",
-                    key="scenario.strategy.framework",
-                    fix="pip install torch (the build for your CUDA, see pytorch.org), then pip install 'dopt[torch]'",
-                ) from None
-            raise
-        return TorchBackend()
-    if framework == "tensorflow":
-        try:
-            from dopt.backends.tf import TFBackend  # tensorflow is imported only here
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.split(".")[0] in {"tensorflow", "keras"}:
-                raise UserError(
-                    f"framework TensorFlow needs the package {exc.name!r}, which is not installed",
-                    key="scenario.strategy.framework",
-                    fix="pip install 'dopt[tf]' (GPU builds) or 'dopt[tf-cpu]' (CPU only)",
-                ) from None
-            raise
-        return TFBackend()
-    raise ValueError(f"unknown framework {framework!r}")
+class Backend(Protocol):
+    """One framework's entry point (docs/architecture.md#call-order).
+
+    ``check_user_module`` → ``setup`` (a :class:`Setup`) → ``Setup.build_supernet`` (a
+    :class:`Session`): each stage is reachable only through the object the previous one returns.
+    """
+
+    framework: str
+
+    def check_user_module(self, module: ModuleType) -> None:
+        """Check base classes of PreNet/PostNet (names and signatures are checked by the core)."""
+        ...
+
+    def setup(self, scenario: Scenario, module: ModuleType, seed: int) -> Setup:
+        """Instantiate the user module, build datasets, dry-run PreNet/PostNet, check one batch."""
+        ...
+
+

@@ -14,7 +14,7 @@ def available_cpus() -> int:
 def cpu_threads() -> int:
     """OMP_NUM_THREADS when set, else the cores this process may use.
 
-    Set explicitly (SPEC 10): results are reproducible for one thread count, and on a machine
+    Set explicitly (docs/resume.md#resuming-a-run): results are reproducible for one thread count, and on a machine
     shared with other jobs fewer threads can be much faster than oversubscribed ones.
     """
     env = os.environ.get("OMP_NUM_THREADS", "")

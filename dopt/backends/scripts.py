@@ -1,13 +1,82 @@
-"""Framework-free helpers of result scripts (SPEC 8): header lines and importing a written script."""
+"""Framework-free parts of result scripts (docs/outputs.md#result-scripts): the header, the docstring,
+the layer table, the user-module check, assembling the text, importing a written script, and the
+output tolerance of the verification. Each backend's ``export.py`` adds its framework's parts."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["header_value", "load_script"]
+__all__ = ["header_value", "load_script", "render", "check_outputs", "TOLERANCE"]
+
+# Relative tolerance between the searched subnet's outputs and the rebuilt model's (float32, CPU).
+TOLERANCE = 1e-5
+
+_CHECK_USER_MODULE = '''def _check_user_module() -> None:
+    import hashlib
+    import user_module
+
+    with open(user_module.__file__, "rb") as f:
+        if hashlib.sha256(f.read()).hexdigest() != USER_MODULE_SHA256:
+            print(f"warning: {user_module.__file__} differs from the user_module.py this file was generated with")
+'''
+
+_PATH_SETUP = (
+    "_HERE = os.path.dirname(os.path.abspath(__file__))\n"
+    "for _path in (os.path.dirname(_HERE), _HERE):  # its own directory first, then the parent\n"
+    "    if _path not in sys.path:\n        sys.path.insert(0, _path)\n"
+    "from user_module import PostNet, PreNet  # noqa: E402\n"
+)
+
+
+def render(
+    *, name: str, header: dict[str, Any], exports: str, imports: str, constants: dict[str, Any],
+    rows: Sequence[tuple[int, ...]], features: tuple[int, ...], static_source: str, body: str,
+) -> str:
+    """The text of a result script. Every value is written with ``repr`` (safe literals).
+
+    Args:
+        exports: what running the script writes, for its docstring, e.g. "NAME.pt (TorchScript)".
+        imports: the framework's import lines.
+        constants: module constants written after ``NAME`` (``INPUT_SHAPE``, ...), each as
+            ``(value, comment)`` or a bare value.
+        static_source: the framework's static model classes.
+        body: ``build_model``, ``export`` and ``main`` in the framework.
+    """
+    lines = [f"# {key}: {header_value(value)}" for key, value in header.items()]
+    usage = textwrap.fill(
+        f"Copy it next to user_module.py (or leave it in results/) and run `python3 {name}.py`: it builds the "
+        f"model, loads the inherited weights saved beside it and writes {exports} into the current directory.",
+        width=100, break_on_hyphens=False, break_long_words=False,
+    )
+    doc = f'"""{name}: a network found by dopt, PreNet and PostNet from user_module.py.\n\n{usage}\n"""'
+    table = [f"NAME = {name!r}"]
+    for key, value in constants.items():
+        value, comment = value if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str) else (value, "")
+        table.append(f"{key} = {value!r}" + (f"  # {comment}" if comment else ""))
+    table += [
+        "# One row per searched layer: (in_channels, out_channels, kernel_size, stride, expand_ratio)",
+        "LAYERS = [\n" + "".join(f"    {tuple(r)!r},\n" for r in rows) + "]",
+        f"FEATURE_LAYERS = {tuple(features)!r}  # positions in LAYERS whose outputs PostNet also receives",
+    ]
+    code = ("import os\nimport sys\n" + imports + "\n" + _PATH_SETUP, "\n".join(table), static_source,
+            _CHECK_USER_MODULE, body)
+    return "\n".join(lines) + "\n" + doc + "\n\n" + "\n\n\n".join(part.strip("\n") for part in code) + "\n"
+
+
+def check_outputs(script: Path, diff: float, scale: float) -> None:
+    """Raise when the rebuilt model's outputs differ from the subnet's by more than the tolerance.
+
+    Args:
+        diff: the largest absolute difference between the two models' outputs.
+        scale: the largest absolute output of the subnet.
+    """
+    if diff > TOLERANCE * max(1.0, scale):
+        raise RuntimeError(f"{script.name}: the rebuilt model's outputs differ from the searched subnet's by {diff:g}")
 
 
 def header_value(value: Any) -> str:

@@ -1,5 +1,6 @@
-"""Cost model: analytic per-layer formulas for the space's min/max and for tests (SPEC 6)."""
+"""Costs by kind: the registry of kinds, analytic formulas, and costs of whole models (docs/costs.md)."""
 
-from dopt.costs.analytic import Costs, CostModel
+from dopt.costs.analytic import CostModel, Costs
+from dopt.costs.kinds import CostKind, get, kinds, names, register, unregister
 
-__all__ = ["Costs", "CostModel"]
+__all__ = ["Costs", "CostModel", "CostKind", "get", "kinds", "names", "register", "unregister"]

@@ -1,36 +1,54 @@
-"""Analytic params and MACs of skeleton layers, and the cheapest/dearest subnet of a space.
+"""Costs of whole models, and the analytic per-layer formulas of the built-in kinds (docs/costs.md).
 
-The truth for a candidate is the backend's count on the extracted model (SPEC 6); these formulas
-mirror the blocks the backends build (inverted residual: optional 1x1 expand, kxk depthwise,
-1x1 project, each conv without bias and followed by BatchNorm) so that the space's min/max cost can
-be known before anything is built. tests/costs checks them against the backend's counts.
+The truth for a candidate is what the backend counts on the extracted model; these formulas mirror
+the blocks the backends build (inverted residual: optional 1x1 expand, kxk depthwise, 1x1
+project, each conv without bias and followed by BatchNorm) so that the space's min/max cost can be
+known before anything is built. tests/costs checks them against the backends' counts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 
+from dopt.costs.kinds import CostKind, get, kinds, register
 from dopt.space import Arch, LayerChoice, SearchSpace
 
 __all__ = ["Costs", "CostModel", "layer_costs", "out_hw"]
 
 
-@dataclass(frozen=True)
-class Costs:
-    """Trainable parameters and multiply-accumulates of a whole model at batch 1."""
+class Costs(Mapping[str, float]):
+    """Costs of one model by kind name, e.g. ``Costs(size=1200, flops=56000)``; immutable.
 
-    size: int
-    flops: int
+    A kind this model was not measured for is absent (``costs.get("latency")`` is None).
+    """
 
-    def __add__(self, other: Costs) -> Costs:
-        return Costs(self.size + other.size, self.flops + other.flops)
+    __slots__ = ("_values",)
 
-    def get(self, kind: str) -> int:
-        if kind == "size":
-            return self.size
-        if kind == "flops":
-            return self.flops
-        raise ValueError(f"no analytic cost for {kind!r}")
+    def __init__(self, values: Mapping[str, float | None] | None = None, /, **kw: float | None) -> None:
+        merged = {**(values or {}), **kw}
+        self._values: dict[str, float] = {k: v for k, v in merged.items() if v is not None}
+
+    def __getitem__(self, kind: str) -> float:
+        return self._values[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __add__(self, other: Mapping[str, float]) -> Costs:
+        """Kinds both sides have, summed."""
+        return Costs({k: v + other[k] for k, v in self._values.items() if k in other})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self._values) == dict(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._values.items())))
+
+    def __repr__(self) -> str:
+        return "Costs(" + ", ".join(f"{k}={v!r}" for k, v in self._values.items()) + ")"
 
 
 def out_hw(hw: tuple[int, int], stride: int) -> tuple[int, int]:
@@ -41,7 +59,7 @@ def out_hw(hw: tuple[int, int], stride: int) -> tuple[int, int]:
 def layer_costs(choice: LayerChoice, cin: int, stride: int, hw: tuple[int, int]) -> Costs:
     """Params and MACs of one kept layer with ``cin`` input channels at spatial size ``hw``."""
     if choice.skip:
-        return Costs(0, 0)
+        return Costs(size=0, flops=0)
     k, cout = choice.kernel, choice.out_channels
     hidden = cin * choice.expand
     ho, wo = out_hw(hw, stride)
@@ -50,16 +68,45 @@ def layer_costs(choice: LayerChoice, cin: int, stride: int, hw: tuple[int, int])
     if choice.expand != 1:
         size += cin * hidden + 2 * hidden
         flops += cin * hidden * hw[0] * hw[1]
-    return Costs(size, flops)
+    return Costs(size=size, flops=flops)
+
+
+class Size(CostKind):
+    """Trainable parameters of the whole model, PreNet and PostNet included."""
+
+    name, unit, column, header, measured = "size", "parameters", "size", "model_param_size", True
+
+    def layer(self, choice: LayerChoice, cin: int, stride: int, hw: tuple[int, int]) -> float:
+        return layer_costs(choice, cin, stride, hw)["size"]
+
+
+class Flops(CostKind):
+    """Multiply-accumulates of the whole model at batch 1."""
+
+    name, unit, column, header, measured = "flops", "MACs", "flops", "flops", True
+
+    def layer(self, choice: LayerChoice, cin: int, stride: int, hw: tuple[int, int]) -> float:
+        return layer_costs(choice, cin, stride, hw)["flops"]
+
+
+class Latency(CostKind):
+    """Milliseconds at batch 1 on the target device: declared, so that every output keeps its
+    ``latency_ms`` column, but not measurable in this version (docs/scenario.md)."""
+
+    name, unit, column, header, measured, available = "latency", "ms", "latency_ms", "latency_ms", True, False
+
+
+for _kind in (Size(), Flops(), Latency()):
+    register(_kind)
 
 
 class CostModel:
-    """Costs of whole models: ``fixed`` (PreNet + PostNet, measured once) plus the skeleton.
+    """Analytic costs of whole models: ``fixed`` (PreNet + PostNet, counted once) plus the skeleton.
 
     Args:
         space: the search space.
         in_hw: spatial size of PreNet's output.
-        fixed: params and MACs of PreNet and PostNet together.
+        fixed: what the backend counted on PreNet and PostNet together.
     """
 
     def __init__(self, space: SearchSpace, in_hw: tuple[int, int], fixed: Costs) -> None:
@@ -67,35 +114,46 @@ class CostModel:
         self.in_hw = in_hw
         self.fixed = fixed
 
-    def costs(self, arch: Arch) -> Costs:
-        total = self.fixed
+    def cost(self, kind: str | CostKind, arch: Arch) -> float:
+        """The analytic cost of ``arch`` of one kind."""
+        k = get(kind) if isinstance(kind, str) else kind
+        total = k.fixed(self.fixed)
         cin, hw = self.space.in_channels, self.in_hw
         for spec, choice in zip(self.space.layers, arch):
-            total = total + layer_costs(choice, cin, spec.stride, hw)
             if not choice.skip:
+                total += k.layer(choice, cin, spec.stride, hw)
                 cin = choice.out_channels
             hw = out_hw(hw, spec.stride)
         return total
 
-    def cost_range(self, kind: str) -> tuple[int, int]:
+    def costs(self, arch: Arch) -> Costs:
+        """Analytic costs of ``arch`` of every available kind."""
+        return Costs({k.name: self.cost(k, arch) for k in kinds() if k.available})
+
+    def measure(self, arch: Arch, counted: Mapping[str, float]) -> Costs:
+        """Every kind's cost of a candidate: the backend's count on its extracted model
+        (``counted``) for measured kinds, the formula for the others."""
+        return Costs({k.name: counted.get(k.name) if k.measured else self.cost(k, arch)
+                      for k in kinds() if k.available})
+
+    def cost_range(self, kind: str) -> tuple[float, float]:
         """Exact (min, max) of a cost over every subnet of the space.
 
         Layers interact only through the width one passes to the next, so a dynamic programme
         over that width is exact where per-layer minima would not be.
         """
-        best: dict[int, tuple[int, int]] = {self.space.in_channels: (0, 0)}
+        k = get(kind)
+        best: dict[int, tuple[float, float]] = {self.space.in_channels: (0, 0)}
         hw = self.in_hw
         for spec in self.space.layers:
-            nxt: dict[int, tuple[int, int]] = {}
+            nxt: dict[int, tuple[float, float]] = {}
             for cin, (lo, hi) in best.items():
                 for choice in self.space.layer_options(spec):
-                    c = layer_costs(choice, cin, spec.stride, hw).get(kind)
+                    c = 0 if choice.skip else k.layer(choice, cin, spec.stride, hw)
                     cout = cin if choice.skip else choice.out_channels
                     old = nxt.get(cout)
                     nxt[cout] = (lo + c, hi + c) if old is None else (min(old[0], lo + c), max(old[1], hi + c))
             best = nxt
             hw = out_hw(hw, spec.stride)
-        fixed = self.fixed.get(kind)
+        fixed = k.fixed(self.fixed)
         return (fixed + min(v[0] for v in best.values()), fixed + max(v[1] for v in best.values()))
-
-

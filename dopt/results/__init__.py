@@ -1,4 +1,4 @@
-"""What a search leaves behind: pareto.json / pareto.csv and the Pareto picture (SPEC 8).
+"""What a search leaves behind: pareto.json / pareto.csv and the Pareto picture (docs/outputs.md#working-directory-layout).
 
 The picture lives in :mod:`dopt.results.plot`, imported on its own so that matplotlib loads
 only when a figure is drawn.

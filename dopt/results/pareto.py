@@ -11,24 +11,12 @@ from typing import Any
 
 from dopt.archive import Archive
 from dopt.atomic import atomic_write_text
+from dopt.costs import kinds
 
-__all__ = ["front_entries", "write_json", "write_csv", "CSV_COLUMNS"]
-
-CSV_COLUMNS = (
-    "index",
-    "front_n",
-    "metric",
-    "size",
-    "flops",
-    "latency_ms",
-    "feasible",
-    "generation",
-    "eval_seconds",
-    "encoding",
-)
+__all__ = ["front_entries", "write_json", "write_csv", "csv_columns"]
 
 _RESERVED = ("objective", "constraint", "archive", "front")
-# Timings differ between two runs of one seed; pareto.json must not (SPEC 7, reproducible).
+# Timings differ between two runs of one seed; pareto.json must not (docs/search.md#reproducibility).
 _NOT_IN_JSON = ("eval_seconds",)
 
 
@@ -76,12 +64,18 @@ def write_json(
     atomic_write_text(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
 
 
+def csv_columns() -> tuple[str, ...]:
+    """The columns of ``pareto.csv``: one per registered cost kind between the metric and ``feasible``."""
+    return ("index", "front_n", "metric", *(k.column for k in kinds()), "feasible", "generation", "eval_seconds",
+            "encoding")
+
+
 def write_csv(path: str | os.PathLike[str], archive: Archive) -> None:
     """Write ``pareto.csv`` atomically: one row per candidate, in archive order.
 
-    Columns are :data:`CSV_COLUMNS`. ``front_n`` is empty off the front, ``metric`` empty for
-    an infeasible candidate and ``nan`` where user code returned NaN, ``latency_ms`` empty if
-    not measured, ``feasible`` is ``true``/``false``, ``encoding`` space-separated integers.
+    Columns are :func:`csv_columns`. ``front_n`` is empty off the front, ``metric`` empty for
+    an infeasible candidate and ``nan`` where user code returned NaN, a cost empty where it was
+    not measured (``latency_ms`` in this version), ``feasible`` is ``true``/``false``, ``encoding`` space-separated integers.
 
     Args:
         path: destination, usually ``results/pareto.csv``.
@@ -90,16 +84,14 @@ def write_csv(path: str | os.PathLike[str], archive: Archive) -> None:
     numbers = {e["index"]: e["n"] for e in front_entries(archive)}
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(csv_columns())
     for i, c in enumerate(archive):
         writer.writerow(
             (
                 i,
                 numbers.get(i, ""),
                 _number(c.metric),
-                c.size,
-                c.flops,
-                _number(c.latency_ms),
+                *(_number(c.costs.get(k.name)) for k in kinds()),
                 "true" if c.feasible else "false",
                 c.generation,
                 repr(c.eval_seconds),

@@ -1,4 +1,4 @@
-"""The scenario: ``load(scen.yaml)`` checks the file and returns a frozen ``Scenario`` (SPEC 3)."""
+"""The scenario: ``load(scen.yaml)`` checks the file and returns a frozen ``Scenario`` (docs/scenario.md#keys)."""
 
 from __future__ import annotations
 

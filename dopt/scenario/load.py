@@ -1,7 +1,7 @@
 """Reading scen.yaml: ruamel with line numbers, ``--set`` overrides, one UserError per mistake.
 
 The key table lives in ``schema.py`` and the rules that tie keys together in ``rules.py``; this
-module walks the YAML tree against the table and remembers where every key was written (SPEC 3).
+module walks the YAML tree against the table and remembers where every key was written (docs/scenario.md#keys).
 """
 
 from __future__ import annotations

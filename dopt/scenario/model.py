@@ -26,14 +26,14 @@ Application = Literal["image_classification", "object_detection", "semantic_segm
 @dataclass(frozen=True)
 class Constraint:
     application: Application
-    kind: Literal["size", "flops", "latency"]
+    kind: str  # a registered cost kind: size, flops, latency, ... (dopt.costs)
     value: float
     processor: str = "host"
 
 
 @dataclass(frozen=True)
 class SearchSpaceChoices:
-    """Per-layer choices of the skeleton (SPEC 5.1); `supernet.search_space` overrides them."""
+    """Per-layer choices of the skeleton (docs/search-space.md#genes); `supernet.search_space` overrides them."""
 
     kernel_sizes: tuple[int, ...] = (3, 5, 7)
     expand_ratios: tuple[int, ...] = (1, 3, 6)

@@ -1,4 +1,4 @@
-"""Rules that tie scenario keys together (SPEC 3): framework-dependent defaults, shape and length
+"""Rules that tie scenario keys together (docs/scenario.md#keys): framework-dependent defaults, shape and length
 checks, optimizer and dataset rules, resource placement; they build the frozen Scenario."""
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def _dataset(r: _Reader, app: str, workdir: Path) -> Dataset:
                    "remove it (pre-training is for detection/segmentation)")
         pre = None
     elif pre is None:
-        r.fail(p + "pre_train_dir", f"required for {app} (pre-training, SPEC 5.5)",
+        r.fail(p + "pre_train_dir", f"required for {app} (pre-training, docs/scenario.md#not-available-yet-detection-and-segmentation)",
                "add it under scenario.strategy.dataset, e.g. pre_train_dir: data/pretrain")
     else:
         pre = _local(r, p + "pre_train_dir", pre, workdir)

@@ -1,4 +1,4 @@
-"""The scen.yaml key table (SPEC 3): every key's name, type, default, check and doc line.
+"""The scen.yaml key table (docs/scenario.md#keys): every key's name, type, default, check and doc line.
 
 The table is data: ``load.py`` walks it to reject unknown keys, report missing ones and check
 each written value, then applies the rules that tie several keys together (framework-dependent
@@ -134,6 +134,28 @@ def choice(*options: str, lower: bool = False) -> Check:
     return Check("one of " + ", ".join(options), convert)
 
 
+class _CostKindChoice(Check):
+    """One of the registered cost kinds (``dopt.costs``), read when a scenario is checked, so that a
+    kind registered after import is accepted."""
+
+    def __init__(self) -> None:
+        pass  # the dataclass fields are properties here
+
+    @staticmethod
+    def _names() -> tuple[str, ...]:
+        from dopt.costs import names  # lazily: dopt.costs imports the search space, which imports scenario
+
+        return names()
+
+    @property  # type: ignore[override]
+    def expected(self) -> str:
+        return choice(*self._names()).expected
+
+    @property  # type: ignore[override]
+    def convert(self) -> Callable[[Any], Any]:
+        return choice(*self._names()).convert
+
+
 def _text(v: Any) -> str:
     if not isinstance(v, str) or not v.strip():
         raise Invalid()
@@ -227,7 +249,7 @@ def _gpu_ids(v: Any) -> tuple[int, ...]:
     return ids
 
 
-# --- the table (SPEC 3) --------------------------------------------------------------------------
+# --- the table (docs/scenario.md#keys) --------------------------------------------------------------------------
 
 _SS, _SEARCHER, _TRAINING = SearchSpaceChoices(), Searcher(), Training()
 _FRAMEWORK_DEFAULT = "channels_first for PyTorch (its only option), channels_last for TensorFlow"
@@ -235,12 +257,12 @@ _FRAMEWORK_DEFAULT = "channels_first for PyTorch (its only option), channels_las
 _CONSTRAINT = Section("constraint", (
     Key("application_type", choice("image_classification", "object_detection", "semantic_segmentation"),
         REQUIRED, "application_type: image_classification", "the task PreNet/PostNet solve"),
-    Key("constraint_type", choice("size", "flops", "latency"), REQUIRED, "constraint_type: size",
-        "what the constraint limits: parameters, FLOPs or latency (SPEC 6)"),
+    Key("constraint_type", _CostKindChoice(), REQUIRED, "constraint_type: size",
+        "what the constraint limits: parameters, FLOPs or latency (docs/costs.md)"),
     Key("constraint_value", number(0, as_float=False), REQUIRED, "constraint_value: 11000000",
         "the limit: max parameters / max FLOPs / max milliseconds"),
     Key("processor_version", TEXT, "host", "processor_version: host",
-        "latency only: the device the latency table describes (SPEC 6.3)"),
+        "latency only: the device the latency table describes (docs/scenario.md#not-available-yet-latency)"),
 ), "constraint: {application_type: image_classification, constraint_type: size, constraint_value: 11000000}",
     "the task and the hardware limit", required=True)
 
@@ -252,7 +274,7 @@ _SEARCH_SPACE = Section("search_space", (
     Key("width_ratios", sequence(number(0, 1, closed="high"), "numbers in (0, 1]", tidy=_sorted_set),
         _SS.width_ratios, "width_ratios: [0.5, 0.75, 1.0]", "fractions of filters a layer may keep"),
     Key("skip", BOOL, _SS.skip, "skip: true", "whether layers that allow it may be skipped"),
-), "search_space: {kernel_sizes: [3, 5]}", "per-layer choices (dopt extension, SPEC 5.1)")
+), "search_space: {kernel_sizes: [3, 5]}", "per-layer choices (dopt extension, docs/search-space.md#genes)")
 
 _SUPERNET = Section("supernet", (
     Key("input_shape", Check("a shape like (3, 224, 224): three integers > 0", _input_shape),
@@ -267,7 +289,7 @@ _SUPERNET = Section("supernet", (
     Key("feature_choose", sequence(integer(0), "integers >= 0", empty_ok=True, tidy=_ascending), (),
         "feature_choose: [4, 5]", "detection/segmentation: layers whose outputs PostNet also gets"),
     _SEARCH_SPACE,
-), "supernet: {filters: [16, 32], strides: [1, 2]}", "the searchable skeleton (SPEC 5)")
+), "supernet: {filters: [16, 32], strides: [1, 2]}", "the searchable skeleton (docs/search-space.md#the-supernet)")
 
 _WEIGHTS_OPTIMIZER = Section("weights_optimizer", (
     Key("type", choice("SGD", "Momentum", "Adam"),
@@ -281,7 +303,7 @@ _WEIGHTS_OPTIMIZER = Section("weights_optimizer", (
 
 _DATASET = Section("dataset", (
     Key("pre_train_dir", PATH, Depends("required for detection/segmentation"), "pre_train_dir: data/pretrain",
-        "pre-training data or checkpoint (SPEC 5.5)"),
+        "pre-training data or checkpoint (docs/scenario.md#not-available-yet-detection-and-segmentation)"),
     Key("train_dir", PATH, REQUIRED, "train_dir: data/train", "passed to the user's dataset function"),
     Key("val_dir", PATH, REQUIRED, "val_dir: data/val", "passed when evaluating; may equal train_dir"),
 ), "dataset: {train_dir: data/train, val_dir: data/val}", "data locations, relative to the workdir",
@@ -302,21 +324,21 @@ _SEARCHER_SECTION = Section("searcher", (
     Key("bn_calib_batches", integer(1), _SEARCHER.bn_calib_batches, "bn_calib_batches: 16",
         "BN recalibration batches; default ~2,000 images"),
     Key("eval_batches", integer(1), _SEARCHER.eval_batches, "eval_batches: 50", "default: all"),
-), "searcher: {generation_num: 20, pop_size: 40}", "the evolutionary search (SPEC 7)")
+), "searcher: {generation_num: 20, pop_size: 40}", "the evolutionary search (docs/search.md#nsga-ii)")
 
 _TRAINING_SECTION = Section("training", (
     Key("sampling", choice("uniform", "sandwich", lower=True), _TRAINING.sampling, "sampling: sandwich",
         "subnets sampled per step"),
     Key("distill", BOOL, _TRAINING.distill, "distill: false", "largest subnet teaches; needs sandwich"),
     Key("warmup_epochs", integer(0), _TRAINING.warmup_epochs, "warmup_epochs: 5", "fewer than epochs"),
-), "training: {sampling: sandwich}", "supernet training (dopt extension, SPEC 5.3)")
+), "training: {sampling: sandwich}", "supernet training (dopt extension, docs/search-space.md#training)")
 
 _RESOURCE = Section("resource", (
     Key("name", choice("Tensorflow_standalone", "pytorch_standalone", lower=True),
         Depends("the one matching framework"), "name: pytorch_standalone", "must match framework"),
     Key("gpu_id", Check('a GPU id >= 0, a string like "0,1,2,3", a list of ids, or "" / cpu', _gpu_ids),
         (0,), "gpu_id: 0", '"" or cpu: the CPU; several ids: one process per GPU'),
-), "resource: {name: pytorch_standalone, gpu_id: 0}", "where the run executes (SPEC 9)")
+), "resource: {name: pytorch_standalone, gpu_id: 0}", "where the run executes (docs/scenario.md#not-available-yet-multiple-gpus)")
 
 _STRATEGY = Section("strategy", (
     Key("name", choice("NASEA"), REQUIRED, "name: NASEA", "the strategy; only NASEA"),

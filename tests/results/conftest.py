@@ -7,6 +7,7 @@ import math
 import pytest
 
 from dopt.archive import Archive, Candidate
+from dopt.costs import Costs
 from dopt.scenario.model import Constraint
 from dopt.space import LayerChoice
 
@@ -19,9 +20,7 @@ def _cand(enc: int, metric: float | None, cost: int, gen: int, latency: float | 
         encoding=(enc, enc % 2),
         arch=ARCH,
         metric=metric,
-        size=cost * 3,
-        flops=cost,
-        latency_ms=latency,
+        costs=Costs(size=cost * 3, flops=cost, latency=latency),
         feasible=cost <= CONSTRAINT.value,
         generation=gen,
         eval_seconds=0.01 * (enc + 1),

@@ -32,7 +32,7 @@ def test_front_is_labelled_with_n_and_constraint_line_drawn(archive):
     assert ax.get_xlabel() == "flops" and ax.get_ylabel() == "metric"
     # The front's N labels sit on the front's points, in ascending cost.
     xy = [t.xy for t in ax.texts if t.get_text().isdigit()]
-    assert xy == [(archive[i].flops, archive[i].metric) for i in archive.front()]
+    assert xy == [(archive[i].cost("flops"), archive[i].metric) for i in archive.front()]
 
 
 def test_empty_front_has_no_labels(infeasible_archive):

@@ -1,4 +1,4 @@
-"""Datasets from the user's ``build_dataset_search`` (SPEC 4.2): checks, batching, epochs, subsets.
+"""Datasets from the user's ``build_dataset_search`` (docs/user-module.md#tensorflow): checks, batching, epochs, subsets.
 
 The user returns ``(tf.data.Dataset of (inputs, labels), data_num)``, batched (the usual case) or
 not: dopt tells them apart from the rank of the inputs' element spec and batches an unbatched one
@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from dopt.errors import UserError
+from dopt.evaluation import calibration_indices
 
 __all__ = ["DatasetFn", "dataset_fn", "Data", "TrainEpochs", "calibration_batches", "check_batch", "first_leaf"]
 
@@ -109,7 +110,7 @@ class Data:
 
 
 class TrainEpochs:
-    """The training batches of each epoch, reproducible across a resume (SPEC 4.2).
+    """The training batches of each epoch, reproducible across a resume (docs/user-module.md#tensorflow).
 
     A finite dataset is iterated afresh every epoch; a dataset that reshuffles each iteration
     (``shuffle(..., reshuffle_each_iteration=True)``, seeded) draws its k-th order from its k-th
@@ -154,18 +155,14 @@ def check_batch(batch: Any, input_shape: tuple[int, ...], what: str) -> None:
 
 
 def calibration_batches(data: Data, batch_size: int, n_batches: int | None, rng: np.random.Generator) -> list[Any]:
-    """The BN-calibration subset: drawn once from ``rng`` and materialised (SPEC 5.4).
+    """The BN-calibration subset: drawn once from ``rng`` and materialised (docs/search-space.md#evaluating-a-candidate).
 
     ``data`` is a freshly built, unshuffled (or seeded) training dataset; samples are picked by
-    index inside the tf.data pipeline, which stops after the last index. Default size: enough full
-    batches for about 2,000 images, all the training set if smaller.
+    index inside the tf.data pipeline, which stops after the last index
+    (``dopt.evaluation.calibration_indices``).
     """
-    n = data.samples
-    if n_batches is None:
-        n_batches = max(1, -(-2000 // batch_size))
-    n_batches = max(1, min(n_batches, n // batch_size))
-    take = min(n, n_batches * batch_size)
-    chosen = np.sort(rng.choice(n, size=take, replace=False))
+    chosen = calibration_indices(data.samples, batch_size, n_batches, rng)
+    take = len(chosen)
     wanted = tf.constant(chosen, tf.int64)
 
     # Plain functions, not lambdas: autograph cannot read a lambda's source in a chained call.

@@ -1,4 +1,4 @@
-"""Where a TensorFlow run executes: visible devices, CPU threads and seeding (SPEC 3 gpu_id, SPEC 10)."""
+"""Where a TensorFlow run executes: visible devices, CPU threads and seeding (docs/scenario.md#resource, docs/resume.md#determinism-and-threads)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def pick_device(gpu_ids: tuple[int, ...]) -> str:
     """Make only the first listed GPU visible, or none; the CPU with one warning line when the GPU
-    is not there (SPEC 3). Called before the runtime starts; a runtime already started (the user
+    is not there (docs/scenario.md#keys). Called before the runtime starts; a runtime already started (the user
     module ran TensorFlow ops at import) keeps its devices, with a warning."""
     gpus = tf.config.list_physical_devices("GPU")
     wanted = gpus[gpu_ids[0]] if gpu_ids and gpu_ids[0] < len(gpus) else None
@@ -36,7 +36,7 @@ def pick_device(gpu_ids: tuple[int, ...]) -> str:
 
 
 def set_threads() -> int:
-    """Fix the intra-op thread count (reproducible results for one count, SPEC 10)."""
+    """Fix the intra-op thread count (reproducible results for one count, docs/resume.md#resuming-a-run)."""
     n = cpu_threads()
     try:
         tf.config.threading.set_intra_op_parallelism_threads(n)

@@ -1,5 +1,5 @@
 """Result scripts for TensorFlow: a standalone tf.keras model file plus its inherited weights,
-verified (SPEC 8)."""
+verified (docs/outputs.md#working-directory-layout)."""
 
 from __future__ import annotations
 
@@ -15,22 +15,12 @@ import numpy as np
 import tensorflow as tf
 
 from dopt.atomic import atomic_write_bytes, atomic_write_text
-from dopt.backends.scripts import header_value, load_script
+from dopt.backends.scripts import check_outputs, load_script, render
 from dopt.backends.tf import static
 from dopt.backends.tf.profile import count_macs, count_params
 from dopt.costs import Costs
 
 __all__ = ["render_script", "write_and_verify", "load_script", "save_weights"]
-
-_TABLE = '''NAME = {name!r}
-INPUT_SHAPE = {input_shape!r}  # {layout}
-DATA_FORMAT = {data_format!r}
-USER_MODULE_SHA256 = {sha!r}
-# One row per searched layer: (in_channels, out_channels, kernel_size, stride, expand_ratio)
-LAYERS = [
-{rows}]
-FEATURE_LAYERS = {features!r}  # positions in LAYERS whose outputs PostNet also receives
-'''
 
 _MAIN = '''
 
@@ -38,15 +28,6 @@ def build_model() -> Net:
     model = Net(PreNet(), PostNet(), LAYERS, FEATURE_LAYERS, DATA_FORMAT)
     model(np.zeros((1, *INPUT_SHAPE), np.float32), training=False)  # creates the variables
     return model
-
-
-def _check_user_module() -> None:
-    import hashlib
-    import user_module
-
-    with open(user_module.__file__, "rb") as f:
-        if hashlib.sha256(f.read()).hexdigest() != USER_MODULE_SHA256:
-            print(f"warning: {user_module.__file__} differs from the user_module.py this file was generated with")
 
 
 def export(model: keras.Model, directory: str = ".") -> list:
@@ -98,29 +79,16 @@ def render_script(
     *, name: str, header: dict[str, Any], rows: Sequence[tuple[int, ...]], features: tuple[int, ...],
     input_shape: tuple[int, int, int], data_format: str, user_sha256: str,
 ) -> str:
-    """The text of a result script. Every value is written with ``repr`` (safe literals)."""
-    lines = [f"# {key}: {header_value(value)}" for key, value in header.items()]
-    doc = (
-        f'"""{name}: a network found by dopt, PreNet and PostNet from user_module.py.\n\n'
-        "Copy it next to user_module.py (or leave it in results/) and run `python3 "
-        f'{name}.py`: it builds\nthe model, loads the inherited weights saved beside it and writes '
-        f"{name}_saved_model/ (SavedModel),\n{name}.pb (frozen graph) and a TensorBoard graph log into the current "
-        'directory.\n"""'
+    """The text of a TensorFlow result script (``dopt.backends.scripts.render``)."""
+    layout = "H, W, C" if data_format == "channels_last" else "C, H, W"
+    return render(
+        name=name, header=header,
+        exports=f"{name}_saved_model/ (SavedModel), {name}.pb (frozen graph) and a TensorBoard graph log",
+        imports="\nimport keras\nimport numpy as np\nimport tensorflow as tf\n",
+        constants={"INPUT_SHAPE": (tuple(input_shape), layout), "DATA_FORMAT": data_format,
+                   "USER_MODULE_SHA256": user_sha256},
+        rows=rows, features=features, static_source=_static_source(), body=_MAIN,
     )
-    imports = (
-        "import os\nimport sys\n\nimport keras\nimport numpy as np\nimport tensorflow as tf\n\n"
-        "_HERE = os.path.dirname(os.path.abspath(__file__))\n"
-        "for _path in (os.path.dirname(_HERE), _HERE):  # its own directory first, then the parent\n"
-        "    if _path not in sys.path:\n        sys.path.insert(0, _path)\n"
-        "from user_module import PostNet, PreNet  # noqa: E402\n"
-    )
-    table = _TABLE.format(
-        name=name, input_shape=tuple(input_shape), data_format=data_format, sha=user_sha256,
-        layout="H, W, C" if data_format == "channels_last" else "C, H, W",
-        rows="".join(f"    {tuple(r)!r},\n" for r in rows), features=tuple(features),
-    )
-    code = (imports, table, _static_source(), _MAIN)
-    return "\n".join(lines) + "\n" + doc + "\n\n" + "\n\n\n".join(part.strip("\n") for part in code) + "\n"
 
 
 def save_weights(model: Any, path: Path) -> None:
@@ -133,7 +101,7 @@ def save_weights(model: Any, path: Path) -> None:
 
 def write_and_verify(static_model: Any, script_text: str, script: Path, example: np.ndarray) -> Costs:
     """Write ``script`` and the weights of ``static_model`` beside it, then rebuild the model from
-    the written file, run its exports once, and check its outputs against ``static_model`` (SPEC 8).
+    the written file, run its exports once, and check its outputs against ``static_model`` (docs/outputs.md#working-directory-layout).
 
     Returns:
         Params and MACs of the rebuilt model: what the user's exported model has.
@@ -155,6 +123,5 @@ def write_and_verify(static_model: Any, script_text: str, script: Path, example:
     diff = max((float(tf.reduce_max(tf.abs(a - b))) for a, b in zip(tf.nest.flatten(expected), tf.nest.flatten(got))),
                default=0.0)
     scale = max((float(tf.reduce_max(tf.abs(a))) for a in tf.nest.flatten(expected)), default=0.0)
-    if diff > 1e-5 * max(1.0, scale):
-        raise RuntimeError(f"{script.name}: the rebuilt model's outputs differ from the searched subnet's by {diff:g}")
-    return Costs(count_params(model), count_macs(model, example))
+    check_outputs(script, diff, scale)
+    return Costs(size=count_params(model), flops=count_macs(model, example))

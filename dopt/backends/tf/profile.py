@@ -1,4 +1,4 @@
-"""Params and MACs of a Keras model as SPEC 6 defines them."""
+"""Params and MACs of a Keras model as docs/costs.md#measured-on-the-extracted-model defines them."""
 
 from __future__ import annotations
 

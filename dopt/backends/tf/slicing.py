@@ -2,7 +2,7 @@
 
 Smaller kernels are centre crops of the largest and fewer channels are the first channels, so
 every subnet shares one set of weights and the supernet is the size of its largest subnet
-(SPEC 5.2). Mirrors ``dopt/backends/torch/slicing.py``. The active kernel size and widths may be
+(docs/search-space.md#weight-sharing). Mirrors ``dopt/backends/torch/slicing.py``. The active kernel size and widths may be
 Python ints or scalar tensors: the supernet traces each block once for all of them (see
 supernet.SuperBlock), so the ops are raw ``tf`` calls that accept dynamic shapes, called through
 ``forward`` rather than Keras' ``__call__``.

@@ -90,7 +90,7 @@ class Supernet(keras.layers.Layer):
         pre: the user's PreNet (built: the backend dry-ran it).
         post: the user's PostNet (built).
         space: the search space (layer shapes, choices, feature_choose via fixed layers).
-        feature_choose: skeleton layers whose outputs PostNet also receives (SPEC 4.2).
+        feature_choose: skeleton layers whose outputs PostNet also receives (docs/user-module.md#tensorflow).
         input_shape: one sample's shape as the scenario writes it (HWC or CHW).
         data_format: the scenario's data_format.
     """

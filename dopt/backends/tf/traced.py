@@ -1,4 +1,4 @@
-"""Running a whole static model as one traced function, with an eager fallback (SPEC 5.3).
+"""Running a whole static model as one traced function, with an eager fallback (docs/search-space.md#training).
 
 An extracted candidate runs its calibration and validation batches through Keras: eagerly, every
 layer call costs a millisecond or more of Python on a small net, about ten times the arithmetic.

@@ -1,5 +1,6 @@
-"""Supernet training with tf.GradientTape: one sampled subnet (uniform) or four (sandwich) per
-optimizer step (SPEC 5.3).
+"""TensorFlow training primitives: the optimizer, the user's schedule as a float, distillation, and a
+traced optimizer update. The training policy is framework-free, in ``dopt/training.py``;
+``backend.TFSession`` supplies its steps with tf.GradientTape.
 
 Where the tracing goes, measured on the digits demo (2 CPU cores, batch 64, 5 layers):
 
@@ -13,35 +14,22 @@ Where the tracing goes, measured on the digits demo (2 CPU cores, batch 64, 5 la
   per exact shape instead was ~170 traces of ~1 s on the demo; eager blocks cost ~120 ms per
   subnet forward and backward in Python overhead alone.
 - The optimizer update is traced once (``traced_apply``): ~5 ms instead of ~150 ms eager.
-- The user's PreNet, PostNet, loss_op and lr_scheduler run eagerly, as written (SPEC 4.2: the
-  schedule is plain Python, called before each step).
+- The user's PreNet, PostNet, loss_op and lr_scheduler run eagerly, as written (the schedule is
+  plain Python, called before each step: docs/user-module.md).
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from dopt.backends.base import StepLog
 from dopt.errors import UserError
-from dopt.space import Arch
 
-__all__ = ["make_optimizer", "train_epoch", "TrainState", "NonFiniteLoss", "lr_value", "brief"]
-
-log = logging.getLogger(__name__)
-
-# Consecutive non-finite steps after which the run stops: a diverged supernet, not a bad batch.
-_MAX_BAD_STEPS = 20
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
+__all__ = ["make_optimizer", "lr_value", "distill_loss", "is_logits", "traced_apply"]
 
 
 def make_optimizer(kind: str, lr: float, betas: tuple[float, float], momentum: float | None) -> keras.optimizers.Optimizer:
@@ -54,7 +42,7 @@ def make_optimizer(kind: str, lr: float, betas: tuple[float, float], momentum: f
 
 def lr_value(lr_scheduler: Callable[[float, int], Any], lr_init: float, global_step: int) -> float:
     """The user's ``lr_scheduler(lr_init, global_step)`` as a float: it may return a number, a
-    tensor, a Keras ``LearningRateSchedule`` or a zero-argument callable (SPEC 4.2)."""
+    tensor, a Keras ``LearningRateSchedule`` or a zero-argument callable (docs/user-module.md)."""
     result = lr_scheduler(lr_init, global_step)
     if isinstance(result, keras.optimizers.schedules.LearningRateSchedule):
         result = result(global_step)
@@ -73,7 +61,7 @@ def lr_value(lr_scheduler: Callable[[float, int], Any], lr_init: float, global_s
     return value
 
 
-def _distill_loss(student: Any, teacher: Any, temperature: float = 1.0) -> Any:
+def distill_loss(student: Any, teacher: Any, temperature: float = 1.0) -> Any:
     """KL(softmax(teacher/T) || softmax(student/T)), batch mean (in-place distillation, BigNAS)."""
     t = temperature
     p = tf.nn.softmax(teacher / t, axis=1)
@@ -81,7 +69,7 @@ def _distill_loss(student: Any, teacher: Any, temperature: float = 1.0) -> Any:
     return tf.reduce_mean(kl) * t * t
 
 
-def _is_logits(outputs: Any) -> bool:
+def is_logits(outputs: Any) -> bool:
     return isinstance(outputs, tf.Tensor) and outputs.shape.rank == 2
 
 
@@ -97,82 +85,3 @@ def traced_apply(optimizer: keras.optimizers.Optimizer, variables: list[Any]) ->
         optimizer.apply_gradients(zip(grads, variables))
 
     return tf.function(step, autograph=False)
-
-
-class TrainState:
-    """Counters that outlive an epoch: the step counter (every batch) and the run of non-finite
-    losses. ``global_step`` for the user's schedule is the optimizer's own count of applied steps."""
-
-    def __init__(self) -> None:
-        self.step = 0
-        self.bad_in_row = 0
-        self.apply: Callable[[list[Any]], None] | None = None  # the traced optimizer update
-
-
-def train_epoch(
-    model: Any,
-    batches: Iterable[Any],
-    optimizer: keras.optimizers.Optimizer,
-    lr_scheduler: Callable[[float, int], Any],
-    lr_init: float,
-    loss_op: Callable[[Any, Any], Any],
-    sample: Callable[[], list[Arch]],
-    epoch: int,
-    state: TrainState,
-    distill: bool,
-    log_step: Callable[[StepLog], None],
-) -> None:
-    """One pass over ``batches``. Gradients of every sampled subnet accumulate into one step."""
-    variables = model.trainable_variables
-    for inputs, labels in batches:
-        t0 = time.perf_counter()
-        archs = sample()
-        lr = lr_value(lr_scheduler, lr_init, int(optimizer.iterations.numpy()))
-        optimizer.learning_rate = lr
-        summed: list[Any] = [None] * len(variables)
-        teacher = None
-        total = 0.0
-        finite = True
-        for j, arch in enumerate(archs):
-            model.set_active(arch)
-            try:
-                with tf.GradientTape() as tape:
-                    outputs = model(inputs, training=True)
-                    loss = loss_op(labels, outputs)
-                    if distill and j > 0 and teacher is not None and _is_logits(outputs):
-                        loss = loss + _distill_loss(outputs, teacher)
-            except Exception as exc:
-                if hasattr(exc, "add_note"):  # Python 3.11+
-                    exc.add_note(f"at epoch {epoch + 1}, step {state.step}, subnet {brief(arch)}")
-                raise
-            if distill and j == 0 and _is_logits(outputs):
-                teacher = tf.stop_gradient(outputs)
-            value = float(loss)
-            if not math.isfinite(value):
-                finite = False
-                log.warning("epoch %d step %d: loss is %s for subnet %s; step skipped", epoch, state.step, value, brief(arch))
-                break
-            for i, g in enumerate(tape.gradient(loss, variables)):
-                if g is not None:
-                    summed[i] = g if summed[i] is None else summed[i] + g
-            total += value
-        if finite:
-            if state.apply is None:
-                state.apply = traced_apply(optimizer, variables)
-            state.apply([tf.zeros_like(v) if g is None else g for g, v in zip(summed, variables)])
-            state.bad_in_row = 0
-        else:
-            state.bad_in_row += 1
-            if state.bad_in_row >= _MAX_BAD_STEPS:
-                raise NonFiniteLoss(
-                    f"the loss was NaN/inf for {state.bad_in_row} steps in a row (last at epoch {epoch}, step {state.step}); "
-                    "lower learning_rate or check loss_op"
-                )
-        seconds = time.perf_counter() - t0
-        n = int(tf.nest.flatten(labels)[0].shape[0] or 0)
-        log_step(StepLog(epoch, state.step, total / max(1, len(archs)), lr, n / seconds if seconds > 0 else 0.0, not finite))
-        state.step += 1
-
-
-def brief(arch: Arch) -> str:
-    return "[" + ", ".join("skip" if c.skip else f"k{c.kernel}e{c.expand}w{c.out_channels}" for c in arch) + "]"

@@ -1,4 +1,4 @@
-"""BatchNorm recalibration of the active subnet on the fixed calibration subset (SPEC 5.4)."""
+"""BatchNorm recalibration of the active subnet on the fixed calibration subset (docs/search-space.md#evaluating-a-candidate)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Data loaders built from the user's ``dataset_define`` (SPEC 4.1), and moving batches to a device."""
+"""Data loaders built from the user's ``dataset_define`` (docs/user-module.md#pytorch), and moving batches to a device."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
 from dopt.errors import UserError
+from dopt.evaluation import calibration_indices
 
 __all__ = ["to_device", "train_loader", "eval_loader", "calibration_batches", "check_batch"]
 
@@ -65,7 +66,7 @@ def train_loader(dataset: Dataset, batch_size: int, seed: int, device: torch.dev
 
 
 def eval_loader(dataset: Dataset, batch_size: int, device: torch.device, max_batches: int | None) -> DataLoader:
-    """In order, no drop_last, at most ``max_batches`` batches (SPEC 4.1)."""
+    """In order, no drop_last, at most ``max_batches`` batches (docs/user-module.md#pytorch)."""
     if max_batches is not None:
         n = min(len(dataset), max_batches * batch_size)  # type: ignore[arg-type]
         dataset = Subset(dataset, range(n))
@@ -88,17 +89,8 @@ def _workers(device: torch.device) -> int:
 def calibration_batches(
     dataset: Dataset, batch_size: int, n_batches: int | None, rng: np.random.Generator, device: torch.device
 ) -> list[Any]:
-    """The BN-calibration subset: drawn once from ``rng`` and materialised on ``device`` (SPEC 5.4).
-
-    Default size: enough full batches for about 2,000 images, all the training set if smaller.
-    Every batch is full, so BatchNorm never sees a 1-sample batch.
-    """
-    n = len(dataset)  # type: ignore[arg-type]
-    if n_batches is None:
-        n_batches = max(1, -(-2000 // batch_size))
-    n_batches = max(1, min(n_batches, n // batch_size))
-    take = min(n, n_batches * batch_size)
-    indices = np.sort(rng.choice(n, size=take, replace=False))
+    """The BN-calibration subset (``dopt.evaluation.calibration_indices``), materialised on ``device``."""
+    indices = calibration_indices(len(dataset), batch_size, n_batches, rng)  # type: ignore[arg-type]
     loader = DataLoader(Subset(dataset, indices.tolist()), batch_size=batch_size, shuffle=False, drop_last=False)
     return [to_device(batch[0], device) for batch in loader]
 

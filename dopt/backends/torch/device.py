@@ -1,4 +1,4 @@
-"""Where a PyTorch run executes: device choice, CPU threads and seeding (SPEC 3 gpu_id, SPEC 10)."""
+"""Where a PyTorch run executes: device choice, CPU threads and seeding (docs/scenario.md#resource, docs/resume.md#determinism-and-threads)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def pick_device(gpu_ids: tuple[int, ...]) -> torch.device:
-    """The first listed GPU if it exists, else the CPU with one warning line (SPEC 3)."""
+    """The first listed GPU if it exists, else the CPU with one warning line (docs/scenario.md#keys)."""
     if not gpu_ids:
         return torch.device("cpu")
     if not torch.cuda.is_available() or gpu_ids[0] >= torch.cuda.device_count():

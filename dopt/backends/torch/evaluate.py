@@ -1,14 +1,12 @@
-"""Running the user's metric on one candidate's calibrated static model (SPEC 5.4)."""
+"""Running the user's metric on one candidate's calibrated static model (docs/search-space.md#evaluating-a-candidate)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
 from dopt.backends.torch.data import to_device
-from dopt.errors import UserError
 
 __all__ = ["evaluate"]
 
@@ -26,8 +24,9 @@ def _device_of(obj: Any) -> torch.device | None:
     return None
 
 
-def evaluate(model: torch.nn.Module, metrics_func: Any, loader: Any, device: torch.device) -> float:
-    """The user's metric of a calibrated static ``model``; NaN counts as the worst (SPEC 4.1)."""
+def evaluate(model: torch.nn.Module, metrics_func: Any, loader: Any, device: torch.device) -> Any:
+    """The user's ``metrics_func`` over ``loader`` with a calibrated static ``model``, as returned
+    (``dopt.evaluation.metric_value`` makes it a float)."""
     model.eval()
 
     def eval_function(inputs: Any) -> Any:
@@ -36,12 +35,4 @@ def evaluate(model: torch.nn.Module, metrics_func: Any, loader: Any, device: tor
             outputs = model(to_device(inputs, device))
         return to_device(outputs, home)
 
-    result = metrics_func(loader, eval_function)
-    try:
-        value = float(result)
-    except (TypeError, ValueError):
-        raise UserError(
-            f"metrics_func returned {type(result).__name__} {result!r:.60}, not a number",
-            key="UserModule.metrics_func", fix="return a float (higher is better), e.g. the accuracy",
-        ) from None
-    return value if not math.isinf(value) else float("nan")
+    return metrics_func(loader, eval_function)

@@ -1,4 +1,4 @@
-"""Result scripts for PyTorch: a standalone model file plus its inherited weights, verified (SPEC 8)."""
+"""Result scripts for PyTorch: a standalone model file plus its inherited weights, verified (docs/outputs.md#working-directory-layout)."""
 
 from __future__ import annotations
 
@@ -14,35 +14,17 @@ from typing import Any
 import torch
 
 from dopt.atomic import atomic_write_bytes, atomic_write_text
-from dopt.backends.scripts import header_value, load_script
+from dopt.backends.scripts import check_outputs, load_script, render
 from dopt.backends.torch import static
 from dopt.backends.torch.profile import count_macs, count_params
 from dopt.costs import Costs
 
 __all__ = ["render_script", "write_and_verify", "load_script"]
 
-_TABLE = '''NAME = {name!r}
-INPUT_SHAPE = {input_shape!r}  # C, H, W
-USER_MODULE_SHA256 = {sha!r}
-# One row per searched layer: (in_channels, out_channels, kernel_size, stride, expand_ratio)
-LAYERS = [
-{rows}]
-FEATURE_LAYERS = {features!r}  # positions in LAYERS whose outputs PostNet also receives
-'''
-
 _MAIN = '''
 
 def build_model() -> Net:
     return Net(PreNet(), PostNet(), LAYERS, FEATURE_LAYERS)
-
-
-def _check_user_module() -> None:
-    import hashlib
-    import user_module
-
-    with open(user_module.__file__, "rb") as f:
-        if hashlib.sha256(f.read()).hexdigest() != USER_MODULE_SHA256:
-            print(f"warning: {user_module.__file__} differs from the user_module.py this file was generated with")
 
 
 def export(model: nn.Module, directory: str = ".") -> list:
@@ -98,33 +80,18 @@ def render_script(
     *, name: str, header: dict[str, Any], rows: Sequence[tuple[int, ...]], features: tuple[int, ...],
     input_shape: tuple[int, int, int], user_sha256: str,
 ) -> str:
-    """The text of a result script. Every value is written with ``repr`` (safe literals)."""
-    lines = [f"# {key}: {header_value(value)}" for key, value in header.items()]
-    doc = (
-        f'"""{name}: a network found by dopt, PreNet and PostNet from user_module.py.\n\n'
-        "Copy it next to user_module.py (or leave it in results/) and run `python3 "
-        f'{name}.py`: it builds\nthe model, loads the inherited weights saved beside it and writes '
-        f"{name}.pt (TorchScript),\n{name}.onnx and a TensorBoard graph log into the current directory.\n"
-        '"""'
+    """The text of a PyTorch result script (``dopt.backends.scripts.render``)."""
+    return render(
+        name=name, header=header, exports=f"{name}.pt (TorchScript), {name}.onnx and a TensorBoard graph log",
+        imports="from typing import Final, List\n\nimport torch\nfrom torch import nn\n",
+        constants={"INPUT_SHAPE": (tuple(input_shape), "C, H, W"), "USER_MODULE_SHA256": user_sha256},
+        rows=rows, features=features, static_source=_static_source(), body=_MAIN,
     )
-    imports = (
-        "import os\nimport sys\nfrom typing import Final, List\n\nimport torch\nfrom torch import nn\n\n"
-        "_HERE = os.path.dirname(os.path.abspath(__file__))\n"
-        "for _path in (os.path.dirname(_HERE), _HERE):  # its own directory first, then the parent\n"
-        "    if _path not in sys.path:\n        sys.path.insert(0, _path)\n"
-        "from user_module import PostNet, PreNet  # noqa: E402\n"
-    )
-    table = _TABLE.format(
-        name=name, input_shape=tuple(input_shape), sha=user_sha256,
-        rows="".join(f"    {tuple(r)!r},\n" for r in rows), features=tuple(features),
-    )
-    code = (imports, table, _static_source(), _MAIN)
-    return "\n".join(lines) + "\n" + doc + "\n\n" + "\n\n\n".join(part.strip("\n") for part in code) + "\n"
 
 
 def write_and_verify(static: torch.nn.Module, script_text: str, script: Path, example: torch.Tensor) -> Costs:
     """Write ``script`` and the weights of ``static`` beside it, then rebuild the model from the
-    written file, run its exports once, and check its outputs against ``static`` (SPEC 8).
+    written file, run its exports once, and check its outputs against ``static`` (docs/outputs.md#working-directory-layout).
 
     Returns:
         Params and MACs of the rebuilt model: what the user's exported model has.
@@ -141,18 +108,17 @@ def write_and_verify(static: torch.nn.Module, script_text: str, script: Path, ex
     model = module.build_model()
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     model.eval()
-    with tempfile.TemporaryDirectory() as scratch:  # the user's exports must work: run them once
-        with contextlib.redirect_stdout(io.StringIO()):
-            module.export(model, scratch)
+    # The user's exports must work: run them once.
+    with tempfile.TemporaryDirectory() as scratch, contextlib.redirect_stdout(io.StringIO()):
+        module.export(model, scratch)
     # Compared on the CPU in float32: on a GPU, TF32 convolutions alone differ by ~1e-3.
     reference = copy.deepcopy(static).cpu().eval()
     probe = torch.randn(2, *example.shape[1:], generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected, got = reference(probe), model(probe)
     diff = _max_abs_diff(expected, got)
-    if diff > 1e-5 * max(1.0, _max_abs(expected)):
-        raise RuntimeError(f"{script.name}: the rebuilt model's outputs differ from the searched subnet's by {diff:g}")
-    return Costs(count_params(model), count_macs(model, example.cpu()))
+    check_outputs(script, diff, _max_abs(expected))
+    return Costs(size=count_params(model), flops=count_macs(model, example.cpu()))
 
 
 def _max_abs(a: Any) -> float:

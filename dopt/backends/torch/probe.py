@@ -1,4 +1,4 @@
-"""Dry runs that catch user-module mistakes before anything trains (SPEC 1, 10).
+"""Dry runs that catch user-module mistakes before anything trains (docs/cli.md#what-a-run-does, docs/resume.md#resuming-a-run).
 
 Each check turns a contract violation into a UserError (exit 2) that names the function and the
 fix; an exception raised inside user code itself still surfaces with the user's frames (exit 1).
@@ -81,7 +81,7 @@ def check_loss(loss: Any) -> None:
 
 
 def check_scheduler(scheduler: Any) -> None:
-    """dopt calls ``scheduler.step()`` with no argument after every optimizer step (SPEC 4.1)."""
+    """dopt calls ``scheduler.step()`` with no argument after every optimizer step (docs/user-module.md#pytorch)."""
     step = getattr(scheduler, "step", None)
     if not callable(step):
         raise UserError(f"scheduler_define returned {type(scheduler).__name__}, which has no step()",

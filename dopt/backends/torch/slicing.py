@@ -2,7 +2,7 @@
 
 Smaller kernels are centre crops of the largest and fewer channels are the first channels, so
 every subnet shares one set of weights and the supernet is the size of its largest subnet
-(SPEC 5.2; once-for-all's dynamic ops, GML's Conv2dSlice/BN slice).
+(docs/search-space.md#weight-sharing; once-for-all's dynamic ops, GML's Conv2dSlice/BN slice).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class SliceBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm over the first channels of its input.
 
     It subclasses ``nn.BatchNorm2d`` so that BN recalibration treats it like any BatchNorm of the
-    user's PreNet/PostNet (``momentum=None`` gives the exact cumulative average, SPEC 5.4).
+    user's PreNet/PostNet (``momentum=None`` gives the exact cumulative average, docs/search-space.md#evaluating-a-candidate).
     Running statistics are updated in place through views of the first channels.
     """
 

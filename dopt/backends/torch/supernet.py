@@ -80,7 +80,7 @@ class Supernet(nn.Module):
         pre: the user's PreNet.
         post: the user's PostNet.
         space: the search space (layer shapes, choices, feature_choose via fixed layers).
-        feature_choose: skeleton layers whose outputs PostNet also receives (SPEC 4.1).
+        feature_choose: skeleton layers whose outputs PostNet also receives (docs/user-module.md#pytorch).
     """
 
     def __init__(self, pre: nn.Module, post: nn.Module, space: SearchSpace, feature_choose: tuple[int, ...]) -> None:

@@ -1,4 +1,4 @@
-"""The same network written as a PyTorch and as a Keras user module gets the same size and flops (SPEC 6)."""
+"""The same network written as a PyTorch and as a Keras user module gets the same size and flops (docs/costs.md#measured-on-the-extracted-model)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,6 @@ def test_pytorch_and_keras_versions_of_one_network_have_equal_costs():
         torch_net.set_active(arch)
         keras_net.set_active(arch)
         t, k = torch_net.extract(), keras_net.extract()
-        torch_costs = Costs(torch_profile.count_params(t), torch_profile.count_macs(t, torch.zeros(1, 1, 8, 8)))
-        keras_costs = Costs(tf_profile.count_params(k), tf_profile.count_macs(k, np.zeros((1, 8, 8, 1), np.float32)))
+        torch_costs = Costs(size=torch_profile.count_params(t), flops=torch_profile.count_macs(t, torch.zeros(1, 1, 8, 8)))
+        keras_costs = Costs(size=tf_profile.count_params(k), flops=tf_profile.count_macs(k, np.zeros((1, 8, 8, 1), np.float32)))
         assert torch_costs == keras_costs, arch

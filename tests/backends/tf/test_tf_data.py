@@ -1,4 +1,4 @@
-"""Datasets of the TF contract (SPEC 4.2): structures checked before training, batched or not,
+"""Datasets of the TF contract (docs/user-module.md#tensorflow): structures checked before training, batched or not,
 is_shuffle where the signature has it, data_format on the CPU."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from tests.frameworks import require
 
 tf = require("tensorflow")
 
-from dopt.backends.base import get_backend  # noqa: E402
-from dopt.backends.tf import TFBackend  # noqa: E402
+from dopt.backends import get_backend  # noqa: E402
+from dopt.backends.tf.backend import TFBackend  # noqa: E402
 from dopt.errors import UserError  # noqa: E402
 from dopt.scenario import load  # noqa: E402
 from dopt.space import SearchSpace  # noqa: E402
@@ -60,20 +60,19 @@ def test_bad_dataset_structures_are_user_errors_before_training(tmp_path, new, w
 
 def test_an_unbatched_dataset_is_batched_by_dopt(tmp_path):
     workdir = edited(tmp_path, RETURN, "        return dataset, len(images)\n")
-    backend, probe, _ = setup(workdir)
-    assert probe.steps_per_epoch == 1437 // 64  # training batches drop the remainder
-    assert backend.val_data.dataset.element_spec[0].shape.as_list() == [None, 8, 8, 1]
+    _, tf_setup, _ = setup(workdir)
+    assert tf_setup.probe.steps_per_epoch == 1437 // 64  # training batches drop the remainder
+    assert tf_setup.val_data.dataset.element_spec[0].shape.as_list() == [None, 8, 8, 1]
 
 
 def test_is_shuffle_is_passed_where_the_signature_has_it_and_false_for_bn_calibration(tmp_path):
     workdir = edited(tmp_path, "    def build_dataset_search(self, dataset_dir, is_training):\n",
                      "    def build_dataset_search(self, dataset_dir, is_training, is_shuffle):\n"
                      "        self.calls = getattr(self, 'calls', []) + [(is_training, is_shuffle)]\n")
-    backend, _, scenario = setup(workdir)
-    backend.build_supernet(SearchSpace(scenario.supernet, 16))
-    backend.prepare_evaluation(np.random.default_rng(0))
-    assert backend.user.calls == [(True, True), (False, False), (True, False)]
-    assert len(backend._calib) == 2 and backend._calib[0].shape[0] == 64
+    _, tf_setup, scenario = setup(workdir)
+    calibration = tf_setup.build_supernet(SearchSpace(scenario.supernet, 16)).calibration_set(np.random.default_rng(0))
+    assert tf_setup.user.calls == [(True, True), (False, False), (True, False)]
+    assert len(calibration) == 2 and calibration[0].shape[0] == 64
 
 
 def test_channels_first_on_the_cpu_is_a_user_error_naming_data_format(tmp_path):

@@ -3,6 +3,8 @@ numbers equal what the exported graph and SavedModel hold."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import subprocess
 import sys
 import types
@@ -67,8 +69,8 @@ def test_script_rebuilds_the_subnet_and_its_exports_match_the_header(tmp_path, u
                              user_sha256="0")
 
     costs = write_and_verify(static, render(0, 0), script, example)  # the measured costs go in the header
-    assert write_and_verify(static, render(costs.size, costs.flops), script, example) == costs
-    assert costs.size == count_params(static)
+    assert write_and_verify(static, render(costs["size"], costs["flops"]), script, example) == costs
+    assert costs["size"] == count_params(static)
 
     module = load_script(script)
     rebuilt = module.build_model()
@@ -80,9 +82,9 @@ def test_script_rebuilds_the_subnet_and_its_exports_match_the_header(tmp_path, u
     saved, pb, log = module.export(rebuilt, str(out))
 
     lines = dict(line[2:].split(": ", 1) for line in script.read_text().splitlines() if line.startswith("# "))
-    assert int(lines["flops"]) == pb_macs(pb) == costs.flops
+    assert int(lines["flops"]) == pb_macs(pb) == costs["flops"]
     loaded = tf.saved_model.load(saved)
-    assert int(lines["model_param_size"]) == sum(prod(v.shape) for v in loaded.trainable_variables) == costs.size
+    assert int(lines["model_param_size"]) == sum(prod(v.shape) for v in loaded.trainable_variables) == costs["size"]
     np.testing.assert_allclose(loaded.serve(x), rebuilt(x, training=False), atol=1e-5)
     assert any(p.name.startswith("events.out.tfevents") for p in (out / "log_model_arch_result_1").iterdir())
 
@@ -96,7 +98,7 @@ def test_script_runs_standalone_from_results_and_next_to_user_module(tmp_path, u
     net.set_active(arch)
     work = tmp_path / "work"
     (work / "results").mkdir(parents=True)
-    (work / "user_module.py").write_text(open(nets.__file__).read())
+    (work / "user_module.py").write_text(Path(nets.__file__).read_text())
     script = work / "results" / "model_arch_result_1.py"
     text = render_script(name=script.stem, header={"model_param_size": 1}, rows=net.layer_rows(arch), features=(),
                          input_shape=(8, 8, 1), data_format="channels_last", user_sha256="not the hash")

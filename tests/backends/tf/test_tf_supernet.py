@@ -97,13 +97,13 @@ def test_analytic_costs_equal_the_extracted_models_counts():
     pre(example)
     post_in = tf.zeros((1, 4, 4, 32))
     post(post_in)
-    fixed = Costs(count_params(pre) + count_params(post), count_macs(pre, example) + count_macs(post, post_in))
-    assert fixed == Costs(16 * 9 + 32 + 330, 16 * 9 * 64 + 320)
+    fixed = Costs(size=count_params(pre) + count_params(post), flops=count_macs(pre, example) + count_macs(post, post_in))
+    assert fixed == Costs(size=16 * 9 + 32 + 330, flops=16 * 9 * 64 + 320)
     model = CostModel(space, (8, 8), fixed)
     for arch in random_archs(space, rng, 10) + [space.decode(space.largest()), space.decode(space.smallest())]:
         net.set_active(arch)
         static = net.extract()
-        assert model.costs(arch) == Costs(count_params(static), count_macs(static, example)), arch
+        assert model.costs(arch) == Costs(size=count_params(static), flops=count_macs(static, example)), arch
 
 
 def test_supernet_parameter_count_is_close_to_the_largest_subnet():

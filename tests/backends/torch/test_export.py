@@ -37,7 +37,7 @@ def test_script_rebuilds_the_subnet_and_exports_it(tmp_path, user_module, capsys
     text = render_script(name="model_arch_result_1", header={"model_param_size": 1, "encoding": [0]},
                          rows=net.layer_rows(arch), features=net.static_features(arch), input_shape=(1, 8, 8), user_sha256="0")
     costs = write_and_verify(static, text, tmp_path / "model_arch_result_1.py", torch.zeros(1, 1, 8, 8))
-    assert costs.size == sum(p.numel() for p in static.parameters())
+    assert costs["size"] == sum(p.numel() for p in static.parameters())
     script = load_script(tmp_path / "model_arch_result_1.py")
     rebuilt = script.build_model()
     rebuilt.load_state_dict(torch.load(tmp_path / "model_arch_result_1.weights.pth", weights_only=True))

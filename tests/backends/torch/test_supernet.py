@@ -55,12 +55,12 @@ def test_analytic_costs_equal_the_extracted_models_counts():
     net, space, rng = trained_supernet()
     pre, post = PreNet(), PostNet()
     example = torch.zeros(1, 1, 8, 8)
-    fixed = Costs(count_params(pre) + count_params(post), count_macs(pre, example) + count_macs(post, torch.zeros(1, 32, 4, 4)))
+    fixed = Costs(size=count_params(pre) + count_params(post), flops=count_macs(pre, example) + count_macs(post, torch.zeros(1, 32, 4, 4)))
     model = CostModel(space, (8, 8), fixed)
     for arch in random_archs(space, rng, 20) + [space.decode(space.largest()), space.decode(space.smallest())]:
         net.set_active(arch)
         static = net.extract()
-        assert model.costs(arch) == Costs(count_params(static), count_macs(static, example)), arch
+        assert model.costs(arch) == Costs(size=count_params(static), flops=count_macs(static, example)), arch
 
 
 def test_recalibration_sets_exact_batch_statistics():

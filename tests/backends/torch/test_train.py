@@ -1,3 +1,5 @@
+"""The core's training loop (dopt/training.py) driving the PyTorch session's primitives."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,53 +8,71 @@ from tests.frameworks import require
 
 torch = require("torch")
 
-from dopt.backends.torch.supernet import Supernet  # noqa: E402
-from dopt.backends.torch.train import TrainState, make_optimizer, train_epoch  # noqa: E402
-from tests.backends.torch.nets import PostNet, PreNet  # noqa: E402
-from tests.test_space import make_space  # noqa: E402
+from dopt.backends import get_backend  # noqa: E402
+from dopt.scenario import load  # noqa: E402
+from dopt.space import SearchSpace  # noqa: E402
+from dopt.training import TrainState, train_epoch  # noqa: E402
+from dopt.user_module import load_user_module  # noqa: E402
+from tests.digits_workdir import make_workdir  # noqa: E402
 
 
-def setup(loss_func=None):
+def session(tmp_path):
+    work = make_workdir(tmp_path / "w")
+    scenario = load(work / "scen.yaml", workdir=work)
+    module = load_user_module(work, "pytorch")
+    backend = get_backend("pytorch")
+    backend.check_user_module(module)
+    setup = backend.setup(scenario, module, 0)
+    space = SearchSpace(scenario.supernet, setup.probe.in_channels)
+    s = setup.build_supernet(space)
+    s.scheduler = torch.optim.lr_scheduler.StepLR(s.optimizer, step_size=1, gamma=0.5)
     torch.manual_seed(0)
-    space = make_space(filters=(16, 16, 24, 32), strides=(1, 1, 2, 1))
-    net = Supernet(PreNet(), PostNet(), space, ())
-    opt = make_optimizer(net.parameters(), "SGD", 0.05, (0.9, 0.999), 0.9)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
-    loader = [(torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))) for _ in range(3)]
-    return net, space, opt, sched, loader
+    batches = [(torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))) for _ in range(3)]
+    return s, space, batches
 
 
-def test_sandwich_with_distillation_makes_one_optimizer_and_scheduler_step_per_batch():
-    net, space, opt, sched, loader = setup()
+def test_sandwich_with_distillation_makes_one_optimizer_and_scheduler_step_per_batch(tmp_path):
+    s, space, batches = session(tmp_path)
+    lr0 = s.optimizer.param_groups[0]["lr"]
     rng = np.random.default_rng(0)
     largest, smallest = space.decode(space.largest()), space.decode(space.smallest())
     calls = []
 
     def sample():
-        random = [space.decode(rng.integers(np.array(space.xl), np.array(space.xu) + 1).tolist()) for _ in range(2)]
         calls.append(1)
-        return [largest, smallest, *random]
+        return [largest, smallest, *(space.decode(space.sample(rng)) for _ in range(2))]
 
     logs = []
-    before = [p.detach().clone() for p in net.parameters()]
-    train_epoch(net, loader, opt, sched, lambda y, out: torch.nn.functional.cross_entropy(out, y),
-                sample, 0, TrainState(), torch.device("cpu"), True, logs.append)
-    assert len(calls) == 3 and [s.step for s in logs] == [0, 1, 2]
-    assert opt.param_groups[0]["lr"] == 0.05 * 0.5**3  # the user's scheduler stepped after every step
-    assert all(np.isfinite(s.loss) and not s.skipped for s in logs)
-    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    before = [p.detach().clone() for p in s.supernet.parameters()]
+    s.begin_epoch(0)
+    train_epoch(s, batches, sample, 0, TrainState(), True, logs.append)
+    assert len(calls) == 3 and [log.step for log in logs] == [0, 1, 2]
+    assert s.optimizer.param_groups[0]["lr"] == lr0 * 0.5**3  # the user's scheduler stepped after every step
+    assert [log.lr for log in logs] == [lr0, lr0 * 0.5, lr0 * 0.25]
+    assert all(np.isfinite(log.loss) and not log.skipped for log in logs)
+    assert any(not torch.equal(a, b) for a, b in zip(before, s.supernet.parameters()))
 
 
-def test_non_finite_loss_skips_the_step_and_leaves_weights_untouched(caplog):
-    net, space, opt, sched, loader = setup()
+def test_distillation_adds_a_term_to_the_loss_of_the_students_only(tmp_path):
+    s, space, batches = session(tmp_path)
+    largest, smallest = space.decode(space.largest()), space.decode(space.smallest())
+    s.supernet.eval()  # the same outputs for the same subnet: BN uses its running statistics
+    teacher = s.forward(batches[0], largest, None)
+    plain = s.forward(batches[0], smallest, None)
+    taught = s.forward(batches[0], smallest, teacher.logits)
+    assert teacher.logits is not None and teacher.logits.shape == (8, 10)
+    assert taught.value > plain.value
+
+
+def test_non_finite_loss_skips_the_step_and_leaves_weights_untouched(tmp_path, caplog):
+    s, space, batches = session(tmp_path)
     arch = space.decode(space.largest())
     logs = []
-    before = [p.detach().clone() for p in net.parameters()]
-
-    def nan_loss(labels, logits):
-        return torch.nn.functional.cross_entropy(logits, labels) * float("nan")
-
-    train_epoch(net, loader[:1], opt, sched, nan_loss, lambda: [arch], 0, TrainState(), torch.device("cpu"), False, logs.append)
+    before = [p.detach().clone() for p in s.supernet.parameters()]
+    loss_func = s.setup.user.loss_func
+    s.setup.user.loss_func = lambda labels, logits: loss_func(labels, logits) * float("nan")
+    s.begin_epoch(0)
+    train_epoch(s, batches[:1], lambda: [arch], 0, TrainState(), False, logs.append)
     assert logs[0].skipped
-    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, s.supernet.parameters()))
     assert "step skipped" in caplog.text and "k7e6" in caplog.text

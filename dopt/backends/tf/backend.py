@@ -1,0 +1,252 @@
+"""The TensorFlow (tf.keras, Keras 3) backend: setup of a TF user module, and the supernet session
+whose primitives the core's training loop and evaluator drive (docs/architecture.md#call-order)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dopt.atomic import atomic_write_bytes
+from dopt.backends.base import CorruptCheckpoint, Probe, epoch_seed
+from dopt.backends.tf import data, probe
+from dopt.backends.tf.bn_calib import recalibrate
+from dopt.backends.tf.device import check_data_format, pick_device, seed_everything, set_threads
+from dopt.backends.tf.evaluate import evaluate
+from dopt.backends.tf.export import render_script, write_and_verify
+from dopt.backends.tf.profile import count_macs, count_params
+from dopt.backends.tf.supernet import Supernet
+from dopt.backends.tf.train import distill_loss, is_logits, lr_value, make_optimizer, traced_apply
+from dopt.costs import Costs
+from dopt.evaluation import metric_value
+from dopt.scenario import Scenario
+from dopt.space import Arch, SearchSpace
+from dopt.training import Forward
+from dopt.user_module import file_sha256
+
+__all__ = ["TFBackend", "TFSetup", "TFSession"]
+
+log = logging.getLogger(__name__)
+
+
+class TFBackend:
+    framework = "tensorflow"
+
+    def check_user_module(self, module: ModuleType) -> None:
+        probe.check_classes(module)
+
+    def setup(self, scenario: Scenario, module: ModuleType, seed: int) -> TFSetup:
+        sn = scenario.supernet
+        device = pick_device(scenario.resource.gpu_ids)
+        threads = set_threads()
+        check_data_format(sn.data_format, device)
+        log.info("tensorflow %s, keras %s, %d CPU threads, device %s", tf.__version__, keras.__version__, threads,
+                 device)
+        seed_everything(seed)
+        user = module.UserModule(epoch=scenario.epochs, batch_size=scenario.batch_size)
+        make_dataset = data.dataset_fn(user)
+        sc, bs, shape = scenario, scenario.batch_size, sn.input_shape
+        train_data = data.Data(make_dataset(sc.dataset.train_dir, True, True), "build_dataset_search(train_dir, True)",
+                               shape, bs, True)
+        val_data = data.Data(make_dataset(sc.dataset.val_dir, False, False), "build_dataset_search(val_dir, False)",
+                             shape, bs, False)
+        n_eval = sc.searcher.eval_batches
+        val_batches = val_data.dataset.take(n_eval) if n_eval is not None else val_data.dataset
+        first = train_data.first()
+        data.check_batch(first, shape, "training dataset")
+        first_val = val_data.first()
+        data.check_batch(first_val, shape, "validation dataset")
+        seed_everything(seed)  # PreNet/PostNet weights independent of the batches read above
+        pre, post = module.PreNet(), module.PostNet()
+        example = np.zeros((1, *shape), np.float32)
+        channels, hw = probe.prenet_output(pre, example, sn.data_format)
+        post_in = probe.postnet_input(sn.filters, sn.strides, sn.feature_choose, hw, sn.data_format)
+        post_flops = probe.check_postnet(post, post_in, sn.filters[-1])
+        fixed = Costs(size=count_params(pre) + count_params(post), flops=count_macs(pre, example) + post_flops)
+        return TFSetup(
+            scenario=scenario, seed=seed, user=user, device=device,
+            user_sha256=file_sha256(Path(module.__file__ or "")),  # the file as imported, not as later edited
+            make_dataset=make_dataset, train_data=train_data, val_data=val_data, val_batches=val_batches,
+            first=first, first_val=first_val, pre=pre, post=post, example=example,
+            probe=Probe(channels, hw, fixed, train_data.steps, device),
+        )
+
+
+@dataclass(frozen=True)
+class TFSetup:
+    """The user module instantiated, its datasets built and checked, PreNet/PostNet dry-run."""
+
+    scenario: Scenario
+    seed: int
+    user: Any
+    device: str
+    user_sha256: str
+    make_dataset: data.DatasetFn
+    train_data: data.Data
+    val_data: data.Data
+    val_batches: Any  # the validation dataset, at most eval_batches batches
+    first: Any  # the first training batch, for the rehearsal
+    first_val: Any
+    pre: Any
+    post: Any
+    example: np.ndarray  # a zero input at batch 1
+    probe: Probe
+
+    def build_supernet(self, space: SearchSpace) -> TFSession:
+        return TFSession(self, space)
+
+
+class TFSession:
+    """One supernet, its optimizer and the user's schedule; the primitives of
+    ``dopt.training.StepOps`` and ``dopt.evaluation.EvalOps`` with tf.GradientTape."""
+
+    checkpoint_suffix = ".weights.npz"
+    loss_name = "loss_op"
+    metric_name = "metrics_op"
+
+    def __init__(self, setup: TFSetup, space: SearchSpace) -> None:
+        self.setup = s = setup
+        seed_everything(s.seed)
+        sn = s.scenario.supernet
+        self.supernet = Supernet(s.pre, s.post, space, sn.feature_choose, sn.input_shape, sn.data_format)
+        opt = s.scenario.optimizer
+        self.optimizer = make_optimizer(opt.type, opt.learning_rate, opt.betas, opt.momentum)
+        self.optimizer.build(self.supernet.trainable_variables)
+        self.lr_init = opt.learning_rate
+        self.variables = self.supernet.trainable_variables
+        self._epochs = data.TrainEpochs(s.train_data)
+        self._apply = traced_apply(self.optimizer, self.variables)  # traced on its first call
+        self._summed: list[Any] = []  # gradients accumulated in the current step
+
+    def rehearse(self, archs: list[Arch]) -> list[str]:
+        """One forward/backward per arch on the first training batch (inference mode: no BN
+        statistics change, no optimizer step) and the metric of the first on one validation
+        batch, so contract mistakes surface before training."""
+        s = self.setup
+        inputs, labels = s.first
+        lines = []
+        for arch in archs:
+            self.supernet.set_active(arch)
+            with tf.GradientTape() as tape:
+                outputs = self.supernet(inputs, training=False)
+                loss = s.user.loss_op(labels, outputs)
+            probe.check_loss(loss, tape.gradient(loss, self.variables) if isinstance(loss, tf.Tensor) else [])
+            lines.append(f"loss {float(tf.reshape(loss, [])):.4g}")
+        probe.check_distillable(outputs, s.scenario.training.distill)
+        lr_value(s.user.lr_scheduler, self.lr_init, 0)
+        metric = metric_value(evaluate(self.extract(archs[0]), s.user.metrics_op, [s.first_val]), self.metric_name)
+        lines[0] += f", metric on one validation batch {metric:.4g} (untrained)"
+        return lines
+
+    # -- training primitives (dopt.training.StepOps) ---------------------------------------------
+    def begin_epoch(self, epoch: int) -> Iterator[Any]:
+        # Every RNG from (seed, epoch): a run resumed at this epoch draws what an uninterrupted
+        # one does; the data order comes from the dataset's own iteration count (data.TrainEpochs).
+        seed_everything(epoch_seed(self.setup.seed, epoch))
+        return self._epochs.batches(epoch)
+
+    def start_step(self) -> float:
+        lr = lr_value(self.setup.user.lr_scheduler, self.lr_init, int(self.optimizer.iterations.numpy()))
+        self.optimizer.learning_rate = lr
+        self._summed = [None] * len(self.variables)
+        return lr
+
+    def forward(self, batch: Any, arch: Arch, teacher: Any) -> Forward:
+        inputs, labels = batch
+        self.supernet.set_active(arch)
+        with tf.GradientTape() as tape:
+            outputs = self.supernet(inputs, training=True)
+            loss = self.setup.user.loss_op(labels, outputs)
+            if teacher is not None and is_logits(outputs):
+                loss = loss + distill_loss(outputs, teacher)
+        return Forward(float(loss), (tape, loss), tf.stop_gradient(outputs) if is_logits(outputs) else None)
+
+    def backward(self, forward: Forward) -> None:
+        tape, loss = forward.handle
+        for i, g in enumerate(tape.gradient(loss, self.variables)):
+            if g is not None:
+                self._summed[i] = g if self._summed[i] is None else self._summed[i] + g
+
+    def apply(self) -> None:
+        self._apply([tf.zeros_like(v) if g is None else g for g, v in zip(self._summed, self.variables)])
+
+    def discard(self) -> None:
+        self._summed = []
+
+    def batch_len(self, batch: Any) -> int:
+        return int(tf.nest.flatten(batch[1])[0].shape[0] or 0)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def save(self, path: Path, step: int) -> None:
+        """Every variable of the supernet (weights, BN statistics, dropout seed states) and of the
+        optimizer (its step count included), plus dopt's step counter, as one .npz."""
+        arrays = {f"model/{i:05d}": v.numpy() for i, v in enumerate(self.supernet.variables)}
+        arrays.update({f"optimizer/{i:05d}": v.numpy() for i, v in enumerate(self.optimizer.variables)})
+        arrays["step"] = np.array(step, np.int64)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(path, buffer.getvalue())
+
+    def load(self, path: Path) -> int:
+        try:
+            with np.load(path, allow_pickle=False) as archive:  # arrays only: no code runs
+                for prefix, variables in (("model", self.supernet.variables), ("optimizer", self.optimizer.variables)):
+                    keys = sorted(k for k in archive.files if k.startswith(prefix + "/"))
+                    if len(keys) != len(variables):
+                        raise ValueError(f"{len(keys)} {prefix} variables in the file, {len(variables)} in this supernet")
+                    values = [archive[k] for k in keys]
+                    for v, value in zip(variables, values):
+                        if tuple(value.shape) != tuple(v.shape):
+                            raise ValueError(f"{v.path}: shape {tuple(value.shape)} in the file, {tuple(v.shape)} here")
+                    for v, value in zip(variables, values):
+                        v.assign(value)
+                return int(archive["step"])
+        except (OSError, KeyError, ValueError, EOFError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
+            raise CorruptCheckpoint(f"{path.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+
+    # -- evaluation primitives (dopt.evaluation.EvalOps) -----------------------------------------
+    def calibration_set(self, rng: np.random.Generator) -> list[Any]:
+        """The calibration subset from a freshly built training dataset, unshuffled where the user's
+        function takes ``is_shuffle``, under the run's seed: the same subset however often the
+        dataset was iterated before (training, resume, --stage search)."""
+        s = self.setup
+        sc = s.scenario
+        seed_everything(s.seed)
+        fresh = data.Data(s.make_dataset(sc.dataset.train_dir, True, False),
+                          "build_dataset_search(train_dir, True, False)", sc.supernet.input_shape,
+                          sc.batch_size, True)
+        return data.calibration_batches(fresh, sc.batch_size, sc.searcher.bn_calib_batches, rng)
+
+    def extract(self, arch: Arch) -> Any:
+        self.supernet.set_active(arch)
+        return self.supernet.extract()
+
+    def recalibrate(self, model: Any, calibration: list[Any]) -> None:
+        recalibrate(model, calibration)
+
+    def metric(self, model: Any) -> Any:
+        return evaluate(model, self.setup.user.metrics_op, self.setup.val_batches)
+
+    def count(self, model: Any) -> Costs:
+        return Costs(size=count_params(model), flops=count_macs(model, self.setup.example))
+
+    def write_result(self, model: Any, arch: Arch, script: Path, header: dict[str, Any]) -> Costs:
+        """Write script + weights (BN recalibrated for ``arch``); rebuild, export and verify them."""
+        s = self.setup
+        sn = s.scenario.supernet
+        text = render_script(
+            name=script.stem, header=header, rows=self.supernet.layer_rows(arch),
+            features=self.supernet.static_features(arch), input_shape=sn.input_shape,
+            data_format=sn.data_format, user_sha256=s.user_sha256,
+        )
+        return write_and_verify(model, text, script, s.example)

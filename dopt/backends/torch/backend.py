@@ -1,0 +1,242 @@
+"""The PyTorch backend: setup of a torch user module, and the supernet session whose primitives the
+core's training loop and evaluator drive (docs/architecture.md#call-order)."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator, Sized
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, cast
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from dopt.atomic import atomic_write_bytes
+from dopt.backends.base import CorruptCheckpoint, Probe, epoch_seed
+from dopt.backends.torch import data, probe
+from dopt.backends.torch.bn_calib import recalibrate
+from dopt.backends.torch.device import cpu_threads, pick_device, seed_everything
+from dopt.backends.torch.evaluate import evaluate
+from dopt.backends.torch.export import render_script, write_and_verify
+from dopt.backends.torch.profile import count_macs, count_params
+from dopt.backends.torch.supernet import Supernet
+from dopt.backends.torch.train import distill_loss, make_optimizer
+from dopt.costs import Costs
+from dopt.errors import UserError
+from dopt.evaluation import metric_value
+from dopt.scenario import Scenario
+from dopt.space import Arch, SearchSpace
+from dopt.training import Forward
+from dopt.user_module import file_sha256
+
+__all__ = ["TorchBackend", "TorchSetup", "TorchSession"]
+
+log = logging.getLogger(__name__)
+
+
+class TorchBackend:
+    framework = "pytorch"
+
+    def check_user_module(self, module: ModuleType) -> None:
+        for name in ("PreNet", "PostNet"):
+            if not issubclass(getattr(module, name), nn.Module):
+                raise UserError(f"{name} must subclass torch.nn.Module", key=name,
+                                fix=f"class {name}(torch.nn.Module): ... with forward(self, inputs)")
+
+    def setup(self, scenario: Scenario, module: ModuleType, seed: int) -> TorchSetup:
+        device = pick_device(scenario.resource.gpu_ids)
+        torch.set_num_threads(cpu_threads())
+        log.info("torch %s, %d CPU threads, device %s", torch.__version__, torch.get_num_threads(), device)
+        seed_everything(seed, device)
+        user = module.UserModule(epoch=scenario.epochs, batch_size=scenario.batch_size)
+        sc, bs = scenario, scenario.batch_size
+        train_ds = data.check_dataset(user.dataset_define(sc.dataset.train_dir, True), "dataset_define(train_dir, True)")
+        val_ds = data.check_dataset(user.dataset_define(sc.dataset.val_dir, False), "dataset_define(val_dir, False)")
+        train_loader = data.train_loader(train_ds, bs, seed, device)
+        eval_loader = data.eval_loader(val_ds, bs, device, sc.searcher.eval_batches)
+        first = next(iter(DataLoader(train_ds, batch_size=bs)))
+        data.check_batch(first, sc.supernet.chw, "training dataset")
+        data.check_batch(next(iter(DataLoader(val_ds, batch_size=bs))), sc.supernet.chw, "validation dataset")
+        seed_everything(seed, device)  # PreNet/PostNet weights independent of the batches read above
+        pre, post = module.PreNet(), module.PostNet()
+        example = torch.zeros(1, *sc.supernet.chw)
+        channels, hw = probe.prenet_output(pre, example)
+        sn = sc.supernet
+        post_in = probe.postnet_input(sn.filters, sn.strides, sn.feature_choose, hw)
+        post_flops = probe.check_postnet(post, post_in, sn.filters[-1])
+        # Counted after the dry runs, which materialise lazy layers (nn.LazyLinear).
+        fixed = Costs(size=count_params(pre) + count_params(post), flops=count_macs(pre, example) + post_flops)
+        return TorchSetup(
+            scenario=scenario, seed=seed, user=user, device=device,
+            user_sha256=file_sha256(Path(module.__file__ or "")),  # the file as imported, not as later edited
+            train_ds=train_ds, val_ds=val_ds, train_loader=train_loader, eval_loader=eval_loader, first=first,
+            pre=pre, post=post, example=example,
+            probe=Probe(channels, hw, fixed, len(train_loader), str(device)),
+        )
+
+
+@dataclass(frozen=True)
+class TorchSetup:
+    """The user module instantiated, its datasets read and checked, PreNet/PostNet dry-run."""
+
+    scenario: Scenario
+    seed: int
+    user: Any
+    device: torch.device
+    user_sha256: str
+    train_ds: Dataset
+    val_ds: Dataset
+    train_loader: DataLoader
+    eval_loader: DataLoader
+    first: Any  # the first training batch, for the rehearsal
+    pre: nn.Module
+    post: nn.Module
+    example: torch.Tensor  # a zero input at batch 1, on the CPU
+    probe: Probe
+
+    def build_supernet(self, space: SearchSpace) -> TorchSession:
+        return TorchSession(self, space)
+
+
+class TorchSession:
+    """One supernet, its optimizer and the user's schedule; the primitives of
+    ``dopt.training.StepOps`` and ``dopt.evaluation.EvalOps`` in PyTorch."""
+
+    checkpoint_suffix = ".pt"
+    loss_name = "loss_func"
+    metric_name = "metrics_func"
+
+    def __init__(self, setup: TorchSetup, space: SearchSpace) -> None:
+        self.setup = s = setup
+        # Re-seeded: every DataLoader iterator draws from torch's global RNG, so without this the
+        # initial weights would depend on how many checks read a batch before.
+        seed_everything(s.seed, s.device)
+        sc = s.scenario
+        self.supernet = Supernet(s.pre, s.post, space, sc.supernet.feature_choose).to(s.device)
+        opt = sc.optimizer
+        self.optimizer = make_optimizer(self.supernet.parameters(), opt.type, opt.learning_rate, opt.betas, opt.momentum)
+        self.scheduler = s.user.scheduler_define(self.optimizer, len(s.train_loader))
+        probe.check_scheduler(self.scheduler)
+
+    def rehearse(self, archs: list[Arch]) -> list[str]:
+        """One forward/backward per arch on the first training batch and the metric of the first on
+        one validation batch, so contract mistakes surface before training. BatchNorm statistics,
+        weights and RNG streams are left as they were."""
+        s = self.setup
+        inputs, labels = data.to_device(s.first, s.device)
+        lines = []
+        self.supernet.eval()
+        for arch in archs:
+            self.supernet.set_active(arch)
+            outputs = self.supernet(inputs)
+            loss = s.user.loss_func(labels, outputs)
+            probe.check_loss(loss)
+            loss.backward()
+            lines.append(f"loss {float(loss.detach()):.4g}")
+        probe.check_distillable(outputs, s.scenario.training.distill)
+        self.supernet.zero_grad(set_to_none=True)
+        bs = s.scenario.batch_size
+        n_val = len(cast(Sized, s.val_ds))
+        one_batch = data.eval_loader(Subset(s.val_ds, range(min(n_val, bs))), bs, torch.device("cpu"), None)
+        metric = metric_value(evaluate(self.extract(archs[0]).eval(), s.user.metrics_func, one_batch, s.device),
+                              self.metric_name)
+        lines[0] += f", metric on one validation batch {metric:.4g} (untrained)"
+        return lines
+
+    # -- training primitives (dopt.training.StepOps) ---------------------------------------------
+    def begin_epoch(self, epoch: int) -> Iterator[Any]:
+        # Every RNG from (seed, epoch): a run resumed at this epoch draws what an uninterrupted one does.
+        seed = epoch_seed(self.setup.seed, epoch)
+        seed_everything(seed, self.setup.device)
+        loader = self.setup.train_loader
+        cast(torch.Generator, loader.generator).manual_seed(seed)
+        self.supernet.train()
+        return (data.to_device(batch, self.setup.device) for batch in loader)
+
+    def start_step(self) -> float:
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def forward(self, batch: Any, arch: Arch, teacher: Any) -> Forward:
+        inputs, labels = batch
+        self.supernet.set_active(arch)
+        outputs = self.supernet(inputs)
+        loss = self.setup.user.loss_func(labels, outputs)
+        if teacher is not None:
+            loss = loss + distill_loss(outputs, teacher)
+        logits = outputs.detach() if isinstance(outputs, torch.Tensor) and outputs.dim() == 2 else None
+        return Forward(float(loss.detach()), loss, logits)
+
+    def backward(self, forward: Forward) -> None:
+        forward.handle.backward()
+
+    def apply(self) -> None:
+        self.optimizer.step()
+        self.scheduler.step()  # after every optimizer step, and only then (docs/user-module.md)
+        self._sync()
+
+    def discard(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self._sync()
+
+    def batch_len(self, batch: Any) -> int:
+        labels = batch[1]
+        return len(labels) if hasattr(labels, "__len__") else 0
+
+    def _sync(self) -> None:
+        if self.setup.device.type == "cuda":  # step timings measure the work, not its queueing
+            torch.cuda.synchronize(self.setup.device)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def save(self, path: Path, step: int) -> None:
+        buffer = io.BytesIO()
+        torch.save({"supernet": self.supernet.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict() if hasattr(self.scheduler, "state_dict") else {},
+                    "step": step}, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+    def load(self, path: Path) -> int:
+        try:
+            state = torch.load(path, map_location=self.setup.device, weights_only=True)
+            self.supernet.load_state_dict(state["supernet"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if state["scheduler"] and hasattr(self.scheduler, "load_state_dict"):
+                self.scheduler.load_state_dict(state["scheduler"])
+            return int(state["step"])
+        except (OSError, RuntimeError, KeyError, ValueError, EOFError, TypeError) as exc:
+            raise CorruptCheckpoint(f"{path.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+
+    # -- evaluation primitives (dopt.evaluation.EvalOps) -----------------------------------------
+    def calibration_set(self, rng: np.random.Generator) -> list[Any]:
+        s = self.setup
+        return data.calibration_batches(s.train_ds, s.scenario.batch_size, s.scenario.searcher.bn_calib_batches,
+                                        rng, s.device)
+
+    def extract(self, arch: Arch) -> nn.Module:
+        self.supernet.set_active(arch)
+        return self.supernet.extract()
+
+    def recalibrate(self, model: nn.Module, calibration: list[Any]) -> None:
+        recalibrate(model, calibration)
+        model.eval()
+
+    def metric(self, model: nn.Module) -> Any:
+        return evaluate(model, self.setup.user.metrics_func, self.setup.eval_loader, self.setup.device)
+
+    def count(self, model: nn.Module) -> Costs:
+        return Costs(size=count_params(model), flops=count_macs(model, self.setup.example.to(self.setup.device)))
+
+    def write_result(self, model: nn.Module, arch: Arch, script: Path, header: dict[str, Any]) -> Costs:
+        """Write script + weights (BN recalibrated for ``arch``); rebuild, export and verify them."""
+        s = self.setup
+        text = render_script(
+            name=script.stem, header=header, rows=self.supernet.layer_rows(arch),
+            features=self.supernet.static_features(arch), input_shape=s.scenario.supernet.chw,
+            user_sha256=s.user_sha256,
+        )
+        return write_and_verify(model, text, script, s.example)

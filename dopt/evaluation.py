@@ -1,0 +1,131 @@
+"""Evaluating a candidate, written once for every framework (docs/search-space.md#evaluating-a-candidate).
+
+Extract the subnet as a static model, recalibrate its BatchNorm on a fixed calibration subset,
+run the user's metric; measure its costs on the same extracted model. A backend supplies only
+the primitives of :class:`EvalOps`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from dopt.costs import CostModel, Costs
+from dopt.errors import UserError
+from dopt.space import Arch
+
+__all__ = ["EvalOps", "Evaluator", "metric_value", "calibration_indices"]
+
+# Default calibration subset: about this many images, in full batches (BatchNorm never sees a
+# one-sample batch), or the whole training set where it is smaller.
+CALIBRATION_IMAGES = 2000
+
+
+class EvalOps(Protocol):
+    """What a backend does for one candidate; the sequence around it is :class:`Evaluator`'s."""
+
+    metric_name: str  # the user's metric function, as error messages name it
+
+    def calibration_set(self, rng: np.random.Generator) -> Any:
+        """Draw the BN-calibration subset once from ``rng`` and materialise it."""
+        ...
+
+    def extract(self, arch: Arch) -> Any:
+        """The static model of ``arch`` with the supernet's current weights."""
+        ...
+
+    def recalibrate(self, model: Any, calibration: Any) -> None:
+        """Reset every BatchNorm of ``model`` to the exact statistics of ``calibration``; leave
+        ``model`` in inference mode."""
+        ...
+
+    def metric(self, model: Any) -> Any:
+        """The user's metric of ``model`` over the validation set, as the user's code returned it."""
+        ...
+
+    def count(self, model: Any) -> Costs:
+        """The costs the backend measures on a static model (parameters, MACs)."""
+        ...
+
+    def write_result(self, model: Any, arch: Arch, script: Path, header: dict[str, Any]) -> Costs:
+        """Write the result script of ``arch`` and ``model``'s weights; rebuild, export and verify
+        them; the costs counted on the rebuilt model."""
+        ...
+
+
+class Evaluator:
+    """Candidates of one trained supernet: costs, metric and result files.
+
+    The last extracted subnet is kept, as measuring and evaluating a candidate follow each
+    other. Recalibration changes only the BN statistics of that extracted copy, never the
+    supernet, so an evaluation is a pure function of (weights, architecture) and the model
+    measured is exactly the model exported.
+    """
+
+    def __init__(self, ops: EvalOps, costs: CostModel, rng: np.random.Generator) -> None:
+        self.ops, self.costs = ops, costs
+        self.calibration = ops.calibration_set(rng)
+        self._last: tuple[Arch, Any] | None = None
+
+    def measure(self, arch: Arch) -> Costs:
+        """Every cost kind of ``arch``, counted on its extracted model where the backend counts it."""
+        return self.costs.measure(arch, self.ops.count(self._extracted(arch)))
+
+    def evaluate(self, arch: Arch) -> float:
+        """The user's metric of ``arch`` after BN recalibration; NaN where it is NaN or infinite."""
+        return metric_value(self.ops.metric(self._calibrated(arch)), self.ops.metric_name)
+
+    def write_result(self, arch: Arch, script: Path, header: dict[str, Any]) -> Costs:
+        """Write ``arch``'s result script and recalibrated weights; the costs of every kind of
+        the model the written script builds."""
+        counted = self.ops.write_result(self._calibrated(arch), arch, script, header)
+        return self.costs.measure(arch, counted)
+
+    def _extracted(self, arch: Arch) -> Any:
+        if self._last is None or self._last[0] != arch:
+            try:
+                self._last = (arch, self.ops.extract(arch))
+            except Exception as exc:
+                if hasattr(exc, "add_note"):  # Python 3.11+
+                    from dopt.training import brief
+
+                    exc.add_note(f"extracting subnet {brief(arch)}")
+                raise
+        return self._last[1]
+
+    def _calibrated(self, arch: Arch) -> Any:
+        model = self._extracted(arch)
+        self.ops.recalibrate(model, self.calibration)
+        return model
+
+
+def metric_value(result: Any, name: str) -> float:
+    """The user's metric as a float; infinite counts as NaN, which ranks last.
+
+    Raises:
+        UserError: the metric function returned something that is not a number.
+    """
+    try:
+        value = float(result)
+    except (TypeError, ValueError):
+        raise UserError(
+            f"{name} returned {type(result).__name__} {result!r:.60}, not a number",
+            key=f"UserModule.{name}", fix="return a float or a scalar tensor (higher is better), e.g. the accuracy",
+        ) from None
+    return value if not math.isinf(value) else float("nan")
+
+
+def calibration_indices(n: int, batch_size: int, n_batches: int | None, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of the BN-calibration subset of a training set of ``n`` samples.
+
+    ``n_batches`` full batches (``searcher.bn_calib_batches``); by default enough for about
+    :data:`CALIBRATION_IMAGES` images, all of the training set if it is smaller.
+    """
+    if n_batches is None:
+        n_batches = max(1, -(-CALIBRATION_IMAGES // batch_size))
+    n_batches = max(1, min(n_batches, n // batch_size))
+    take = min(n, n_batches * batch_size)
+    return np.sort(rng.choice(n, size=take, replace=False))

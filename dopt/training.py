@@ -1,0 +1,181 @@
+"""Supernet training, written once for every framework (docs/search-space.md#training).
+
+The policy lives here: which subnets a step trains (one uniform draw, or the sandwich rule's
+largest, smallest and two random), gradients of every subnet of a step accumulated into one
+optimizer step, in-place distillation from the first subnet's logits, skipping a step whose loss
+is NaN/inf (and stopping after too many in a row), the learning-rate schedule, and step logs. A
+backend supplies only the primitives of :class:`StepOps`, in its framework.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from dopt.space import Arch
+
+__all__ = ["StepLog", "Forward", "StepOps", "TrainState", "NonFiniteLoss", "MAX_BAD_STEPS", "train", "train_epoch",
+           "brief"]
+
+log = logging.getLogger(__name__)
+
+# Consecutive non-finite steps after which the run stops: a diverged supernet, not a bad batch.
+MAX_BAD_STEPS = 20
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class StepLog:
+    """One optimizer step, reported to the core's logger and TensorBoard writer."""
+
+    epoch: int
+    step: int  # global optimizer step, from 0
+    loss: float
+    lr: float
+    images_per_s: float
+    skipped: bool = False  # a non-finite loss: the step was not applied
+
+
+@dataclass(frozen=True)
+class Forward:
+    """One subnet's forward pass on a batch, as a backend returns it.
+
+    ``handle`` is what the backend's ``backward`` needs (the loss tensor, or a gradient tape);
+    ``logits`` the detached outputs when they can teach the next subnets (rank 2), else None.
+    """
+
+    value: float  # the loss, distillation term included, as a Python float
+    handle: Any
+    logits: Any = None
+
+
+class StepOps(Protocol):
+    """What a backend does for one optimizer step; the policy around it is :func:`train_epoch`'s."""
+
+    loss_name: str  # the user's loss function, as error messages name it
+
+    def begin_epoch(self, epoch: int) -> Iterable[Any]:
+        """Reseed every RNG from ``(seed, epoch)``, set training mode; the epoch's batches."""
+        ...
+
+    def start_step(self) -> float:
+        """Clear accumulated gradients, set the learning rate; the learning rate of this step."""
+        ...
+
+    def forward(self, batch: Any, arch: Arch, teacher: Any) -> Forward:
+        """Activate ``arch``, run it on ``batch`` in training mode, compute the user's loss, plus
+        the distillation loss towards ``teacher`` when it is not None."""
+        ...
+
+    def backward(self, forward: Forward) -> None:
+        """Add the gradients of ``forward``'s loss to those accumulated in this step."""
+        ...
+
+    def apply(self) -> None:
+        """One optimizer step with the accumulated gradients (and the user's schedule step)."""
+        ...
+
+    def discard(self) -> None:
+        """Drop the accumulated gradients: the step is skipped."""
+        ...
+
+    def batch_len(self, batch: Any) -> int:
+        """Samples in ``batch``, for the throughput log."""
+        ...
+
+
+@dataclass
+class TrainState:
+    """Counters that outlive an epoch: the global step and the run of non-finite losses."""
+
+    step: int = 0
+    bad_in_row: int = 0
+
+
+def train(
+    ops: StepOps,
+    sample: Callable[[int], list[Arch]],
+    epochs: range,
+    state: TrainState,
+    distill: bool,
+    log_step: Callable[[StepLog], None],
+    on_epoch_end: Callable[[int], None] = lambda epoch: None,
+) -> None:
+    """Train every epoch of ``epochs``; ``sample(epoch)`` gives the subnets of one step.
+
+    Every RNG is reseeded from ``(seed, epoch)`` at the start of each epoch (``begin_epoch``), so
+    training resumed from the checkpoint of epoch k equals an uninterrupted run.
+    """
+    for epoch in epochs:
+        train_epoch(ops, ops.begin_epoch(epoch), functools.partial(sample, epoch), epoch, state, distill, log_step)
+        on_epoch_end(epoch)
+
+
+def train_epoch(
+    ops: StepOps,
+    batches: Iterable[Any],
+    sample: Callable[[], list[Arch]],
+    epoch: int,
+    state: TrainState,
+    distill: bool,
+    log_step: Callable[[StepLog], None],
+) -> None:
+    """One pass over ``batches``. Gradients of every sampled subnet accumulate into one step."""
+    for batch in batches:
+        t0 = time.perf_counter()
+        archs = sample()
+        lr = ops.start_step()
+        total, finite = _accumulate(ops, batch, archs, epoch, state.step, distill)
+        if finite:
+            ops.apply()
+            state.bad_in_row = 0
+        else:
+            ops.discard()
+            state.bad_in_row += 1
+            if state.bad_in_row >= MAX_BAD_STEPS:
+                raise NonFiniteLoss(
+                    f"the loss was NaN/inf for {state.bad_in_row} steps in a row (last at epoch {epoch}, step "
+                    f"{state.step}); lower learning_rate or check {ops.loss_name}"
+                )
+        seconds = time.perf_counter() - t0
+        n = ops.batch_len(batch)
+        log_step(StepLog(epoch, state.step, total / max(1, len(archs)), lr, n / seconds if seconds > 0 else 0.0,
+                         not finite))
+        state.step += 1
+
+
+def _accumulate(ops: StepOps, batch: Any, archs: list[Arch], epoch: int, step: int,
+                distill: bool) -> tuple[float, bool]:
+    """Forward and backward every subnet of one step; (summed loss, all finite). The first subnet
+    (the largest, under the sandwich rule) teaches the others when ``distill`` is on (BigNAS)."""
+    teacher = None
+    total = 0.0
+    for j, arch in enumerate(archs):
+        try:
+            forward = ops.forward(batch, arch, teacher if distill and j > 0 else None)
+        except Exception as exc:
+            if hasattr(exc, "add_note"):  # Python 3.11+
+                exc.add_note(f"at epoch {epoch + 1}, step {step}, subnet {brief(arch)}")
+            raise
+        if distill and j == 0:
+            teacher = forward.logits
+        if not math.isfinite(forward.value):
+            log.warning("epoch %d step %d: loss is %s for subnet %s; step skipped", epoch, step, forward.value,
+                        brief(arch))
+            return total, False
+        ops.backward(forward)
+        total += forward.value
+    return total, True
+
+
+def brief(arch: Arch) -> str:
+    """A subnet in a few characters: ``[k3e6w24, skip, ...]``."""
+    return "[" + ", ".join("skip" if c.skip else f"k{c.kernel}e{c.expand}w{c.out_channels}" for c in arch) + "]"
