@@ -31,7 +31,9 @@ from dopt.space import SearchSpace
 class PreNet(nn.Module):
     def __init__(self, width: int = 1) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16 * width, 3, padding=1, bias=False), nn.BatchNorm2d(16 * width), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 16 * width, 3, padding=1, bias=False), nn.BatchNorm2d(16 * width), nn.ReLU()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.stem(x)
@@ -77,8 +79,12 @@ def main() -> None:
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
     w, b, hw = args.width, args.batch, args.size
-    cfg = SupernetConfig(input_shape=(3, hw, hw), data_format="channels_first",
-                         filters=tuple(f * w for f in (16, 24, 24, 32, 32, 64)), strides=(1, 2, 1, 2, 1, 1))
+    cfg = SupernetConfig(
+        input_shape=(3, hw, hw),
+        data_format="channels_first",
+        filters=tuple(f * w for f in (16, 24, 24, 32, 32, 64)),
+        strides=(1, 2, 1, 2, 1, 1),
+    )
     space = SearchSpace(cfg, in_channels=16 * w)
     supernet = Supernet(PreNet(w), PostNet(w), space, ()).to(device)
     x = torch.randn(b, 3, hw, hw, device=device)
@@ -87,9 +93,13 @@ def main() -> None:
     val = DataLoader(TensorDataset(torch.randn(8 * b, 3, hw, hw), torch.randint(0, 10, (8 * b,))), batch_size=b)
     rng = np.random.default_rng(0)
 
-    print(f"device {device}, threads {torch.get_num_threads()}, space of {space.size():,} subnets, "
-          f"input 3x{hw}x{hw}, batch {b}, width x{w}, {args.subnets} sampled subnets x {args.rounds} interleaved rounds")
-    print(f"{'subnet':>6}  {'params':>8}  {'train super/static (ms)':>24}  {'(a)':>5}  {'eval super/static (ms)':>23}  {'(b)':>5}")
+    print(
+        f"device {device}, threads {torch.get_num_threads()}, space of {space.size():,} subnets, "
+        f"input 3x{hw}x{hw}, batch {b}, width x{w}, {args.subnets} sampled subnets x {args.rounds} interleaved rounds"
+    )
+    print(
+        f"{'subnet':>6}  {'params':>8}  {'train super/static (ms)':>24}  {'(a)':>5}  {'eval super/static (ms)':>23}  {'(b)':>5}"
+    )
     ratios_a, ratios_b = [], []
     for k in range(args.subnets):
         arch = space.decode(rng.integers(np.array(space.xl), np.array(space.xu) + 1).tolist())
@@ -135,12 +145,16 @@ def main() -> None:
         ratios_a.append(a)
         ratios_b.append(b)
         params = sum(p.numel() for p in static.parameters())
-        print(f"{k + 1:>6}  {params:>8,}  {1e3 * m['ts'] / args.steps:>11.2f} / {1e3 * m['tt'] / args.steps:<10.2f}  "
-              f"{a:>5.2f}  {1e3 * m['es']:>10.1f} / {1e3 * m['et']:<10.1f}  {b:>5.2f}")
+        print(
+            f"{k + 1:>6}  {params:>8,}  {1e3 * m['ts'] / args.steps:>11.2f} / {1e3 * m['tt'] / args.steps:<10.2f}  "
+            f"{a:>5.2f}  {1e3 * m['es']:>10.1f} / {1e3 * m['et']:<10.1f}  {b:>5.2f}"
+        )
     a, b = statistics.median(ratios_a), statistics.median(ratios_b)
     print(f"(a) training step, supernet / static: median {a:.2f} (target <= 1.15) {'OK' if a <= 1.15 else 'OVER'}")
-    print(f"(b) candidate evaluation / (BN recalibration + validation forward of static): median {b:.2f} "
-          f"(target <= 1.15) {'OK' if b <= 1.15 else 'OVER'}")
+    print(
+        f"(b) candidate evaluation / (BN recalibration + validation forward of static): median {b:.2f} "
+        f"(target <= 1.15) {'OK' if b <= 1.15 else 'OVER'}"
+    )
 
 
 if __name__ == "__main__":

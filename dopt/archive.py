@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from dopt.costs import Costs, kinds
+from dopt.costs import Costs, kinds, names
 from dopt.scenario.model import Constraint
 from dopt.space import Arch, arch_to_json
 
@@ -44,13 +44,15 @@ class Candidate:
         self.eval_seconds = float(self.eval_seconds)
 
     def cost(self, kind: str) -> float:
-        """The candidate's cost of one kind (``"size"``, ``"flops"``, or another registered kind).
+        """The candidate's cost of one registered kind (``"size"``, ``"flops"``, ...).
 
         Raises:
-            ValueError: a kind this candidate's costs were not measured for.
+            ValueError: a kind that is not registered, or that this candidate was not measured for.
         """
         value = self.costs.get(kind)
         if value is None:
+            if kind not in names():
+                raise ValueError(f"unknown cost kind {kind!r}; expected one of {', '.join(names())}")
             raise ValueError(f"{kind} of candidate {list(self.encoding)} was not measured")
         return float(value)
 

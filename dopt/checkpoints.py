@@ -30,8 +30,16 @@ from dopt.atomic import atomic_write_text
 from dopt.errors import UserError
 from dopt.scenario import Scenario
 
-__all__ = ["training_identity", "write_identity", "check_identity", "read_seed", "epoch_checkpoints",
-           "final_checkpoint", "Journal", "evaluation_key"]
+__all__ = [
+    "training_identity",
+    "write_identity",
+    "check_identity",
+    "read_seed",
+    "epoch_checkpoints",
+    "final_checkpoint",
+    "Journal",
+    "evaluation_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +92,10 @@ def _read(ckpt_dir: Path) -> dict[str, Any] | None:
         assert isinstance(data, dict) and isinstance(data.get("identity"), dict)
         return data
     except (ValueError, AssertionError) as exc:
-        raise UserError(f"{path} is not a dopt checkpoint record ({exc})",
-                        fix="start a new run with --overwrite, or in another working directory") from None
+        raise UserError(
+            f"{path} is not a dopt checkpoint record ({exc})",
+            fix="start a new run with --overwrite, or in another working directory",
+        ) from None
 
 
 def read_seed(ckpt_dir: Path) -> int | None:
@@ -102,8 +112,10 @@ def check_identity(ckpt_dir: Path, identity: dict[str, Any], what: str, threads:
     """
     data = _read(ckpt_dir)
     if data is None:
-        raise UserError(f"nothing to {what}: {ckpt_dir} holds no checkpoint of an earlier run",
-                        fix="run dopt -c scen.yaml without --resume / --stage search first")
+        raise UserError(
+            f"nothing to {what}: {ckpt_dir} holds no checkpoint of an earlier run",
+            fix="run dopt -c scen.yaml without --resume / --stage search first",
+        )
     saved = data["identity"]
     diffs = [k for k in sorted(set(saved) | set(identity)) if saved.get(k) != identity.get(k)]
     if diffs:
@@ -112,11 +124,14 @@ def check_identity(ckpt_dir: Path, identity: dict[str, Any], what: str, threads:
             f"the checkpoints in {ckpt_dir} come from another scenario or user module ({details}), so they "
             f"cannot be used to {what}",
             fix="undo the change, or start a new run with --overwrite or in another working directory "
-                "(constraint, searcher and budgets may change; training settings may not)",
+            "(constraint, searcher and budgets may change; training settings may not)",
         )
     if threads is not None and data.get("threads") not in (None, threads):
-        log.warning("the checkpointed run used %s CPU threads, this one %d: results may differ in the last digits",
-                    data["threads"], threads)
+        log.warning(
+            "the checkpointed run used %s CPU threads, this one %d: results may differ in the last digits",
+            data["threads"],
+            threads,
+        )
 
 
 def _describe(key: str, old: Any, new: Any) -> str:
@@ -178,8 +193,12 @@ class Journal:
                 continue
             self.entries[encoding] = record
         if stale:
-            log.warning("%s: %d candidates were evaluated with another supernet or evaluation settings and "
-                        "will be evaluated again", self.path.name, stale)
+            log.warning(
+                "%s: %d candidates were evaluated with another supernet or evaluation settings and "
+                "will be evaluated again",
+                self.path.name,
+                stale,
+            )
         if self.entries:
             log.info("journal: %d evaluated candidates reused from %s", len(self.entries), self.path)
 

@@ -32,8 +32,14 @@ class _Parser(argparse.ArgumentParser):
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", required=True, metavar="scen.yaml", help="the scenario file")
     p.add_argument("--workdir", metavar="DIR", help="directory holding user_module.py, where outputs go (default: .)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one scenario key by dotted path, e.g. scenario.strategy.epochs=1 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one scenario key by dotted path, e.g. scenario.strategy.epochs=1 (repeatable)",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more output (debug)")
     p.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only")
 
@@ -41,8 +47,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _init_parser() -> argparse.ArgumentParser:
     from dopt.init import FRAMEWORKS, TASKS
 
-    p = _Parser(prog="dopt init", description="Write a commented user_module.py and scen.yaml, plus a small "
-                "offline dataset in data/, so that `dopt -c scen.yaml` runs at once. Never overwrites.")
+    p = _Parser(
+        prog="dopt init",
+        description="Write a commented user_module.py and scen.yaml, plus a small "
+        "offline dataset in data/, so that `dopt -c scen.yaml` runs at once. Never overwrites.",
+    )
     p.add_argument("--framework", choices=FRAMEWORKS, default="pytorch", type=str.lower)
     p.add_argument("--task", choices=TASKS, default="classification", type=str.lower)
     p.add_argument("--dir", default=".", metavar="DIR", help="where to write (default: the current directory)")
@@ -52,25 +61,44 @@ def _init_parser() -> argparse.ArgumentParser:
 
 
 def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    run = _Parser(prog="dopt", description="Evolutionary, hardware-aware neural architecture search: "
-                  "trains a weight-sharing supernet around your PreNet/PostNet and searches a Pareto front "
-                  "of subnets under a size or FLOPs constraint.",
-                  epilog="Other commands: `dopt validate -c scen.yaml` checks a scenario without training; "
-                  "`dopt init` writes a user module, a scenario and data to start from.")
+    run = _Parser(
+        prog="dopt",
+        description="Evolutionary, hardware-aware neural architecture search: "
+        "trains a weight-sharing supernet around your PreNet/PostNet and searches a Pareto front "
+        "of subnets under a size or FLOPs constraint.",
+        epilog="Other commands: `dopt validate -c scen.yaml` checks a scenario without training; "
+        "`dopt init` writes a user module, a scenario and data to start from.",
+    )
     run.add_argument("--version", action="version", version=f"dopt {__version__}")
     _common(run)
-    run.add_argument("--resume", action="store_true",
-                     help="continue an interrupted run (or, with --stage search, search) from its checkpoints")
-    run.add_argument("--stage", choices=("all", "search"), default="all",
-                     help="search: skip training, search again with the trained supernet (train once, search many)")
-    run.add_argument("--results", metavar="DIR", help="with --stage search: the results folder "
-                     "(default results_<constraint_type>_<constraint_value>/)")
-    run.add_argument("--overwrite", action="store_true",
-                     help="replace the results, logs and checkpoints of an earlier run (with --stage search: "
-                     "that search's results folder)")
-    validate = _Parser(prog="dopt validate", description="Check scen.yaml and user_module.py, run one "
-                       "forward/backward through the smallest and largest subnet, print the space size and "
-                       "its cost range against the constraint. Writes nothing.")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run (or, with --stage search, search) from its checkpoints",
+    )
+    run.add_argument(
+        "--stage",
+        choices=("all", "search"),
+        default="all",
+        help="search: skip training, search again with the trained supernet (train once, search many)",
+    )
+    run.add_argument(
+        "--results",
+        metavar="DIR",
+        help="with --stage search: the results folder (default results_<constraint_type>_<constraint_value>/)",
+    )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results, logs and checkpoints of an earlier run (with --stage search: "
+        "that search's results folder)",
+    )
+    validate = _Parser(
+        prog="dopt validate",
+        description="Check scen.yaml and user_module.py, run one "
+        "forward/backward through the smallest and largest subnet, print the space size and "
+        "its cost range against the constraint. Writes nothing.",
+    )
     _common(validate)
     return run, validate
 
@@ -226,4 +254,3 @@ def _is_user_file(filename: str, workdir: Path, dopt_dir: str) -> bool:
         return True
     except ValueError:
         return False
-

@@ -44,4 +44,3 @@ class UserError(Exception):
         if fix and not what.endswith((".", "?", "!")):
             what += "."
         return f"{where}{key}{what}{fix}"
-

@@ -113,7 +113,8 @@ def metric_value(result: Any, name: str) -> float:
     except (TypeError, ValueError):
         raise UserError(
             f"{name} returned {type(result).__name__} {result!r:.60}, not a number",
-            key=f"UserModule.{name}", fix="return a float or a scalar tensor (higher is better), e.g. the accuracy",
+            key=f"UserModule.{name}",
+            fix="return a float or a scalar tensor (higher is better), e.g. the accuracy",
         ) from None
     return value if not math.isinf(value) else float("nan")
 

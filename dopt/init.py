@@ -24,17 +24,23 @@ def init(target: Path, framework: str, task: str) -> list[Path]:
             already (nothing is written then).
     """
     if task != "classification":
-        raise UserError(f"--task {task}: this version of dopt searches image classification only",
-                        fix="use --task classification (detection and segmentation come in a later version)")
+        raise UserError(
+            f"--task {task}: this version of dopt searches image classification only",
+            fix="use --task classification (detection and segmentation come in a later version)",
+        )
     template = resources.files("dopt") / "templates" / framework / task
     if not template.is_dir():
-        raise UserError(f"--framework {framework}: no template in this installation of dopt",
-                        fix=f"use --framework {' or '.join(f for f in FRAMEWORKS if f != framework)}")
+        raise UserError(
+            f"--framework {framework}: no template in this installation of dopt",
+            fix=f"use --framework {' or '.join(f for f in FRAMEWORKS if f != framework)}",
+        )
     names = ("user_module.py", "scen.yaml", "data")
     taken = [n for n in names if (target / n).exists()]
     if taken:
-        raise UserError(f"{', '.join(taken)} already exist(s) in {target}; dopt init never overwrites",
-                        fix="run dopt init in an empty directory, or move those files away")
+        raise UserError(
+            f"{', '.join(taken)} already exist(s) in {target}; dopt init never overwrites",
+            fix="run dopt init in an empty directory, or move those files away",
+        )
     target.mkdir(parents=True, exist_ok=True)
     written = []
     for name in names[:2]:

@@ -117,8 +117,17 @@ class Progress:
             elapsed = time.monotonic() - self.start
             eta = elapsed / self.done * (self.total - self.done)
             extra = "".join(f", {k} {_fmt(v)}" for k, v in info.items())
-            self._log.info("%s: %d/%d %s (%.0f%%), elapsed %s, ETA %s%s", self.desc, self.done, self.total,
-                           self.unit, 100 * self.done / self.total, _hms(elapsed), _hms(eta), extra)
+            self._log.info(
+                "%s: %d/%d %s (%.0f%%), elapsed %s, ETA %s%s",
+                self.desc,
+                self.done,
+                self.total,
+                self.unit,
+                100 * self.done / self.total,
+                _hms(elapsed),
+                _hms(eta),
+                extra,
+            )
 
     def close(self) -> None:
         if self._bar is not None:

@@ -35,9 +35,9 @@ class Plan:
         return self.checkpoints / self.results_dir.name
 
 
-
-def plan(sc: Scenario, *, resume: bool = False, stage: str = "all", results: Path | None = None,
-         overwrite: bool = False) -> Plan:
+def plan(
+    sc: Scenario, *, resume: bool = False, stage: str = "all", results: Path | None = None, overwrite: bool = False
+) -> Plan:
     """Check the working directory for this invocation; nothing is read from the user module yet.
 
     Raises:
@@ -51,8 +51,10 @@ def plan(sc: Scenario, *, resume: bool = False, stage: str = "all", results: Pat
         raise UserError("--resume and --overwrite contradict each other", fix="pass one of them")
     if stage == "all":
         if results is not None:
-            raise UserError("--results is for --stage search; a whole run writes results/",
-                            fix="add --stage search, or drop --results")
+            raise UserError(
+                "--results is for --stage search; a whole run writes results/",
+                fix="add --stage search, or drop --results",
+            )
         results_dir = work / "results"
         if not resume:
             existing = sorted({p for pattern in OUTPUTS for p in work.glob(pattern) if p.is_dir()})
@@ -61,7 +63,7 @@ def plan(sc: Scenario, *, resume: bool = False, stage: str = "all", results: Pat
                 raise UserError(
                     f"{names} from an earlier run exist in {work}",
                     fix="pass --resume to continue that run, --overwrite to replace it, or run in another "
-                        "working directory (--workdir)",
+                    "working directory (--workdir)",
                 )
             return Plan("all", False, overwrite, results_dir, None, ckpt)
         seed = _check_checkpoints(sc, ckpt, "resume")
@@ -69,15 +71,19 @@ def plan(sc: Scenario, *, resume: bool = False, stage: str = "all", results: Pat
     # --stage search
     seed = _check_checkpoints(sc, ckpt, "search again")
     if not any(ckpt.glob("supernet_final*")):  # its suffix is the backend's, checked again on loading
-        raise UserError(f"{ckpt} holds no trained supernet (supernet_final): training did not finish",
-                        fix="finish the run first: dopt -c scen.yaml --resume")
+        raise UserError(
+            f"{ckpt} holds no trained supernet (supernet_final): training did not finish",
+            fix="finish the run first: dopt -c scen.yaml --resume",
+        )
     kind, value = sc.constraint.kind, _plain_number(sc.constraint.value)
     results_dir = (results if results is not None else work / f"results_{kind}_{value}").resolve()
     p = Plan("search", resume, overwrite, results_dir, seed, ckpt)
     if resume:
         if not p.search_dir.exists():
-            raise UserError(f"nothing to resume: no search writing {_rel(results_dir, work)}/ was started",
-                            fix="drop --resume to start that search")
+            raise UserError(
+                f"nothing to resume: no search writing {_rel(results_dir, work)}/ was started",
+                fix="drop --resume to start that search",
+            )
         return Plan("search", True, False, results_dir, seed, ckpt, _finished(p.search_dir))
     if (results_dir.exists() or p.search_dir.exists()) and not overwrite:
         raise UserError(
@@ -91,8 +97,10 @@ def _check_checkpoints(sc: Scenario, ckpt: Path, what: str) -> int:
     """The checkpointed run's seed, after checking its identity against this scenario."""
     seed = read_seed(ckpt)
     if seed is None:
-        raise UserError(f"nothing to {what}: {ckpt} holds no checkpoint of an earlier run",
-                        fix="run dopt -c scen.yaml (without --resume / --stage search) first")
+        raise UserError(
+            f"nothing to {what}: {ckpt} holds no checkpoint of an earlier run",
+            fix="run dopt -c scen.yaml (without --resume / --stage search) first",
+        )
     if sc.searcher.seed is not None:
         seed = sc.searcher.seed  # a different one is reported by the identity check
     module = sc.workdir / "user_module.py"

@@ -21,8 +21,15 @@ from dopt.archive import Archive, Candidate
 from dopt.atomic import atomic_write_text
 from dopt.backends import get_backend
 from dopt.backends.base import CorruptCheckpoint, Probe, Session
-from dopt.checkpoints import (Journal, check_identity, epoch_checkpoints, evaluation_key, final_checkpoint,
-                              training_identity, write_identity)
+from dopt.checkpoints import (
+    Journal,
+    check_identity,
+    epoch_checkpoints,
+    evaluation_key,
+    final_checkpoint,
+    training_identity,
+    write_identity,
+)
 from dopt.context import RunContext
 from dopt.costs import CostModel, Costs
 from dopt.errors import UserError
@@ -31,7 +38,7 @@ from dopt.log import Progress, current_stage, remove_file, stage
 from dopt.plan import OUTPUTS, Plan
 from dopt.results import write_csv, write_json
 from dopt.scenario import Scenario
-from dopt.search import SearchResult, run_search
+from dopt.search import SearchHooks, SearchResult, run_search
 from dopt.space import Arch, SearchSpace
 from dopt.training import StepLog, TrainState, train
 from dopt.user_module import file_sha256, load_user_module
@@ -80,11 +87,17 @@ def prepare(scenario: Scenario, seed: int | None = None) -> Prepared:
     """
     if not cost_kinds.get(scenario.constraint.kind).available:
         usable = " or ".join(k.name for k in cost_kinds.kinds() if k.available)
-        raise UserError(f"constraint_type {scenario.constraint.kind} is not available in this version of dopt",
-                        key="scenario.strategy.constraint.constraint_type", fix=f"use {usable} for now")
+        raise UserError(
+            f"constraint_type {scenario.constraint.kind} is not available in this version of dopt",
+            key="scenario.strategy.constraint.constraint_type",
+            fix=f"use {usable} for now",
+        )
     if scenario.constraint.application != "image_classification":
-        raise UserError(f"application_type {scenario.constraint.application} is not available in this version of dopt",
-                        key="scenario.strategy.constraint.application_type", fix="use image_classification for now")
+        raise UserError(
+            f"application_type {scenario.constraint.application} is not available in this version of dopt",
+            key="scenario.strategy.constraint.application_type",
+            fix="use image_classification for now",
+        )
     with stage("checking the user module"):
         module = load_user_module(scenario.workdir, scenario.framework)
         user_sha256 = file_sha256(Path(module.__file__ or ""))
@@ -110,8 +123,11 @@ def prepare(scenario: Scenario, seed: int | None = None) -> Prepared:
             **scenario.where("scenario.strategy.constraint.constraint_value"),
         )
     if scenario.searcher.pop_size > space.size():
-        log.warning("pop_size %d exceeds the %d distinct subnets of the space: the search will stop once it has "
-                    "seen them all", scenario.searcher.pop_size, space.size())
+        log.warning(
+            "pop_size %d exceeds the %d distinct subnets of the space: the search will stop once it has seen them all",
+            scenario.searcher.pop_size,
+            space.size(),
+        )
     with stage("rehearsing one step of the smallest and the largest subnet"):
         session = setup.build_supernet(space)
         rehearsal = session.rehearse([space.decode(space.smallest()), space.decode(space.largest())])
@@ -168,8 +184,7 @@ def run(p: Prepared, plan: Plan, ctx: RunContext | None = None) -> RunSummary:
     log_dir = sc.workdir / f"log_{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     file_log = ctx.file_log(log_dir / "dopt.log")
     writer = ctx.summary_writer(log_dir)
-    log.info("dopt %s, seed %d, device %s%s", __version__, p.seed, p.probe.device,
-             ", resuming" if plan.resume else "")
+    log.info("dopt %s, seed %d, device %s%s", __version__, p.seed, p.probe.device, ", resuming" if plan.resume else "")
     for line in describe(p):
         log.info("%s", line)
     try:
@@ -183,13 +198,26 @@ def run(p: Prepared, plan: Plan, ctx: RunContext | None = None) -> RunSummary:
             archive, result = _search(p, ctx, writer, plan, evaluator)
         with stage("writing results"):
             front = _finish(p, ctx, writer, plan, evaluator, archive, result)
-        log.info("finished: %d candidates evaluated, %d on the front, results in %s", len(archive), len(front),
-                 plan.results_dir)
+        log.info(
+            "finished: %d candidates evaluated, %d on the front, results in %s",
+            len(archive),
+            len(front),
+            plan.results_dir,
+        )
     except BaseException as exc:
         # The plain-text log keeps the traceback of a failed run; the console gets cli.py's report.
         if file_log is not None:
-            file_log.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "failed while %s",
-                                           (current_stage(),), (type(exc), exc, exc.__traceback__)))
+            file_log.handle(
+                log.makeRecord(
+                    log.name,
+                    logging.ERROR,
+                    __file__,
+                    0,
+                    "failed while %s",
+                    (current_stage(),),
+                    (type(exc), exc, exc.__traceback__),
+                )
+            )
         raise
     finally:
         writer.close()
@@ -290,14 +318,17 @@ def _load_final(p: Prepared, ckpt_dir: Path) -> None:
     try:
         p.session.load(final)
     except CorruptCheckpoint as exc:
-        raise UserError(f"{final} cannot be loaded ({exc})",
-                        fix="resume the training run (dopt -c scen.yaml --resume), which rebuilds it from the last "
-                            "epoch checkpoint") from None
+        raise UserError(
+            f"{final} cannot be loaded ({exc})",
+            fix="resume the training run (dopt -c scen.yaml --resume), which rebuilds it from the last "
+            "epoch checkpoint",
+        ) from None
     log.info("trained supernet loaded from %s; no training step", final.name)
 
 
-def _search(p: Prepared, ctx: RunContext, writer: Any, plan: Plan,
-            evaluator: Evaluator) -> tuple[Archive, SearchResult]:
+def _search(
+    p: Prepared, ctx: RunContext, writer: Any, plan: Plan, evaluator: Evaluator
+) -> tuple[Archive, SearchResult]:
     """NSGA-II over the trained supernet. Every evaluation is journaled as it finishes; a resumed
     search replays the seeded algorithm from the start and takes each candidate already in the
     journal from there. pymoo's choices depend only on its seed and the objectives it is told,
@@ -318,13 +349,14 @@ def _search(p: Prepared, ctx: RunContext, writer: Any, plan: Plan,
         ctx.write(_save_search_state, plan.search_dir / "search_state.json", a, g + 1, p.seed, False)
 
     with progress:
-        result = run_search(p.space, sc.constraint, sc.searcher, p.seed, archive, evaluate, on_generation, on_candidate,
-                            elapsed_s=elapsed)
+        hooks = SearchHooks(on_generation, on_candidate)
+        result = run_search(p.space, sc.searcher, p.seed, archive, evaluate, hooks, elapsed_s=elapsed)
     return archive, result
 
 
-def _journaled(p: Prepared, ctx: RunContext, evaluator: Evaluator, journal: Journal,
-               t_start: float) -> Callable[[tuple[int, ...], int], Candidate]:
+def _journaled(
+    p: Prepared, ctx: RunContext, evaluator: Evaluator, journal: Journal, t_start: float
+) -> Callable[[tuple[int, ...], int], Candidate]:
     """The search's evaluation of a new encoding: from the journal where an earlier (interrupted)
     run evaluated it, else costs first, the metric only when feasible, journaled at once."""
     constraint = p.scenario.constraint
@@ -337,16 +369,30 @@ def _journaled(p: Prepared, ctx: RunContext, evaluator: Evaluator, journal: Jour
             costs = Costs({k.name: done.get(k.column) for k in kinds})
             feasible = costs[constraint.kind] <= constraint.value
             if done["metric"] is not None or not feasible:  # evaluated, or needs no evaluation
-                return Candidate(encoding, arch, done["metric"] if feasible else None, costs, feasible, generation + 1,
-                                 done["eval_seconds"] if feasible else 0.0)
+                return Candidate(
+                    encoding,
+                    arch,
+                    done["metric"] if feasible else None,
+                    costs,
+                    feasible,
+                    generation + 1,
+                    done["eval_seconds"] if feasible else 0.0,
+                )
         costs = evaluator.measure(arch)
         feasible = costs[constraint.kind] <= constraint.value
         t0 = time.perf_counter()
         metric = evaluator.evaluate(arch) if feasible else None  # infeasible: decided by cost alone
         seconds = time.perf_counter() - t0 if feasible else 0.0
-        ctx.write(journal.append, {"encoding": list(encoding), "metric": metric,
-                                   **{k.column: costs.get(k.name) for k in kinds if k.name in costs},
-                                   "eval_seconds": seconds, "elapsed_s": time.monotonic() - t_start})
+        ctx.write(
+            journal.append,
+            {
+                "encoding": list(encoding),
+                "metric": metric,
+                **{k.column: costs.get(k.name) for k in kinds if k.name in costs},
+                "eval_seconds": seconds,
+                "elapsed_s": time.monotonic() - t_start,
+            },
+        )
         return Candidate(encoding, arch, metric, costs, feasible, generation + 1, seconds)
 
     return evaluate
@@ -360,11 +406,19 @@ def _report_generation(p: Prepared, writer: Any, g: int, a: Archive) -> None:
     if best is not None:
         writer.add_scalar("search/best_metric", best, g)
     writer.add_scalar("search/front_size", len(front), g)
-    writer.add_image("search/pareto", figure_to_rgb_array(pareto_figure(a, cost_label=_cost_label(p.scenario))), g,
-                     dataformats="HWC")
+    writer.add_image(
+        "search/pareto", figure_to_rgb_array(pareto_figure(a, cost_label=_cost_label(p.scenario))), g, dataformats="HWC"
+    )
     writer.flush()
-    log.info("generation %d/%d: %d distinct candidates so far, front %d, best metric %s, hypervolume %.4f",
-             g + 1, p.scenario.searcher.generation_num, len(a), len(front), "n/a" if best is None else f"{best:.4f}", hv)
+    log.info(
+        "generation %d/%d: %d distinct candidates so far, front %d, best metric %s, hypervolume %.4f",
+        g + 1,
+        p.scenario.searcher.generation_num,
+        len(a),
+        len(front),
+        "n/a" if best is None else f"{best:.4f}",
+        hv,
+    )
 
 
 def _save_search_state(path: Path, archive: Archive, generations: int, seed: int, finished: bool) -> None:
@@ -375,8 +429,9 @@ def _save_search_state(path: Path, archive: Archive, generations: int, seed: int
     atomic_write_text(path, json.dumps(state, indent=1, allow_nan=True))
 
 
-def _finish(p: Prepared, ctx: RunContext, writer: Any, plan: Plan, evaluator: Evaluator, archive: Archive,
-            result: SearchResult) -> list[int]:
+def _finish(
+    p: Prepared, ctx: RunContext, writer: Any, plan: Plan, evaluator: Evaluator, archive: Archive, result: SearchResult
+) -> list[int]:
     """Results, the final Pareto picture, and the search state marked finished."""
     from dopt.results.plot import figure_to_rgb_array, pareto_figure
 
@@ -388,8 +443,9 @@ def _finish(p: Prepared, ctx: RunContext, writer: Any, plan: Plan, evaluator: Ev
     return front
 
 
-def _write_results(p: Prepared, evaluator: Evaluator, archive: Archive, results_dir: Path,
-                   result: SearchResult) -> None:
+def _write_results(
+    p: Prepared, evaluator: Evaluator, archive: Archive, results_dir: Path, result: SearchResult
+) -> None:
     from dopt.results.plot import pareto_figure, save_png
 
     sc = p.scenario
@@ -400,12 +456,20 @@ def _write_results(p: Prepared, evaluator: Evaluator, archive: Archive, results_
         measured = evaluator.write_result(c.arch, script, _header(c))
         wrong = [k.name for k in cost_kinds.kinds() if k.measured and measured.get(k.name) != c.costs.get(k.name)]
         if wrong:
-            raise RuntimeError(f"{script.name}: the header says {_costs_text(c.costs, wrong)} but the written model "
-                               f"has {_costs_text(measured, wrong)}")
-    extra = {"seed": p.seed, "framework": sc.framework, "space_size": p.space.size(),
-             "stopped_by": result.stopped_by, "dopt_version": __version__}
-    write_json(results_dir / "pareto.json", archive,
-               objective={"metric": "maximise", "cost": sc.constraint.kind}, extra=extra)
+            raise RuntimeError(
+                f"{script.name}: the header says {_costs_text(c.costs, wrong)} but the written model "
+                f"has {_costs_text(measured, wrong)}"
+            )
+    extra = {
+        "seed": p.seed,
+        "framework": sc.framework,
+        "space_size": p.space.size(),
+        "stopped_by": result.stopped_by,
+        "dopt_version": __version__,
+    }
+    write_json(
+        results_dir / "pareto.json", archive, objective={"metric": "maximise", "cost": sc.constraint.kind}, extra=extra
+    )
     write_csv(results_dir / "pareto.csv", archive)
     save_png(pareto_figure(archive, cost_label=_cost_label(sc)), results_dir / "pareto.png")
 

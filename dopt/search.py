@@ -14,7 +14,7 @@ from dopt.archive import Archive, Candidate
 from dopt.scenario.model import Constraint, Searcher
 from dopt.space import SearchSpace
 
-__all__ = ["SearchResult", "run_search", "WORST"]
+__all__ = ["SearchResult", "SearchHooks", "run_search", "WORST"]
 
 log = logging.getLogger(__name__)
 
@@ -44,27 +44,35 @@ class _Budget:
         return None
 
 
+@dataclass(frozen=True)
+class SearchHooks:
+    """What the caller is told during a search."""
+
+    on_generation: Callable[[int, Archive], None] = lambda generation, archive: None  # 0-based index
+    on_candidate: Callable[[Candidate, bool], None] = lambda candidate, cached: None  # cached: reused
+
+
 def run_search(
     space: SearchSpace,
-    constraint: Constraint,
     cfg: Searcher,
     seed: int,
     archive: Archive,
     evaluate: Callable[[tuple[int, ...], int], Candidate],
-    on_generation: Callable[[int, Archive], None],
-    on_candidate: Callable[[Candidate, bool], None] = lambda c, cached: None,
+    hooks: SearchHooks = SearchHooks(),  # noqa: B008  (immutable)
     elapsed_s: float = 0.0,
 ) -> SearchResult:
     """Search until ``generation_num`` generations or a budget runs out.
 
     Args:
+        archive: where candidates go; its constraint is the search's.
         evaluate: builds the Candidate of a canonical encoding first seen in a generation (costs
             first; the metric only when feasible). Candidates already in ``archive`` are reused.
-        on_generation: called after each generation with its 0-based index.
-        on_candidate: called for every candidate of a generation; ``cached`` when reused.
+        hooks: called after each generation, and for every candidate of a generation.
         elapsed_s: search time already spent before this call (a resumed search), counted
             against ``max_duration_s``.
     """
+    constraint = archive.constraint
+    on_generation, on_candidate = hooks.on_generation, hooks.on_candidate
     budget = _Budget(cfg, elapsed_s)
     stepper = _nsga2(space, cfg, seed) if cfg.algorithm == "nsga2" else _random(space, cfg, seed)
     generation = 0
@@ -123,7 +131,9 @@ def _nsga2(space: SearchSpace, cfg: Searcher, seed: int):  # type: ignore[no-unt
     from pymoo.operators.sampling.rnd import IntegerRandomSampling
     from pymoo.problems.static import StaticProblem
 
-    problem = Problem(n_var=space.n_var, n_obj=2, n_ieq_constr=1, xl=np.array(space.xl), xu=np.array(space.xu), vtype=int)
+    problem = Problem(
+        n_var=space.n_var, n_obj=2, n_ieq_constr=1, xl=np.array(space.xl), xu=np.array(space.xu), vtype=int
+    )
     algorithm = NSGA2(
         pop_size=cfg.pop_size,
         sampling=IntegerRandomSampling(),

@@ -142,9 +142,7 @@ class SearchSpace:
             if s:
                 arch.append(_SKIPPED)
             else:
-                arch.append(
-                    LayerChoice(self.kernel_sizes[k], self.expand_ratios[e], self.out_channels(spec, w))
-                )
+                arch.append(LayerChoice(self.kernel_sizes[k], self.expand_ratios[e], self.out_channels(spec, w)))
         return tuple(arch)
 
     def encode(self, arch: Arch) -> tuple[int, ...]:
@@ -157,8 +155,7 @@ class SearchSpace:
             w = next(
                 i
                 for i in range(len(self.width_ratios))
-                if self.xl[GENES_PER_LAYER * spec.index + 2] <= i
-                and self.out_channels(spec, i) == choice.out_channels
+                if self.xl[GENES_PER_LAYER * spec.index + 2] <= i and self.out_channels(spec, i) == choice.out_channels
             )
             genes += [self.kernel_sizes.index(choice.kernel), self.expand_ratios.index(choice.expand), w, 0]
         return tuple(genes)
@@ -182,8 +179,10 @@ class SearchSpace:
 
     def layer_rows(self, arch: Arch) -> list[tuple[int, int, int, int, int]]:
         """The kept layers of ``arch`` as (in, out, kernel, stride, expand) rows, as result scripts list them."""
-        return [(p.in_channels, p.choice.out_channels, p.choice.kernel, p.spec.stride, p.choice.expand)
-                for p in self.plan(arch)]
+        return [
+            (p.in_channels, p.choice.out_channels, p.choice.kernel, p.spec.stride, p.choice.expand)
+            for p in self.plan(arch)
+        ]
 
     def kept_positions(self, arch: Arch, feature_choose: Sequence[int]) -> tuple[int, ...]:
         """``feature_choose`` as positions among the kept layers of ``arch`` (chosen layers are never skipped)."""

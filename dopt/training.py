@@ -19,8 +19,17 @@ from typing import Any, Protocol
 
 from dopt.space import Arch
 
-__all__ = ["StepLog", "Forward", "StepOps", "TrainState", "NonFiniteLoss", "MAX_BAD_STEPS", "train", "train_epoch",
-           "brief"]
+__all__ = [
+    "StepLog",
+    "Forward",
+    "StepOps",
+    "TrainState",
+    "NonFiniteLoss",
+    "MAX_BAD_STEPS",
+    "train",
+    "train_epoch",
+    "brief",
+]
 
 log = logging.getLogger(__name__)
 
@@ -147,13 +156,15 @@ def train_epoch(
                 )
         seconds = time.perf_counter() - t0
         n = ops.batch_len(batch)
-        log_step(StepLog(epoch, state.step, total / max(1, len(archs)), lr, n / seconds if seconds > 0 else 0.0,
-                         not finite))
+        log_step(
+            StepLog(epoch, state.step, total / max(1, len(archs)), lr, n / seconds if seconds > 0 else 0.0, not finite)
+        )
         state.step += 1
 
 
-def _accumulate(ops: StepOps, batch: Any, archs: list[Arch], epoch: int, step: int,
-                distill: bool) -> tuple[float, bool]:
+def _accumulate(
+    ops: StepOps, batch: Any, archs: list[Arch], epoch: int, step: int, distill: bool
+) -> tuple[float, bool]:
     """Forward and backward every subnet of one step; (summed loss, all finite). The first subnet
     (the largest, under the sandwich rule) teaches the others when ``distill`` is on (BigNAS)."""
     teacher = None
@@ -168,8 +179,9 @@ def _accumulate(ops: StepOps, batch: Any, archs: list[Arch], epoch: int, step: i
         if distill and j == 0:
             teacher = forward.logits
         if not math.isfinite(forward.value):
-            log.warning("epoch %d step %d: loss is %s for subnet %s; step skipped", epoch, step, forward.value,
-                        brief(arch))
+            log.warning(
+                "epoch %d step %d: loss is %s for subnet %s; step skipped", epoch, step, forward.value, brief(arch)
+            )
             return total, False
         ops.backward(forward)
         total += forward.value

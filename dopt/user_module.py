@@ -74,8 +74,7 @@ def load_user_module(workdir: Path, framework: str) -> ModuleType:
     if not path.is_file():
         raise UserError(
             f"no user_module.py in {workdir}",
-            fix="run dopt in the directory holding user_module.py, pass --workdir DIR, "
-            "or create one with `dopt init`",
+            fix="run dopt in the directory holding user_module.py, pass --workdir DIR, or create one with `dopt init`",
         )
     module = _import(path, workdir)
     _check_contract(module, path, framework)
@@ -96,7 +95,10 @@ def _import(path: Path, workdir: Path) -> ModuleType:
     except SyntaxError as exc:
         del sys.modules[MODULE_NAME]
         raise UserError(
-            f"syntax error: {exc.msg}", file=str(path), line=exc.lineno, column=exc.offset,
+            f"syntax error: {exc.msg}",
+            file=str(path),
+            line=exc.lineno,
+            column=exc.offset,
             fix="correct the Python syntax at that place",
         ) from None
     except Exception as exc:  # anything the user's top-level code raises
@@ -104,7 +106,8 @@ def _import(path: Path, workdir: Path) -> ModuleType:
         line = _user_line(exc, path)
         raise UserError(
             f"importing user_module.py failed: {type(exc).__name__}: {exc}",
-            file=str(path), line=line,
+            file=str(path),
+            line=line,
             fix=_import_fix(exc),
         ) from None
     finally:
@@ -135,7 +138,8 @@ def _check_contract(module: ModuleType, path: Path, framework: str) -> None:
             guess = f" (found {hint[0]!r}: misspelled?)" if hint else ""
             raise UserError(
                 f"user_module.py defines no class {cls_name}{guess}",
-                file=str(path), key=cls_name,
+                file=str(path),
+                key=cls_name,
                 fix=f"define `class {cls_name}` as in the {framework} template (`dopt init`)",
             )
         for method, args in methods.items():
@@ -151,13 +155,18 @@ def _check_method(cls: type, cls_name: str, method: str, args: tuple[str, ...], 
         hint = difflib.get_close_matches(method, names, n=1, cutoff=0.6)
         guess = f" (found {hint[0]!r}: misspelled?)" if hint else ""
         raise UserError(
-            f"class {cls_name} has no method {method}{guess}", file=str(path), key=where,
-            line=_lineno(cls), fix=f"add `{wanted}:` to class {cls_name}",
+            f"class {cls_name} has no method {method}{guess}",
+            file=str(path),
+            key=where,
+            line=_lineno(cls),
+            fix=f"add `{wanted}:` to class {cls_name}",
         )
     if method == "__init__" and fn is object.__init__:
         if args:
             raise UserError(
-                f"{cls_name} needs an __init__ taking {', '.join(args)}", file=str(path), key=where,
+                f"{cls_name} needs an __init__ taking {', '.join(args)}",
+                file=str(path),
+                key=where,
                 fix=f"add `{wanted}:`",
             )
         return
@@ -169,7 +178,9 @@ def _check_method(cls: type, cls_name: str, method: str, args: tuple[str, ...], 
     if not any(_binds(sig, method == "__init__" and cls_name == "UserModule", names) for names in accepted):
         raise UserError(
             f"{where}{sig} does not accept the arguments dopt passes ({', '.join(args) or 'none'})",
-            file=str(path), key=where, line=_lineno(fn),
+            file=str(path),
+            key=where,
+            line=_lineno(fn),
             fix=f"define it as `{wanted}:`",
         )
 

@@ -17,7 +17,13 @@ FLOPS_100 = Constraint(application="image_classification", kind="flops", value=1
 
 
 def cand(
-    enc: int, metric: float | None, cost: int, *, feasible: bool | None = None, gen: int = 0, latency: float | None = None
+    enc: int,
+    metric: float | None,
+    cost: int,
+    *,
+    feasible: bool | None = None,
+    gen: int = 0,
+    latency: float | None = None,
 ) -> Candidate:
     """A candidate whose flops and size are both ``cost``."""
     return Candidate(
@@ -139,7 +145,9 @@ def test_add_get_len_iter_getitem():
 
 def test_candidate_normalises_numpy_values():
     np = pytest.importorskip("numpy")
-    c = Candidate(np.array([1, 2]), ARCH, np.float32(0.5), Costs(size=np.int64(3), flops=np.int64(4)), np.bool_(True), np.int64(0))
+    c = Candidate(
+        np.array([1, 2]), ARCH, np.float32(0.5), Costs(size=np.int64(3), flops=np.int64(4)), np.bool_(True), np.int64(0)
+    )
     assert type(c.encoding[0]) is int and c.encoding == (1, 2)
     assert type(c.metric) is float and type(c.costs["size"]) is int and type(c.feasible) is bool
     json.dumps(archive_of(c).to_records())
@@ -170,6 +178,14 @@ def test_from_records_rejects_another_search_space():
 def test_records_have_the_pareto_json_fields():
     (r,) = archive_of(cand(0, math.nan, 40)).to_records()
     assert list(r) == [
-        "encoding", "arch", "metric", "size", "flops", "latency_ms", "feasible", "generation", "eval_seconds",
+        "encoding",
+        "arch",
+        "metric",
+        "size",
+        "flops",
+        "latency_ms",
+        "feasible",
+        "generation",
+        "eval_seconds",
     ]
     assert r["metric"] is None and r["arch"] == [{"kernel": 3, "expand": 1, "out_channels": 8}]

@@ -27,6 +27,7 @@ def scen(old: str, new: str) -> Edit:
         text = (work / "scen.yaml").read_text()
         assert old in text, old
         (work / "scen.yaml").write_text(text.replace(old, new, 1))
+
     return edit
 
 
@@ -39,6 +40,7 @@ def module(old: str, new: str) -> Edit:
         text = (work / "user_module.py").read_text()
         assert old in text, old
         (work / "user_module.py").write_text(text.replace(old, new, 1))
+
     return edit
 
 
@@ -49,49 +51,100 @@ CASES: dict[str, tuple[Edit, list[str], list[str]]] = {
     "malformed-yaml": (scen("    epochs: 1\n", "    epochs: [1\n"), [], ["scen.yaml:7:", "invalid YAML"]),
     "empty-file": (whole(""), [], ["scen.yaml", "empty", "Fix:"]),
     "top-level-not-mapping": (whole("- scenario\n"), [], ["scen.yaml:1", "mapping"]),
-    "unknown-key": (scen("    epochs: 1\n", "    epochs: 1\n    colour: red\n"), [],
-                    ["scen.yaml:7:5", "colour", "Fix:"]),
+    "unknown-key": (
+        scen("    epochs: 1\n", "    epochs: 1\n    colour: red\n"),
+        [],
+        ["scen.yaml:7:5", "colour", "Fix:"],
+    ),
     "misspelled-key": (scen("pop_size", "pop_sise"), [], ["scen.yaml:", "pop_sise", "did you mean 'pop_size'?"]),
     "wrong-type": (scen("epochs: 1", "epochs: one"), [], ["scen.yaml:6:", "scenario.strategy.epochs", "'one'"]),
     "out-of-range": (scen("batch_size: 64", "batch_size: 0"), [], ["scen.yaml:5:", "batch_size", "> 0", "got 0"]),
-    "lengths-differ": (scen("strides: [1, 2, 2]", "strides: [1, 2]"), [],
-                       ["scen.yaml:", "strides", "filters", "3", "2"]),
-    "stride-not-1-or-2": (scen("strides: [1, 2, 2]", "strides: [1, 3, 2]"), [], ["scen.yaml:", "strides", "1 or 2", "3"]),
-    "feature-choose-range": (lambda w: (scen("image_classification", "object_detection")(w),
-                                        scen("strides: [1, 2, 2]", "strides: [1, 2, 2]\n      feature_choose: [1, 3]")(w)),
-                             [], ["scen.yaml:", "feature_choose", "3"]),
-    "data-format-of-framework": (scen("input_shape: (1, 8, 8)", "input_shape: (8, 8, 1)\n      data_format: channels_last"),
-                                 [], ["scen.yaml:", "data_format", "channels_last", "PyTorch"]),
+    "lengths-differ": (
+        scen("strides: [1, 2, 2]", "strides: [1, 2]"),
+        [],
+        ["scen.yaml:", "strides", "filters", "3", "2"],
+    ),
+    "stride-not-1-or-2": (
+        scen("strides: [1, 2, 2]", "strides: [1, 3, 2]"),
+        [],
+        ["scen.yaml:", "strides", "1 or 2", "3"],
+    ),
+    "feature-choose-range": (
+        lambda w: (
+            scen("image_classification", "object_detection")(w),
+            scen("strides: [1, 2, 2]", "strides: [1, 2, 2]\n      feature_choose: [1, 3]")(w),
+        ),
+        [],
+        ["scen.yaml:", "feature_choose", "3"],
+    ),
+    "data-format-of-framework": (
+        scen("input_shape: (1, 8, 8)", "input_shape: (8, 8, 1)\n      data_format: channels_last"),
+        [],
+        ["scen.yaml:", "data_format", "channels_last", "PyTorch"],
+    ),
     "optimizer-of-framework": (scen("type: Adam", "type: Momentum"), [], ["scen.yaml:", "Momentum", "SGD"]),
-    "missing-pre-train-dir": (scen("image_classification", "semantic_segmentation"), [],
-                              ["scen.yaml:", "pre_train_dir", "required for semantic_segmentation"]),
-    "dataset-dir-missing": (scen("val_dir: data/val.npz", "val_dir: data/nope"), [],
-                            ["scen.yaml:", "dataset.val_dir", "does not exist"]),
-    "constraint-unmeetable": (scen("constraint_value: 20000", "constraint_value: 100"), [],
-                              ["scen.yaml:10:", "constraint_value", "smallest subnet", "2170 parameters",
-                               "Fix: set constraint_value ≥ 2170"]),
-    "constraint-unmeetable-set": (lambda w: None, ["--set", "scenario.strategy.constraint.constraint_value=100"],
-                                  ["--set scenario.strategy.constraint.constraint_value=100", "≥ 2170"]),
+    "missing-pre-train-dir": (
+        scen("image_classification", "semantic_segmentation"),
+        [],
+        ["scen.yaml:", "pre_train_dir", "required for semantic_segmentation"],
+    ),
+    "dataset-dir-missing": (
+        scen("val_dir: data/val.npz", "val_dir: data/nope"),
+        [],
+        ["scen.yaml:", "dataset.val_dir", "does not exist"],
+    ),
+    "constraint-unmeetable": (
+        scen("constraint_value: 20000", "constraint_value: 100"),
+        [],
+        ["scen.yaml:10:", "constraint_value", "smallest subnet", "2170 parameters", "Fix: set constraint_value ≥ 2170"],
+    ),
+    "constraint-unmeetable-set": (
+        lambda w: None,
+        ["--set", "scenario.strategy.constraint.constraint_value=100"],
+        ["--set scenario.strategy.constraint.constraint_value=100", "≥ 2170"],
+    ),
     "user-module-missing": (lambda w: (w / "user_module.py").unlink(), [], ["no user_module.py", "dopt init"]),
-    "user-module-import-fails": (module("import numpy as np", "import numpy as np\nimport no_such_package"), [],
-                                 ["user_module.py:", "no_such_package", "Fix:"]),
-    "user-module-syntax-error": (module("class PreNet(nn.Module):", "class PreNet(nn.Module)"), [],
-                                 ["user_module.py:", "syntax error"]),
-    "user-module-lacks-class": (module("class PostNet(nn.Module):", "class PostNetwork(nn.Module):"), [],
-                                ["user_module.py", "PostNet"]),
-    "user-module-lacks-method": (module("def scheduler_define(", "def schedule_define("), [],
-                                 ["user_module.py", "UserModule.scheduler_define"]),
-    "user-module-bad-signature": (module("def loss_func(self, labels, logits)", "def loss_func(self, labels)"), [],
-                                  ["user_module.py", "loss_func", "def loss_func(self, labels, logits)"]),
-    "dataset-wrong-structure": (module('return torch.utils.data.TensorDataset(images, torch.from_numpy(data["labels"]))',
-                                       "return torch.utils.data.TensorDataset(images)"), [],
-                                ["dataset_define", "(inputs, labels)"]),
+    "user-module-import-fails": (
+        module("import numpy as np", "import numpy as np\nimport no_such_package"),
+        [],
+        ["user_module.py:", "no_such_package", "Fix:"],
+    ),
+    "user-module-syntax-error": (
+        module("class PreNet(nn.Module):", "class PreNet(nn.Module)"),
+        [],
+        ["user_module.py:", "syntax error"],
+    ),
+    "user-module-lacks-class": (
+        module("class PostNet(nn.Module):", "class PostNetwork(nn.Module):"),
+        [],
+        ["user_module.py", "PostNet"],
+    ),
+    "user-module-lacks-method": (
+        module("def scheduler_define(", "def schedule_define("),
+        [],
+        ["user_module.py", "UserModule.scheduler_define"],
+    ),
+    "user-module-bad-signature": (
+        module("def loss_func(self, labels, logits)", "def loss_func(self, labels)"),
+        [],
+        ["user_module.py", "loss_func", "def loss_func(self, labels, logits)"],
+    ),
+    "dataset-wrong-structure": (
+        module(
+            'return torch.utils.data.TensorDataset(images, torch.from_numpy(data["labels"]))',
+            "return torch.utils.data.TensorDataset(images)",
+        ),
+        [],
+        ["dataset_define", "(inputs, labels)"],
+    ),
     "bad-command-line": (lambda w: None, ["--stage", "train"], ["--stage", "invalid choice", "--help"]),
 }
 
 
 @pytest.mark.parametrize(("edit", "overrides", "words"), list(CASES.values()), ids=list(CASES))
-def test_bad_input_exits_2_with_one_clear_line_and_writes_nothing(tmp_path, monkeypatch, capsys, edit, overrides, words):
+def test_bad_input_exits_2_with_one_clear_line_and_writes_nothing(
+    tmp_path, monkeypatch, capsys, edit, overrides, words
+):
     work = make_workdir(tmp_path / "work")
     edit(work)
     before = sorted(str(p.relative_to(work)) for p in work.rglob("*"))

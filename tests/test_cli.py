@@ -17,8 +17,14 @@ require("torch")
 
 
 def dopt(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dopt", *args], cwd=workdir, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "dopt", *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""},
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -140,28 +146,69 @@ def _edit(work: Path, old: str, new: str) -> None:
     ("setup", "args", "words"),
     [
         (lambda w: (w / "user_module.py").unlink(), [], ["no user_module.py"]),
-        (lambda w: (w / "scen.yaml").write_text((w / "scen.yaml").read_text().replace("pop_size", "pop_sise")), [],
-         ["scen.yaml:", "pop_sise", "pop_size"]),
-        (lambda w: None, ["--set", "scenario.strategy.constraint.constraint_value=10"], ["constraint_value", "smallest subnet", "≥"]),
-        (lambda w: (w / "user_module.py").write_text((w / "user_module.py").read_text().replace("def metrics_func", "def metric_func")), [],
-         ["UserModule.metrics_func", "metric_func"]),
-        (lambda w: (w / "user_module.py").write_text((w / "user_module.py").read_text().replace(
-            "return torch.utils.data.TensorDataset(images, torch.from_numpy(data[\"labels\"]))",
-            "return torch.utils.data.TensorDataset(images, images, torch.from_numpy(data[\"labels\"]))")), [],
-         ["dataset_define", "(inputs, labels)"]),
+        (
+            lambda w: (w / "scen.yaml").write_text((w / "scen.yaml").read_text().replace("pop_size", "pop_sise")),
+            [],
+            ["scen.yaml:", "pop_sise", "pop_size"],
+        ),
+        (
+            lambda w: None,
+            ["--set", "scenario.strategy.constraint.constraint_value=10"],
+            ["constraint_value", "smallest subnet", "≥"],
+        ),
+        (
+            lambda w: (w / "user_module.py").write_text(
+                (w / "user_module.py").read_text().replace("def metrics_func", "def metric_func")
+            ),
+            [],
+            ["UserModule.metrics_func", "metric_func"],
+        ),
+        (
+            lambda w: (w / "user_module.py").write_text(
+                (w / "user_module.py")
+                .read_text()
+                .replace(
+                    'return torch.utils.data.TensorDataset(images, torch.from_numpy(data["labels"]))',
+                    'return torch.utils.data.TensorDataset(images, images, torch.from_numpy(data["labels"]))',
+                )
+            ),
+            [],
+            ["dataset_define", "(inputs, labels)"],
+        ),
         (lambda w: None, ["--bogus"], ["unrecognized arguments", "--help"]),
-        (lambda w: None, ["--set", "scenario.strategy.constraint.constraint_type=latency"],
-         ["latency is not available", "size or flops"]),
-        (lambda w: (w / "user_module.py").write_text((w / "user_module.py").read_text().replace(
-            "nn.Linear(48, 10)", "nn.Linear(32, 10)")), [], ["PostNet.forward failed", "filters[-1] = 48"]),
-        (lambda w: _edit(w, "return correct / total", "return {'accuracy': correct / total}"), [],
-         ["metrics_func returned dict", "return a float"]),
-        (lambda w: _edit(w, "cross_entropy(logits, labels)", "cross_entropy(logits, labels, reduction='none')"), [],
-         ["loss_func returned a tensor of shape (64,)", "scalar"]),
-        (lambda w: _edit(w, """return torch.optim.lr_scheduler.OneCycleLR(
+        (
+            lambda w: None,
+            ["--set", "scenario.strategy.constraint.constraint_type=latency"],
+            ["latency is not available", "size or flops"],
+        ),
+        (
+            lambda w: (w / "user_module.py").write_text(
+                (w / "user_module.py").read_text().replace("nn.Linear(48, 10)", "nn.Linear(32, 10)")
+            ),
+            [],
+            ["PostNet.forward failed", "filters[-1] = 48"],
+        ),
+        (
+            lambda w: _edit(w, "return correct / total", "return {'accuracy': correct / total}"),
+            [],
+            ["metrics_func returned dict", "return a float"],
+        ),
+        (
+            lambda w: _edit(w, "cross_entropy(logits, labels)", "cross_entropy(logits, labels, reduction='none')"),
+            [],
+            ["loss_func returned a tensor of shape (64,)", "scalar"],
+        ),
+        (
+            lambda w: _edit(
+                w,
+                """return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=optimizer.param_groups[0]["lr"], total_steps=self.epoch * steps_per_epoch
-        )""", "return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)"), [],
-         ["ReduceLROnPlateau", "step() needs arguments"]),
+        )""",
+                "return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)",
+            ),
+            [],
+            ["ReduceLROnPlateau", "step() needs arguments"],
+        ),
         (lambda w: _edit(w, ".float().div(16.0)", ".double().div(16.0)"), [], ["torch.float64 inputs", ".float()"]),
     ],
 )
@@ -180,8 +227,11 @@ def test_user_mistakes_exit_2_with_one_clear_line_and_write_nothing(tmp_path, se
 def test_exception_in_user_code_exits_1_showing_the_users_frame_first(tmp_path):
     work = make_workdir(tmp_path)
     module = work / "user_module.py"
-    module.write_text(module.read_text().replace(
-        "return nn.functional.cross_entropy(logits, labels)", "raise ValueError('bad loss in my code')"))
+    module.write_text(
+        module.read_text().replace(
+            "return nn.functional.cross_entropy(logits, labels)", "raise ValueError('bad loss in my code')"
+        )
+    )
     proc = dopt(work, "-c", "scen.yaml")
     assert proc.returncode == 1
     first = proc.stderr.strip().splitlines()

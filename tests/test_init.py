@@ -12,14 +12,29 @@ import pytest
 
 from tests.frameworks import require
 
-SHORT = ["--set", "scenario.strategy.epochs=1", "--set", "scenario.strategy.searcher.generation_num=2",
-         "--set", "scenario.strategy.searcher.pop_size=4", "--set", "scenario.strategy.searcher.eval_batches=2",
-         "--set", "scenario.strategy.searcher.bn_calib_batches=2"]
+SHORT = [
+    "--set",
+    "scenario.strategy.epochs=1",
+    "--set",
+    "scenario.strategy.searcher.generation_num=2",
+    "--set",
+    "scenario.strategy.searcher.pop_size=4",
+    "--set",
+    "scenario.strategy.searcher.eval_batches=2",
+    "--set",
+    "scenario.strategy.searcher.bn_calib_batches=2",
+]
 
 
 def dopt(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dopt", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""}, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "dopt", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""},
+        timeout=900,
+    )
 
 
 @pytest.mark.parametrize("framework", ["pytorch", "tensorflow"])

@@ -58,7 +58,7 @@ def test_no_import_cycles():
 
     def visit(name: str, stack: list[str], done: set[str]) -> None:
         if name in stack:
-            cycles.append(stack[stack.index(name):] + [name])
+            cycles.append(stack[stack.index(name) :] + [name])
             return
         if name in done:
             return
@@ -77,3 +77,10 @@ def test_backend_packages_define_no_backend_in_their_init():
         init = ROOT / "dopt" / "backends" / framework / "__init__.py"
         tree = ast.parse(init.read_text())
         assert not [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom, ast.ClassDef))], init
+
+
+def test_ruff_lint_and_format_are_clean():
+    require("ruff")
+    for args in (["check", "--output-format", "concise", "."], ["format", "--check", "."]):
+        proc = subprocess.run([sys.executable, "-m", "ruff", *args], capture_output=True, text=True, cwd=ROOT)
+        assert proc.returncode == 0, f"ruff {' '.join(args)}:\n" + proc.stdout + proc.stderr

@@ -24,14 +24,25 @@ LONGER = ["--set", "scenario.strategy.epochs=4", "--set", "scenario.strategy.sea
 
 
 def dopt(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dopt", *args], cwd=workdir, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "", "OMP_NUM_THREADS": "1"}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "dopt", *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "", "OMP_NUM_THREADS": "1"},
+        timeout=600,
+    )
 
 
 def kill_when(workdir: Path, ready: Callable[[Path], bool], *args: str) -> None:
     """Start a run and SIGKILL it the moment ``ready(workdir)`` holds."""
-    proc = subprocess.Popen([sys.executable, "-m", "dopt", *args], cwd=workdir, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dopt", *args],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     deadline = time.monotonic() + 300
     while not ready(workdir):
         assert proc.poll() is None, f"the run ended before the kill point: {proc.stderr.read().decode()[-2000:]}"
@@ -54,7 +65,12 @@ def archive(workdir: Path, results: str = "results") -> dict:
 def assert_same_archive(a: dict, b: dict) -> None:
     assert [c["encoding"] for c in a["archive"]] == [c["encoding"] for c in b["archive"]]
     for x, y in zip(a["archive"], b["archive"]):
-        assert (x["size"], x["flops"], x["feasible"], x["generation"]) == (y["size"], y["flops"], y["feasible"], y["generation"])
+        assert (x["size"], x["flops"], x["feasible"], x["generation"]) == (
+            y["size"],
+            y["flops"],
+            y["feasible"],
+            y["generation"],
+        )
         assert (x["metric"] is None) == (y["metric"] is None)
         if x["metric"] is not None:
             assert abs(x["metric"] - y["metric"]) <= 1e-6
@@ -119,11 +135,14 @@ def test_nothing_to_resume_is_exit_2(tmp_path, make_workdir):
     assert sorted(p.name for p in work.iterdir()) == ["data", "scen.yaml", "user_module.py"]
 
 
-@pytest.mark.parametrize(("args", "edit", "words"), [
-    (["--set", "scenario.strategy.epochs=5"], None, ["another scenario", "epochs: 4 → 5"]),
-    (["--set", "scenario.strategy.searcher.seed=8"], None, ["seed: 7 → 8"]),
-    ([], True, ["user_module.py was edited"]),
-])
+@pytest.mark.parametrize(
+    ("args", "edit", "words"),
+    [
+        (["--set", "scenario.strategy.epochs=5"], None, ["another scenario", "epochs: 4 → 5"]),
+        (["--set", "scenario.strategy.searcher.seed=8"], None, ["seed: 7 → 8"]),
+        ([], True, ["user_module.py was edited"]),
+    ],
+)
 def test_checkpoints_of_another_scenario_are_refused(uninterrupted, tmp_path, args, edit, words):
     work = tmp_path / "w"
     subprocess.run(["cp", "-r", str(uninterrupted), str(work)], check=True)
@@ -144,8 +163,16 @@ def test_stage_search_trains_nothing_and_meets_the_new_constraint(uninterrupted,
     work = tmp_path / "w"
     subprocess.run(["cp", "-r", str(uninterrupted), str(work)], check=True)
     final = (work / "checkpoints" / f"supernet_final{SUFFIX[framework]}").read_bytes()
-    proc = dopt(work, "-c", "scen.yaml", "--stage", "search", *LONGER,
-                "--set", "scenario.strategy.constraint.constraint_value=9000")
+    proc = dopt(
+        work,
+        "-c",
+        "scen.yaml",
+        "--stage",
+        "search",
+        *LONGER,
+        "--set",
+        "scenario.strategy.constraint.constraint_value=9000",
+    )
     assert proc.returncode == 0, proc.stderr
     doc = archive(work, "results_size_9000")
     assert doc["constraint"]["value"] == 9000 and doc["front"]
@@ -155,12 +182,31 @@ def test_stage_search_trains_nothing_and_meets_the_new_constraint(uninterrupted,
     assert (work / "checkpoints" / f"supernet_final{SUFFIX[framework]}").read_bytes() == final
     assert archive(work) == archive(uninterrupted)  # the first results are untouched
     # A second search into the same folder is refused; --overwrite replaces only that folder.
-    again = dopt(work, "-c", "scen.yaml", "--stage", "search", *LONGER,
-                 "--set", "scenario.strategy.constraint.constraint_value=9000")
+    again = dopt(
+        work,
+        "-c",
+        "scen.yaml",
+        "--stage",
+        "search",
+        *LONGER,
+        "--set",
+        "scenario.strategy.constraint.constraint_value=9000",
+    )
     assert again.returncode == 2 and "--resume" in again.stderr and "--overwrite" in again.stderr
-    flops = dopt(work, "-c", "scen.yaml", "--stage", "search", *LONGER, "--results", "by_flops",
-                 "--set", "scenario.strategy.constraint.constraint_type=flops",
-                 "--set", "scenario.strategy.constraint.constraint_value=400000")
+    flops = dopt(
+        work,
+        "-c",
+        "scen.yaml",
+        "--stage",
+        "search",
+        *LONGER,
+        "--results",
+        "by_flops",
+        "--set",
+        "scenario.strategy.constraint.constraint_type=flops",
+        "--set",
+        "scenario.strategy.constraint.constraint_value=400000",
+    )
     assert flops.returncode == 0, flops.stderr
     assert all(c["flops"] <= 400000 for c in archive(work, "by_flops")["archive"] if c["feasible"])
 

@@ -5,7 +5,7 @@ import json
 from dopt.archive import Archive, Candidate
 from dopt.costs import Costs
 from dopt.scenario.model import Constraint, Searcher
-from dopt.search import run_search
+from dopt.search import SearchHooks, run_search
 from tests.test_space import make_space
 
 
@@ -26,7 +26,7 @@ def fake_run(cfg: Searcher, seed: int = 3, value: float = 1500.0):
         metric = 1 - 1 / (1 + size / 500) if feasible else None
         return Candidate(encoding, arch, metric, Costs(size=size, flops=size * 10), feasible, generation)
 
-    result = run_search(space, constraint, cfg, seed, archive, evaluate, lambda g, a: generations.append(g))
+    result = run_search(space, cfg, seed, archive, evaluate, SearchHooks(lambda g, a: generations.append(g)))
     return archive, evaluated, generations, result
 
 
@@ -71,6 +71,6 @@ def test_a_space_smaller_than_the_population_is_searched_exhaustively():
         arch = space.decode(encoding)
         return Candidate(encoding, arch, arch[0].kernel / 10, Costs(size=arch[0].expand, flops=1), True, generation)
 
-    result = run_search(space, constraint, Searcher(generation_num=5, pop_size=40), 0, archive, evaluate, lambda g, a: None)
+    result = run_search(space, Searcher(generation_num=5, pop_size=40), 0, archive, evaluate)
     assert len(archive) == 9
     assert result.stopped_by in {"space_exhausted", "generations"}

@@ -9,8 +9,14 @@ from dopt.space import SearchSpace, round_width
 
 
 def make_space(filters=(16, 16, 24), strides=(1, 1, 2), feature_choose=(), in_channels=16, **choices) -> SearchSpace:
-    cfg = Supernet(input_shape=(1, 8, 8), data_format="channels_first", filters=filters, strides=strides,
-                   feature_choose=feature_choose, search_space=SearchSpaceChoices(**choices))
+    cfg = Supernet(
+        input_shape=(1, 8, 8),
+        data_format="channels_first",
+        filters=filters,
+        strides=strides,
+        feature_choose=feature_choose,
+        search_space=SearchSpaceChoices(**choices),
+    )
     return SearchSpace(cfg, in_channels)
 
 
@@ -18,8 +24,10 @@ def all_encodings(space: SearchSpace):
     return itertools.product(*(range(lo, hi + 1) for lo, hi in zip(space.xl, space.xu)))
 
 
-@pytest.mark.parametrize(("filters", "ratio", "width"), [(64, 0.5, 32), (64, 0.75, 48), (16, 0.75, 16), (24, 0.5, 16),
-                                                          (20, 0.25, 8), (6, 0.5, 6), (100, 1.0, 100)])
+@pytest.mark.parametrize(
+    ("filters", "ratio", "width"),
+    [(64, 0.5, 32), (64, 0.75, 48), (16, 0.75, 16), (24, 0.5, 16), (20, 0.25, 8), (6, 0.5, 6), (100, 1.0, 100)],
+)
 def test_round_width(filters, ratio, width):
     assert round_width(filters, ratio) == width
 
@@ -64,7 +72,11 @@ def test_plan_residual_only_when_shapes_match():
     space = make_space(filters=(16, 16, 24), strides=(1, 1, 2))
     arch = space.decode([0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 2, 0])  # layer 0 at width 8, layer 1 full
     plans = space.plan(arch)
-    assert [(p.in_channels, p.choice.out_channels, p.residual) for p in plans] == [(16, 8, False), (8, 16, False), (16, 24, False)]
+    assert [(p.in_channels, p.choice.out_channels, p.residual) for p in plans] == [
+        (16, 8, False),
+        (8, 16, False),
+        (16, 24, False),
+    ]
     arch = space.decode([0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2, 0])
     assert [p.residual for p in space.plan(arch)] == [True, True, False]
 

@@ -7,7 +7,7 @@ import pytest
 from dopt.errors import UserError
 from dopt.user_module import load_user_module
 
-GOOD = '''
+GOOD = """
 class UserModule:
     def __init__(self, epoch, batch_size): pass
     def dataset_define(self, dataset_dir, is_training): pass
@@ -19,7 +19,7 @@ class PreNet:
     def forward(self, inputs): pass
 class PostNet:
     def forward(self, inputs): pass
-'''
+"""
 
 
 @pytest.fixture(autouse=True)
@@ -37,11 +37,23 @@ def test_good_module_loads_without_writing_bytecode(tmp_path):
 @pytest.mark.parametrize(
     ("edit", "words"),
     [
-        (lambda s: s.replace("def dataset_define", "def dataset_defin"), ["UserModule.dataset_define", "dataset_defin", "misspelled"]),
+        (
+            lambda s: s.replace("def dataset_define", "def dataset_defin"),
+            ["UserModule.dataset_define", "dataset_defin", "misspelled"],
+        ),
         (lambda s: s.replace("class PostNet", "class PostNett"), ["no class PostNet", "PostNett"]),
-        (lambda s: s.replace("def loss_func(self, labels, logits)", "def loss_func(self, labels)"), ["UserModule.loss_func", "def loss_func(self, labels, logits)"]),
-        (lambda s: s.replace("def __init__(self, epoch, batch_size)", "def __init__(self, epochs, batch_size)"), ["UserModule.__init__", "epoch"]),
-        (lambda s: s + "\nimport not_a_package_xyz\n", ["importing user_module.py failed", "not_a_package_xyz", "pip install"]),
+        (
+            lambda s: s.replace("def loss_func(self, labels, logits)", "def loss_func(self, labels)"),
+            ["UserModule.loss_func", "def loss_func(self, labels, logits)"],
+        ),
+        (
+            lambda s: s.replace("def __init__(self, epoch, batch_size)", "def __init__(self, epochs, batch_size)"),
+            ["UserModule.__init__", "epoch"],
+        ),
+        (
+            lambda s: s + "\nimport not_a_package_xyz\n",
+            ["importing user_module.py failed", "not_a_package_xyz", "pip install"],
+        ),
         (lambda s: s + "\ndef broken(:\n", ["syntax error", "user_module.py:"]),
         (lambda s: s + "\nraise RuntimeError('boom at import')\n", ["boom at import", "user_module.py:"]),
     ],

@@ -100,5 +100,3 @@ class Backend(Protocol):
     def setup(self, scenario: Scenario, module: ModuleType, seed: int) -> Setup:
         """Instantiate the user module, build datasets, dry-run PreNet/PostNet, check one batch."""
         ...
-
-

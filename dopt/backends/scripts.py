@@ -8,22 +8,23 @@ import importlib.util
 import sys
 import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["header_value", "load_script", "render", "check_outputs", "TOLERANCE"]
+__all__ = ["header_value", "load_script", "ScriptParts", "render", "check_outputs", "TOLERANCE"]
 
 # Relative tolerance between the searched subnet's outputs and the rebuilt model's (float32, CPU).
 TOLERANCE = 1e-5
 
-_CHECK_USER_MODULE = '''def _check_user_module() -> None:
+_CHECK_USER_MODULE = """def _check_user_module() -> None:
     import hashlib
     import user_module
 
     with open(user_module.__file__, "rb") as f:
         if hashlib.sha256(f.read()).hexdigest() != USER_MODULE_SHA256:
             print(f"warning: {user_module.__file__} differs from the user_module.py this file was generated with")
-'''
+"""
 
 _PATH_SETUP = (
     "_HERE = os.path.dirname(os.path.abspath(__file__))\n"
@@ -33,38 +34,66 @@ _PATH_SETUP = (
 )
 
 
+@dataclass(frozen=True)
+class ScriptParts:
+    """A framework's parts of every result script.
+
+    Attributes:
+        exports: what running the script writes, for its docstring; ``{name}`` is the script's name.
+        imports: the framework's import lines.
+        static_source: the framework's static model classes.
+        body: ``build_model``, ``export`` and ``main`` in the framework.
+    """
+
+    exports: str
+    imports: str
+    static_source: str
+    body: str
+
+
 def render(
-    *, name: str, header: dict[str, Any], exports: str, imports: str, constants: dict[str, Any],
-    rows: Sequence[tuple[int, ...]], features: tuple[int, ...], static_source: str, body: str,
+    parts: ScriptParts,
+    *,
+    name: str,
+    header: dict[str, Any],
+    constants: dict[str, Any],
+    rows: Sequence[tuple[int, ...]],
+    features: tuple[int, ...],
 ) -> str:
     """The text of a result script. Every value is written with ``repr`` (safe literals).
 
     Args:
-        exports: what running the script writes, for its docstring, e.g. "NAME.pt (TorchScript)".
-        imports: the framework's import lines.
         constants: module constants written after ``NAME`` (``INPUT_SHAPE``, ...), each as
             ``(value, comment)`` or a bare value.
-        static_source: the framework's static model classes.
-        body: ``build_model``, ``export`` and ``main`` in the framework.
     """
+    exports = parts.exports.format(name=name)
     lines = [f"# {key}: {header_value(value)}" for key, value in header.items()]
     usage = textwrap.fill(
         f"Copy it next to user_module.py (or leave it in results/) and run `python3 {name}.py`: it builds the "
         f"model, loads the inherited weights saved beside it and writes {exports} into the current directory.",
-        width=100, break_on_hyphens=False, break_long_words=False,
+        width=100,
+        break_on_hyphens=False,
+        break_long_words=False,
     )
     doc = f'"""{name}: a network found by dopt, PreNet and PostNet from user_module.py.\n\n{usage}\n"""'
     table = [f"NAME = {name!r}"]
     for key, value in constants.items():
-        value, comment = value if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str) else (value, "")
+        value, comment = (
+            value if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str) else (value, "")
+        )
         table.append(f"{key} = {value!r}" + (f"  # {comment}" if comment else ""))
     table += [
         "# One row per searched layer: (in_channels, out_channels, kernel_size, stride, expand_ratio)",
         "LAYERS = [\n" + "".join(f"    {tuple(r)!r},\n" for r in rows) + "]",
         f"FEATURE_LAYERS = {tuple(features)!r}  # positions in LAYERS whose outputs PostNet also receives",
     ]
-    code = ("import os\nimport sys\n" + imports + "\n" + _PATH_SETUP, "\n".join(table), static_source,
-            _CHECK_USER_MODULE, body)
+    code = (
+        "import os\nimport sys\n" + parts.imports + "\n" + _PATH_SETUP,
+        "\n".join(table),
+        parts.static_source,
+        _CHECK_USER_MODULE,
+        parts.body,
+    )
     return "\n".join(lines) + "\n" + doc + "\n\n" + "\n\n\n".join(part.strip("\n") for part in code) + "\n"
 
 

@@ -133,8 +133,9 @@ class CostModel:
     def measure(self, arch: Arch, counted: Mapping[str, float]) -> Costs:
         """Every kind's cost of a candidate: the backend's count on its extracted model
         (``counted``) for measured kinds, the formula for the others."""
-        return Costs({k.name: counted.get(k.name) if k.measured else self.cost(k, arch)
-                      for k in kinds() if k.available})
+        return Costs(
+            {k.name: counted.get(k.name) if k.measured else self.cost(k, arch) for k in kinds() if k.available}
+        )
 
     def cost_range(self, kind: str) -> tuple[float, float]:
         """Exact (min, max) of a cost over every subnet of the space.

@@ -66,8 +66,16 @@ def write_json(
 
 def csv_columns() -> tuple[str, ...]:
     """The columns of ``pareto.csv``: one per registered cost kind between the metric and ``feasible``."""
-    return ("index", "front_n", "metric", *(k.column for k in kinds()), "feasible", "generation", "eval_seconds",
-            "encoding")
+    return (
+        "index",
+        "front_n",
+        "metric",
+        *(k.column for k in kinds()),
+        "feasible",
+        "generation",
+        "eval_seconds",
+        "encoding",
+    )
 
 
 def write_csv(path: str | os.PathLike[str], archive: Archive) -> None:

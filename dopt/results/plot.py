@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -45,18 +46,32 @@ def pareto_figure(archive: Archive, *, cost_label: str, metric_label: str = "met
     fig = Figure(figsize=(7.0, 5.0), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-
-    scored = [c for c in archive if c.feasible and c.has_metric]
-    unscored = [c for c in archive if not (c.feasible and c.has_metric)]
-    metrics = [_metric(c) for c in scored]
+    metrics = [_metric(c) for c in archive if c.feasible and c.has_metric]
     lo, hi = (min(metrics), max(metrics)) if metrics else (0.0, 1.0)
     pad = 0.08 * (hi - lo) if hi > lo else 0.05
-    bottom = lo - pad
+    _draw_evaluated(fig, ax, archive, kind, bottom=lo - pad)
+    front = [archive[i] for i in archive.front()]
+    _draw_front(ax, front, kind)
+    _draw_constraint(ax, limit)
+    ax.set_ylim(lo - 2 * pad, hi + pad)
+    ax.set_xlabel(cost_label)
+    ax.set_ylabel(metric_label)
+    ax.set_title(f"{len(front)} Pareto architectures of {len(archive)} evaluated")
+    ax.grid(True, alpha=0.3)
+    if len(archive):
+        ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return fig
 
+
+def _draw_evaluated(fig: Figure, ax: Any, archive: Archive, kind: str, bottom: float) -> None:
+    """Scored candidates as dots coloured by generation; the others as crosses at ``bottom``."""
+    scored = [c for c in archive if c.feasible and c.has_metric]
+    unscored = [c for c in archive if not (c.feasible and c.has_metric)]
     if scored:
         dots = ax.scatter(
             [c.cost(kind) for c in scored],
-            metrics,
+            [_metric(c) for c in scored],
             c=[c.generation for c in scored],
             cmap=_GREYS,
             vmin=0,
@@ -74,26 +89,22 @@ def pareto_figure(archive: Archive, *, cost_label: str, metric_label: str = "met
     ):
         xs = [x for x in (_cost(c, kind) for c in group) if x is not None]
         if xs:
-            ax.scatter(
-                xs,
-                [bottom] * len(xs),
-                marker="x",
-                s=12,
-                linewidths=0.8,
-                color=color,
-                alpha=0.6,
-                label=label,
-            )
+            ax.scatter(xs, [bottom] * len(xs), marker="x", s=12, linewidths=0.8, color=color, alpha=0.6, label=label)
 
-    front = [archive[i] for i in archive.front()]
-    if front:
-        xs = [c.cost(kind) for c in front]
-        ys = [_metric(c) for c in front]
-        ax.step(xs, ys, where="post", color="tab:blue", linewidth=1.2)
-        ax.scatter(xs, ys, s=45, color="tab:blue", zorder=3, label="Pareto front")
-        for n, (x, y) in enumerate(zip(xs, ys), start=1):
-            ax.annotate(str(n), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=8)
 
+def _draw_front(ax: Any, front: list[Candidate], kind: str) -> None:
+    """The front as a step line with large markers labelled N, as the result files are numbered."""
+    if not front:
+        return
+    xs = [c.cost(kind) for c in front]
+    ys = [_metric(c) for c in front]
+    ax.step(xs, ys, where="post", color="tab:blue", linewidth=1.2)
+    ax.scatter(xs, ys, s=45, color="tab:blue", zorder=3, label="Pareto front")
+    for n, (x, y) in enumerate(zip(xs, ys), start=1):
+        ax.annotate(str(n), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=8)
+
+
+def _draw_constraint(ax: Any, limit: float) -> None:
     ax.axvline(limit, color="black", linestyle="--", linewidth=1.0, label="constraint")
     ax.annotate(
         "constraint",
@@ -106,15 +117,6 @@ def pareto_figure(archive: Archive, *, cost_label: str, metric_label: str = "met
         va="top",
         fontsize=8,
     )
-    ax.set_ylim(bottom - pad, hi + pad)
-    ax.set_xlabel(cost_label)
-    ax.set_ylabel(metric_label)
-    ax.set_title(f"{len(front)} Pareto architectures of {len(archive)} evaluated")
-    ax.grid(True, alpha=0.3)
-    if len(archive):
-        ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    return fig
 
 
 def save_png(fig: Figure, path: str | os.PathLike[str]) -> None:

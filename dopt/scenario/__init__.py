@@ -9,8 +9,8 @@ from dopt.scenario.model import (
     Optimizer,
     Resource,
     Scenario,
-    SearchSpaceChoices,
     Searcher,
+    SearchSpaceChoices,
     Supernet,
     Training,
 )

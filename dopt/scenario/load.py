@@ -31,8 +31,9 @@ _FULLWIDTH = "\uff1a"
 _KEY_LINE = re.compile(r"^(\s*)(?:-\s+)?([^\s#][^:\uff1a#]*?)\s*[:\uff1a]")
 
 
-def load(path: str | PathLike[str], *, workdir: str | PathLike[str] | None = None,
-         overrides: Iterable[str] = ()) -> Scenario:
+def load(
+    path: str | PathLike[str], *, workdir: str | PathLike[str] | None = None, overrides: Iterable[str] = ()
+) -> Scenario:
     """Read, check and complete a scenario file.
 
     Args:
@@ -53,8 +54,13 @@ def load(path: str | PathLike[str], *, workdir: str | PathLike[str] | None = Non
     if root is None:
         raise UserError("the file is empty", file=shown, fix="start from scen.yaml.example (or run dopt init)")
     if not isinstance(root, dict):
-        raise UserError(f"expected a mapping with a 'scenario' key at the top level, got {_describe(root)}",
-                        file=shown, line=1, column=1, fix="e.g. scenario: {strategy: ...} (see scen.yaml.example)")
+        raise UserError(
+            f"expected a mapping with a 'scenario' key at the top level, got {_describe(root)}",
+            file=shown,
+            line=1,
+            column=1,
+            fix="e.g. scenario: {strategy: ...} (see scen.yaml.example)",
+        )
     reader = _Reader(shown, _apply_overrides(root, overrides))
     reader.walk(root, SCHEMA, "")
     home = Path(workdir).resolve() if workdir is not None else Path.cwd()
@@ -87,8 +93,13 @@ def _parse(text: str, shown: str, *, positions: bool = True) -> Any:
         if context:
             what += f" ({context})"
         mark = getattr(err, "problem_mark", None) if positions else None
-        raise UserError(f"invalid YAML: {what}", file=shown, fix=_yaml_fix(what),
-                        line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None) from None
+        raise UserError(
+            f"invalid YAML: {what}",
+            file=shown,
+            fix=_yaml_fix(what),
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+        ) from None
 
 
 def _yaml_fix(problem: str) -> str:
@@ -111,9 +122,14 @@ def _reject_fullwidth_colon(text: str, shown: str) -> None:
         return
     row, col = hits[0]
     more = f" ({len(hits) - 1} more after it)" if len(hits) > 1 else ""
-    raise UserError(f"full-width colon '{_FULLWIDTH}' where YAML needs ':'{more}", file=shown,
-                    key=_key_path_at(lines, row), line=row + 1, column=col + 1,
-                    fix=f"replace '{_FULLWIDTH}' with ':' (or quote the value if it is meant)")
+    raise UserError(
+        f"full-width colon '{_FULLWIDTH}' where YAML needs ':'{more}",
+        file=shown,
+        key=_key_path_at(lines, row),
+        line=row + 1,
+        column=col + 1,
+        fix=f"replace '{_FULLWIDTH}' with ':' (or quote the value if it is meant)",
+    )
 
 
 def _fullwidth_columns(line: str) -> Iterator[int]:
@@ -155,8 +171,9 @@ def _apply_overrides(root: dict[str, Any], overrides: Iterable[str]) -> dict[str
         key, sep, raw = text.partition("=")
         parts = [p.strip() for p in key.split(".")]
         if not sep or not all(parts):
-            raise UserError(f"expected KEY=VALUE, got {text!r}", file="--set",
-                            fix="e.g. --set scenario.strategy.epochs=1")
+            raise UserError(
+                f"expected KEY=VALUE, got {text!r}", file="--set", fix="e.g. --set scenario.strategy.epochs=1"
+            )
         place = f"--set {text}"
         value = _parse(raw, place, positions=False) if raw.strip() else ""
         node = root
@@ -166,8 +183,12 @@ def _apply_overrides(root: dict[str, Any], overrides: Iterable[str]) -> dict[str
                 node[part] = CommentedMap()
                 set_by[here] = text
             elif not isinstance(node[part], dict):
-                raise UserError(f"cannot set {'.'.join(parts)}: {here} is {_describe(node[part])}, not a mapping",
-                                file=place, key=here, fix="check the key path against scen.yaml.example")
+                raise UserError(
+                    f"cannot set {'.'.join(parts)}: {here} is {_describe(node[part])}, not a mapping",
+                    file=place,
+                    key=here,
+                    fix="check the key path against scen.yaml.example",
+                )
             node = node[part]
         node[parts[-1]] = value
         set_by[".".join(parts)] = text
@@ -210,8 +231,11 @@ class _Reader:
         if node is None:
             node = {}  # "training:" with nothing under it
         if not isinstance(node, dict):
-            self.fail(path, f"expected a mapping of keys, got {_describe(node)}",
-                      f"indent its keys under it, e.g. {section.example}")
+            self.fail(
+                path,
+                f"expected a mapping of keys, got {_describe(node)}",
+                f"indent its keys under it, e.g. {section.example}",
+            )
         for name, value in node.items():
             sub = f"{path}.{name}" if path else str(name)
             spec = section.get(name) if isinstance(name, str) else None
@@ -226,8 +250,11 @@ class _Reader:
         for spec in section.keys:
             if spec.required and node.get(spec.name) is None:
                 what = "has no value" if spec.name in node else "required key is missing"
-                self.fail(f"{path}.{spec.name}" if path else spec.name, what,
-                          f"add it under {path or 'the top level'}, e.g. {spec.example}")
+                self.fail(
+                    f"{path}.{spec.name}" if path else spec.name,
+                    what,
+                    f"add it under {path or 'the top level'}, e.g. {spec.example}",
+                )
 
     def _check(self, key: Key, value: Any, path: str) -> Any:
         value = _plain(value)
@@ -235,8 +262,12 @@ class _Reader:
             return key.check(value)
         except Invalid as bad:
             detail = f" ({bad.detail})" if bad.detail else ""
-            self.fail(path, f"expected {key.check.expected}, got {value!r}{detail}",
-                      bad.fix or f"e.g. {key.example}", bad.index)
+            self.fail(
+                path,
+                f"expected {key.check.expected}, got {value!r}{detail}",
+                bad.fix or f"e.g. {key.example}",
+                bad.index,
+            )
 
     def _locate(self, node: Any, name: Any, value: Any, path: str, *, by_key: bool) -> None:
         pos = _pos(node, "key" if by_key else "value", name)

@@ -8,9 +8,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from dopt.scenario.model import (
-    Constraint, Dataset, Optimizer, Resource, Scenario, Searcher, SearchSpaceChoices, Supernet, Training,
+    Constraint,
+    Dataset,
+    Optimizer,
+    Resource,
+    Scenario,
+    Searcher,
+    SearchSpaceChoices,
+    Supernet,
+    Training,
 )
-
 from dopt.scenario.schema import defaults
 
 if TYPE_CHECKING:
@@ -25,14 +32,22 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # gs://, s3://, hdfs://: not 
 def build(r: _Reader, path: Path, workdir: Path) -> Scenario:
     framework = r.get(_S + "framework")
     app = r.get(_S + "constraint.application_type")
-    constraint = Constraint(app, *(r.get(_S + "constraint." + k) for k in
-                                   ("constraint_type", "constraint_value", "processor_version")))
+    constraint = Constraint(
+        app, *(r.get(_S + "constraint." + k) for k in ("constraint_type", "constraint_value", "processor_version"))
+    )
     return Scenario(
-        path=path, workdir=workdir, framework=framework,
-        batch_size=r.get(_S + "batch_size"), epochs=r.get(_S + "epochs"), constraint=constraint,
-        supernet=_supernet(r, framework, app), optimizer=_optimizer(r, framework, app),
-        dataset=_dataset(r, app, workdir), searcher=Searcher(**_section(r, _S + "searcher")),
-        training=_training(r), resource=_resource(r, framework),
+        path=path,
+        workdir=workdir,
+        framework=framework,
+        batch_size=r.get(_S + "batch_size"),
+        epochs=r.get(_S + "epochs"),
+        constraint=constraint,
+        supernet=_supernet(r, framework, app),
+        optimizer=_optimizer(r, framework, app),
+        dataset=_dataset(r, app, workdir),
+        searcher=Searcher(**_section(r, _S + "searcher")),
+        training=_training(r),
+        resource=_resource(r, framework),
         places={p: r._where(p) for p in [*r.locs, *r.set_by]},
     )
 
@@ -49,16 +64,22 @@ def _supernet(r: _Reader, framework: str, app: str) -> Supernet:
     if layout is None:
         layout = "channels_first" if framework == "pytorch" else "channels_last"
     if framework == "pytorch" and layout == "channels_last":
-        r.fail(p + "data_format", "PyTorch supports channels_first only, got 'channels_last'",
-               "data_format: channels_first, with input_shape in CHW order, e.g. input_shape: (3, 224, 224)")
+        r.fail(
+            p + "data_format",
+            "PyTorch supports channels_first only, got 'channels_last'",
+            "data_format: channels_first, with input_shape in CHW order, e.g. input_shape: (3, 224, 224)",
+        )
     shape = r.get(p + "input_shape") or ((3, 224, 224) if layout == "channels_first" else (224, 224, 3))
     a, b, c = shape
     if layout == "channels_first" and c <= 4 < a:
         who = "PyTorch" if framework == "pytorch" else "channels_first"
         r.fail(p + "input_shape", f"input_shape {shape} looks like HWC; {who} takes CHW", f"input_shape: {(c, a, b)}")
     if layout == "channels_last" and a <= 4 < c:
-        r.fail(p + "input_shape", f"input_shape {shape} looks like CHW; channels_last takes HWC",
-               f"input_shape: {(b, c, a)}, or data_format: channels_first")
+        r.fail(
+            p + "input_shape",
+            f"input_shape {shape} looks like CHW; channels_last takes HWC",
+            f"input_shape: {(b, c, a)}, or data_format: channels_first",
+        )
     filters, strides = r.get(p + "filters"), r.get(p + "strides")
     if len(filters) != len(strides):
         _length_mismatch(r, p, filters, strides)
@@ -67,8 +88,11 @@ def _supernet(r: _Reader, framework: str, app: str) -> Supernet:
         r.warn(p + "feature_choose", "ignored for image_classification", "remove it (it is for detection/segmentation)")
         chosen = ()
     if chosen and chosen[-1] >= len(filters):
-        r.fail(p + "feature_choose", f"layer {chosen[-1]} does not exist: filters has {len(filters)} layers, "
-               f"numbered 0 to {len(filters) - 1}", f"feature_choose: [{len(filters) - 1}]")
+        r.fail(
+            p + "feature_choose",
+            f"layer {chosen[-1]} does not exist: filters has {len(filters)} layers, numbered 0 to {len(filters) - 1}",
+            f"feature_choose: [{len(filters) - 1}]",
+        )
     space = SearchSpaceChoices(**_section(r, p + "search_space"))
     return Supernet(shape, layout, filters, strides, chosen, space)
 
@@ -77,8 +101,10 @@ def _length_mismatch(r: _Reader, p: str, filters: tuple[int, ...], strides: tupl
     wrote = [k for k in ("filters", "strides") if p + k in r.values]
     other = "strides" if wrote == ["filters"] else "filters"
     default = {k: "" if k in wrote else " (the default)" for k in ("filters", "strides")}
-    counts = (f"filters has {len(filters)} layers{default['filters']} but strides has "
-              f"{len(strides)}{default['strides']}; they must have the same length")
+    counts = (
+        f"filters has {len(filters)} layers{default['filters']} but strides has "
+        f"{len(strides)}{default['strides']}; they must have the same length"
+    )
     if len(wrote) == 2:
         r.fail(p + "strides", counts, f"one stride per layer, e.g. strides: {[1] * len(filters)}")
     example = f"strides: {[1] * len(filters)}" if other == "strides" else f"filters: {[64] * len(strides)}"
@@ -92,15 +118,24 @@ def _optimizer(r: _Reader, framework: str, app: str) -> Optimizer:
     if kind is None:
         kind = "Momentum" if seg and framework == "tensorflow" else "Adam"
     if framework == "pytorch" and kind == "Momentum":
-        r.fail(p + "type", "PyTorch has no Momentum optimizer",
-               "type: SGD with momentum: 0.9 (dopt gives PyTorch SGD the momentum)")
+        r.fail(
+            p + "type",
+            "PyTorch has no Momentum optimizer",
+            "type: SGD with momentum: 0.9 (dopt gives PyTorch SGD the momentum)",
+        )
     momentum, betas = r.get(p + "momentum"), r.get(p + "betas")
     if p + "momentum" in r.values and kind == "Adam":
-        r.fail(p + "momentum", "momentum is for SGD and Momentum, and type is Adam: it would be ignored",
-               f"remove momentum, or set type: {'SGD' if framework == 'pytorch' else 'Momentum'}")
+        r.fail(
+            p + "momentum",
+            "momentum is for SGD and Momentum, and type is Adam: it would be ignored",
+            f"remove momentum, or set type: {'SGD' if framework == 'pytorch' else 'Momentum'}",
+        )
     if p + "betas" in r.values and kind != "Adam":
-        r.fail(p + "betas", f"betas are for Adam, and type is {kind}: they would be ignored",
-               "remove betas, or set type: Adam")
+        r.fail(
+            p + "betas",
+            f"betas are for Adam, and type is {kind}: they would be ignored",
+            "remove betas, or set type: Adam",
+        )
     rate = r.get(p + "learning_rate") or (1e-5 if seg else 1e-4)
     return Optimizer(kind, rate, betas, momentum)
 
@@ -110,12 +145,18 @@ def _dataset(r: _Reader, app: str, workdir: Path) -> Dataset:
     pre = r.get(p + "pre_train_dir")
     if app == "image_classification":
         if pre is not None:
-            r.warn(p + "pre_train_dir", "ignored for image_classification",
-                   "remove it (pre-training is for detection/segmentation)")
+            r.warn(
+                p + "pre_train_dir",
+                "ignored for image_classification",
+                "remove it (pre-training is for detection/segmentation)",
+            )
         pre = None
     elif pre is None:
-        r.fail(p + "pre_train_dir", f"required for {app} (pre-training, docs/scenario.md#not-available-yet-detection-and-segmentation)",
-               "add it under scenario.strategy.dataset, e.g. pre_train_dir: data/pretrain")
+        r.fail(
+            p + "pre_train_dir",
+            f"required for {app} (pre-training, docs/scenario.md#not-available-yet-detection-and-segmentation)",
+            "add it under scenario.strategy.dataset, e.g. pre_train_dir: data/pretrain",
+        )
     else:
         pre = _local(r, p + "pre_train_dir", pre, workdir)
     train = _local(r, p + "train_dir", r.get(p + "train_dir"), workdir)
@@ -130,28 +171,40 @@ def _local(r: _Reader, key: str, raw: str, workdir: Path) -> str:
     if resolved.exists():
         return str(resolved)
     name = key.rpartition(".")[2]
-    r.fail(key, f"{raw!r} resolves to {str(resolved)!r}, which does not exist",
-           f"create it or correct the path (relative paths start at {workdir}), e.g. {name}: data/{name[:-4]}")
+    r.fail(
+        key,
+        f"{raw!r} resolves to {str(resolved)!r}, which does not exist",
+        f"create it or correct the path (relative paths start at {workdir}), e.g. {name}: data/{name[:-4]}",
+    )
 
 
 def _training(r: _Reader) -> Training:
     p = _S + "training."
     training = Training(**_section(r, _S + "training"))
     if training.distill and training.sampling != "sandwich":
-        r.fail(p + "distill", "distill: true needs sampling: sandwich (the largest subnet is the teacher)",
-               "add sampling: sandwich under training, or set distill: false")
+        r.fail(
+            p + "distill",
+            "distill: true needs sampling: sandwich (the largest subnet is the teacher)",
+            "add sampling: sandwich under training, or set distill: false",
+        )
     epochs = r.get(_S + "epochs")
     if training.warmup_epochs >= epochs:
-        r.fail(p + "warmup_epochs", f"expected fewer warmup epochs than epochs ({epochs}), "
-               f"got {training.warmup_epochs}", f"e.g. warmup_epochs: {epochs // 10}")
+        r.fail(
+            p + "warmup_epochs",
+            f"expected fewer warmup epochs than epochs ({epochs}), got {training.warmup_epochs}",
+            f"e.g. warmup_epochs: {epochs // 10}",
+        )
     return training
 
 
 def _resource(r: _Reader, framework: str) -> Resource:
     places = [p for p in ("scenario.resource", _S + "resource") if p in r.values]
     if len(places) == 2:
-        r.fail(_S + "resource", "resource is written twice, under scenario and under scenario.strategy",
-               "keep one of them (either place works)")
+        r.fail(
+            _S + "resource",
+            "resource is written twice, under scenario and under scenario.strategy",
+            "keep one of them (either place works)",
+        )
     p = (places[0] if places else "scenario.resource") + "."
     expected = f"{framework}_standalone"
     name = r.get(p + "name") or expected

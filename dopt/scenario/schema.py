@@ -16,8 +16,19 @@ from typing import Any
 from dopt.scenario.model import Searcher, SearchSpaceChoices, Supernet, Training
 
 __all__ = [
-    "REQUIRED", "Depends", "Invalid", "Check", "Key", "Section", "SCHEMA",
-    "integer", "number", "choice", "sequence", "defaults", "unknown_key",
+    "REQUIRED",
+    "Depends",
+    "Invalid",
+    "Check",
+    "Key",
+    "Section",
+    "SCHEMA",
+    "integer",
+    "number",
+    "choice",
+    "sequence",
+    "defaults",
+    "unknown_key",
 ]
 
 
@@ -173,8 +184,14 @@ PATH = Check("a path or URL (string)", _text)
 BOOL = Check("true or false", _boolean)
 
 
-def sequence(item: Check, plural: str, *, length: int = 0, empty_ok: bool = False,
-             tidy: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None) -> Check:
+def sequence(
+    item: Check,
+    plural: str,
+    *,
+    length: int = 0,
+    empty_ok: bool = False,
+    tidy: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None,
+) -> Check:
     """A list (or tuple) whose items pass ``item``; ``tidy`` sorts or checks the order."""
     text = f"a list of {length} {plural}" if length else f"a {'' if empty_ok else 'non-empty '}list of {plural}"
 
@@ -254,107 +271,281 @@ def _gpu_ids(v: Any) -> tuple[int, ...]:
 _SS, _SEARCHER, _TRAINING = SearchSpaceChoices(), Searcher(), Training()
 _FRAMEWORK_DEFAULT = "channels_first for PyTorch (its only option), channels_last for TensorFlow"
 
-_CONSTRAINT = Section("constraint", (
-    Key("application_type", choice("image_classification", "object_detection", "semantic_segmentation"),
-        REQUIRED, "application_type: image_classification", "the task PreNet/PostNet solve"),
-    Key("constraint_type", _CostKindChoice(), REQUIRED, "constraint_type: size",
-        "what the constraint limits: parameters, FLOPs or latency (docs/costs.md)"),
-    Key("constraint_value", number(0, as_float=False), REQUIRED, "constraint_value: 11000000",
-        "the limit: max parameters / max FLOPs / max milliseconds"),
-    Key("processor_version", TEXT, "host", "processor_version: host",
-        "latency only: the device the latency table describes (docs/scenario.md#not-available-yet-latency)"),
-), "constraint: {application_type: image_classification, constraint_type: size, constraint_value: 11000000}",
-    "the task and the hardware limit", required=True)
+_CONSTRAINT = Section(
+    "constraint",
+    (
+        Key(
+            "application_type",
+            choice("image_classification", "object_detection", "semantic_segmentation"),
+            REQUIRED,
+            "application_type: image_classification",
+            "the task PreNet/PostNet solve",
+        ),
+        Key(
+            "constraint_type",
+            _CostKindChoice(),
+            REQUIRED,
+            "constraint_type: size",
+            "what the constraint limits: parameters, FLOPs or latency (docs/costs.md)",
+        ),
+        Key(
+            "constraint_value",
+            number(0, as_float=False),
+            REQUIRED,
+            "constraint_value: 11000000",
+            "the limit: max parameters / max FLOPs / max milliseconds",
+        ),
+        Key(
+            "processor_version",
+            TEXT,
+            "host",
+            "processor_version: host",
+            "latency only: the device the latency table describes (docs/scenario.md#not-available-yet-latency)",
+        ),
+    ),
+    "constraint: {application_type: image_classification, constraint_type: size, constraint_value: 11000000}",
+    "the task and the hardware limit",
+    required=True,
+)
 
-_SEARCH_SPACE = Section("search_space", (
-    Key("kernel_sizes", sequence(Check("odd", _odd), "odd integers >= 1", tidy=_sorted_set),
-        _SS.kernel_sizes, "kernel_sizes: [3, 5, 7]", "depthwise kernel choices per layer"),
-    Key("expand_ratios", sequence(integer(1), "integers >= 1", tidy=_sorted_set),
-        _SS.expand_ratios, "expand_ratios: [1, 3, 6]", "inverted-bottleneck expansion choices"),
-    Key("width_ratios", sequence(number(0, 1, closed="high"), "numbers in (0, 1]", tidy=_sorted_set),
-        _SS.width_ratios, "width_ratios: [0.5, 0.75, 1.0]", "fractions of filters a layer may keep"),
-    Key("skip", BOOL, _SS.skip, "skip: true", "whether layers that allow it may be skipped"),
-), "search_space: {kernel_sizes: [3, 5]}", "per-layer choices (dopt extension, docs/search-space.md#genes)")
+_SEARCH_SPACE = Section(
+    "search_space",
+    (
+        Key(
+            "kernel_sizes",
+            sequence(Check("odd", _odd), "odd integers >= 1", tidy=_sorted_set),
+            _SS.kernel_sizes,
+            "kernel_sizes: [3, 5, 7]",
+            "depthwise kernel choices per layer",
+        ),
+        Key(
+            "expand_ratios",
+            sequence(integer(1), "integers >= 1", tidy=_sorted_set),
+            _SS.expand_ratios,
+            "expand_ratios: [1, 3, 6]",
+            "inverted-bottleneck expansion choices",
+        ),
+        Key(
+            "width_ratios",
+            sequence(number(0, 1, closed="high"), "numbers in (0, 1]", tidy=_sorted_set),
+            _SS.width_ratios,
+            "width_ratios: [0.5, 0.75, 1.0]",
+            "fractions of filters a layer may keep",
+        ),
+        Key("skip", BOOL, _SS.skip, "skip: true", "whether layers that allow it may be skipped"),
+    ),
+    "search_space: {kernel_sizes: [3, 5]}",
+    "per-layer choices (dopt extension, docs/search-space.md#genes)",
+)
 
-_SUPERNET = Section("supernet", (
-    Key("input_shape", Check("a shape like (3, 224, 224): three integers > 0", _input_shape),
-        Depends("(3, 224, 224) for channels_first, (224, 224, 3) for channels_last"),
-        "input_shape: (3, 224, 224)", "CHW for channels_first, HWC for channels_last"),
-    Key("data_format", choice("channels_first", "channels_last"), Depends(_FRAMEWORK_DEFAULT),
-        "data_format: channels_first", "the layout of input_shape and of the tensors"),
-    Key("filters", sequence(integer(1), "integers > 0"), Supernet.filters,
-        "filters: [64, 64, 128, 128, 256, 256]", "max output channels of each skeleton layer"),
-    Key("strides", sequence(Check("1 or 2", _stride), "strides (1 or 2)"), Supernet.strides,
-        "strides: [1, 1, 2, 1, 2, 1]", "stride of each layer; as many as filters"),
-    Key("feature_choose", sequence(integer(0), "integers >= 0", empty_ok=True, tidy=_ascending), (),
-        "feature_choose: [4, 5]", "detection/segmentation: layers whose outputs PostNet also gets"),
-    _SEARCH_SPACE,
-), "supernet: {filters: [16, 32], strides: [1, 2]}", "the searchable skeleton (docs/search-space.md#the-supernet)")
+_SUPERNET = Section(
+    "supernet",
+    (
+        Key(
+            "input_shape",
+            Check("a shape like (3, 224, 224): three integers > 0", _input_shape),
+            Depends("(3, 224, 224) for channels_first, (224, 224, 3) for channels_last"),
+            "input_shape: (3, 224, 224)",
+            "CHW for channels_first, HWC for channels_last",
+        ),
+        Key(
+            "data_format",
+            choice("channels_first", "channels_last"),
+            Depends(_FRAMEWORK_DEFAULT),
+            "data_format: channels_first",
+            "the layout of input_shape and of the tensors",
+        ),
+        Key(
+            "filters",
+            sequence(integer(1), "integers > 0"),
+            Supernet.filters,
+            "filters: [64, 64, 128, 128, 256, 256]",
+            "max output channels of each skeleton layer",
+        ),
+        Key(
+            "strides",
+            sequence(Check("1 or 2", _stride), "strides (1 or 2)"),
+            Supernet.strides,
+            "strides: [1, 1, 2, 1, 2, 1]",
+            "stride of each layer; as many as filters",
+        ),
+        Key(
+            "feature_choose",
+            sequence(integer(0), "integers >= 0", empty_ok=True, tidy=_ascending),
+            (),
+            "feature_choose: [4, 5]",
+            "detection/segmentation: layers whose outputs PostNet also gets",
+        ),
+        _SEARCH_SPACE,
+    ),
+    "supernet: {filters: [16, 32], strides: [1, 2]}",
+    "the searchable skeleton (docs/search-space.md#the-supernet)",
+)
 
-_WEIGHTS_OPTIMIZER = Section("weights_optimizer", (
-    Key("type", choice("SGD", "Momentum", "Adam"),
-        Depends("Adam; Momentum for TensorFlow semantic_segmentation"), "type: Adam", "PyTorch: SGD or Adam"),
-    Key("betas", sequence(number(0, 1), "numbers in (0, 1)", length=2), (0.9, 0.999),
-        "betas: [0.9, 0.999]", "Adam's beta1, beta2"),
-    Key("learning_rate", number(0, 1), Depends("0.0001; 0.00001 for semantic_segmentation"),
-        "learning_rate: 0.0001", "scaled by the number of processes when distributed"),
-    Key("momentum", number(0, 1), None, "momentum: 0.9", "SGD/Momentum; not written: 0.9 for Momentum"),
-), "weights_optimizer: {type: Adam}", "the supernet's optimizer")
+_WEIGHTS_OPTIMIZER = Section(
+    "weights_optimizer",
+    (
+        Key(
+            "type",
+            choice("SGD", "Momentum", "Adam"),
+            Depends("Adam; Momentum for TensorFlow semantic_segmentation"),
+            "type: Adam",
+            "PyTorch: SGD or Adam",
+        ),
+        Key(
+            "betas",
+            sequence(number(0, 1), "numbers in (0, 1)", length=2),
+            (0.9, 0.999),
+            "betas: [0.9, 0.999]",
+            "Adam's beta1, beta2",
+        ),
+        Key(
+            "learning_rate",
+            number(0, 1),
+            Depends("0.0001; 0.00001 for semantic_segmentation"),
+            "learning_rate: 0.0001",
+            "scaled by the number of processes when distributed",
+        ),
+        Key("momentum", number(0, 1), None, "momentum: 0.9", "SGD/Momentum; not written: 0.9 for Momentum"),
+    ),
+    "weights_optimizer: {type: Adam}",
+    "the supernet's optimizer",
+)
 
-_DATASET = Section("dataset", (
-    Key("pre_train_dir", PATH, Depends("required for detection/segmentation"), "pre_train_dir: data/pretrain",
-        "pre-training data or checkpoint (docs/scenario.md#not-available-yet-detection-and-segmentation)"),
-    Key("train_dir", PATH, REQUIRED, "train_dir: data/train", "passed to the user's dataset function"),
-    Key("val_dir", PATH, REQUIRED, "val_dir: data/val", "passed when evaluating; may equal train_dir"),
-), "dataset: {train_dir: data/train, val_dir: data/val}", "data locations, relative to the workdir",
-    required=True)
+_DATASET = Section(
+    "dataset",
+    (
+        Key(
+            "pre_train_dir",
+            PATH,
+            Depends("required for detection/segmentation"),
+            "pre_train_dir: data/pretrain",
+            "pre-training data or checkpoint (docs/scenario.md#not-available-yet-detection-and-segmentation)",
+        ),
+        Key("train_dir", PATH, REQUIRED, "train_dir: data/train", "passed to the user's dataset function"),
+        Key("val_dir", PATH, REQUIRED, "val_dir: data/val", "passed when evaluating; may equal train_dir"),
+    ),
+    "dataset: {train_dir: data/train, val_dir: data/val}",
+    "data locations, relative to the workdir",
+    required=True,
+)
 
 _PROB = number(0, 1, closed="low high")
-_SEARCHER_SECTION = Section("searcher", (
-    Key("generation_num", integer(1), _SEARCHER.generation_num, "generation_num: 20", "NSGA-II generations"),
-    Key("pop_size", integer(2), _SEARCHER.pop_size, "pop_size: 40", "population size"),
-    Key("seed", integer(0), _SEARCHER.seed, "seed: 0", "seeds the whole run; not written: drawn"),
-    Key("algorithm", choice("nsga2", "random", lower=True), _SEARCHER.algorithm, "algorithm: nsga2",
-        "random: a baseline search"),
-    Key("crossover_prob", _PROB, _SEARCHER.crossover_prob, "crossover_prob: 0.9", "crossover probability"),
-    Key("mutation_prob", _PROB, _SEARCHER.mutation_prob, "mutation_prob: 0.1", "per gene; default 1/genes"),
-    Key("max_evaluations", integer(1), _SEARCHER.max_evaluations, "max_evaluations: 500", "halting budget"),
-    Key("max_duration_s", number(0, as_float=True), _SEARCHER.max_duration_s, "max_duration_s: 3600",
-        "halting budget in seconds"),
-    Key("bn_calib_batches", integer(1), _SEARCHER.bn_calib_batches, "bn_calib_batches: 16",
-        "BN recalibration batches; default ~2,000 images"),
-    Key("eval_batches", integer(1), _SEARCHER.eval_batches, "eval_batches: 50", "default: all"),
-), "searcher: {generation_num: 20, pop_size: 40}", "the evolutionary search (docs/search.md#nsga-ii)")
+_SEARCHER_SECTION = Section(
+    "searcher",
+    (
+        Key("generation_num", integer(1), _SEARCHER.generation_num, "generation_num: 20", "NSGA-II generations"),
+        Key("pop_size", integer(2), _SEARCHER.pop_size, "pop_size: 40", "population size"),
+        Key("seed", integer(0), _SEARCHER.seed, "seed: 0", "seeds the whole run; not written: drawn"),
+        Key(
+            "algorithm",
+            choice("nsga2", "random", lower=True),
+            _SEARCHER.algorithm,
+            "algorithm: nsga2",
+            "random: a baseline search",
+        ),
+        Key("crossover_prob", _PROB, _SEARCHER.crossover_prob, "crossover_prob: 0.9", "crossover probability"),
+        Key("mutation_prob", _PROB, _SEARCHER.mutation_prob, "mutation_prob: 0.1", "per gene; default 1/genes"),
+        Key("max_evaluations", integer(1), _SEARCHER.max_evaluations, "max_evaluations: 500", "halting budget"),
+        Key(
+            "max_duration_s",
+            number(0, as_float=True),
+            _SEARCHER.max_duration_s,
+            "max_duration_s: 3600",
+            "halting budget in seconds",
+        ),
+        Key(
+            "bn_calib_batches",
+            integer(1),
+            _SEARCHER.bn_calib_batches,
+            "bn_calib_batches: 16",
+            "BN recalibration batches; default ~2,000 images",
+        ),
+        Key("eval_batches", integer(1), _SEARCHER.eval_batches, "eval_batches: 50", "default: all"),
+    ),
+    "searcher: {generation_num: 20, pop_size: 40}",
+    "the evolutionary search (docs/search.md#nsga-ii)",
+)
 
-_TRAINING_SECTION = Section("training", (
-    Key("sampling", choice("uniform", "sandwich", lower=True), _TRAINING.sampling, "sampling: sandwich",
-        "subnets sampled per step"),
-    Key("distill", BOOL, _TRAINING.distill, "distill: false", "largest subnet teaches; needs sandwich"),
-    Key("warmup_epochs", integer(0), _TRAINING.warmup_epochs, "warmup_epochs: 5", "fewer than epochs"),
-), "training: {sampling: sandwich}", "supernet training (dopt extension, docs/search-space.md#training)")
+_TRAINING_SECTION = Section(
+    "training",
+    (
+        Key(
+            "sampling",
+            choice("uniform", "sandwich", lower=True),
+            _TRAINING.sampling,
+            "sampling: sandwich",
+            "subnets sampled per step",
+        ),
+        Key("distill", BOOL, _TRAINING.distill, "distill: false", "largest subnet teaches; needs sandwich"),
+        Key("warmup_epochs", integer(0), _TRAINING.warmup_epochs, "warmup_epochs: 5", "fewer than epochs"),
+    ),
+    "training: {sampling: sandwich}",
+    "supernet training (dopt extension, docs/search-space.md#training)",
+)
 
-_RESOURCE = Section("resource", (
-    Key("name", choice("Tensorflow_standalone", "pytorch_standalone", lower=True),
-        Depends("the one matching framework"), "name: pytorch_standalone", "must match framework"),
-    Key("gpu_id", Check('a GPU id >= 0, a string like "0,1,2,3", a list of ids, or "" / cpu', _gpu_ids),
-        (0,), "gpu_id: 0", '"" or cpu: the CPU; several ids: one process per GPU'),
-), "resource: {name: pytorch_standalone, gpu_id: 0}", "where the run executes (docs/scenario.md#not-available-yet-multiple-gpus)")
+_RESOURCE = Section(
+    "resource",
+    (
+        Key(
+            "name",
+            choice("Tensorflow_standalone", "pytorch_standalone", lower=True),
+            Depends("the one matching framework"),
+            "name: pytorch_standalone",
+            "must match framework",
+        ),
+        Key(
+            "gpu_id",
+            Check('a GPU id >= 0, a string like "0,1,2,3", a list of ids, or "" / cpu', _gpu_ids),
+            (0,),
+            "gpu_id: 0",
+            '"" or cpu: the CPU; several ids: one process per GPU',
+        ),
+    ),
+    "resource: {name: pytorch_standalone, gpu_id: 0}",
+    "where the run executes (docs/scenario.md#not-available-yet-multiple-gpus)",
+)
 
-_STRATEGY = Section("strategy", (
-    Key("name", choice("NASEA"), REQUIRED, "name: NASEA", "the strategy; only NASEA"),
-    Key("framework", choice("TensorFlow", "PyTorch", lower=True), REQUIRED, "framework: PyTorch",
-        "TensorFlow (tf.keras) or PyTorch"),
-    Key("batch_size", integer(1), REQUIRED, "batch_size: 128", "per process"),
-    Key("epochs", integer(1), REQUIRED, "epochs: 60", "supernet training epochs"),
-    _CONSTRAINT, _SUPERNET,
-    Section("optimizer", (_WEIGHTS_OPTIMIZER,), "optimizer: {weights_optimizer: {type: Adam}}", "optimizers"),
-    _DATASET, _SEARCHER_SECTION, _TRAINING_SECTION, _RESOURCE,
-), "strategy: {name: NASEA, framework: PyTorch, ...} (see scen.yaml.example)", "the search", required=True)
+_STRATEGY = Section(
+    "strategy",
+    (
+        Key("name", choice("NASEA"), REQUIRED, "name: NASEA", "the strategy; only NASEA"),
+        Key(
+            "framework",
+            choice("TensorFlow", "PyTorch", lower=True),
+            REQUIRED,
+            "framework: PyTorch",
+            "TensorFlow (tf.keras) or PyTorch",
+        ),
+        Key("batch_size", integer(1), REQUIRED, "batch_size: 128", "per process"),
+        Key("epochs", integer(1), REQUIRED, "epochs: 60", "supernet training epochs"),
+        _CONSTRAINT,
+        _SUPERNET,
+        Section("optimizer", (_WEIGHTS_OPTIMIZER,), "optimizer: {weights_optimizer: {type: Adam}}", "optimizers"),
+        _DATASET,
+        _SEARCHER_SECTION,
+        _TRAINING_SECTION,
+        _RESOURCE,
+    ),
+    "strategy: {name: NASEA, framework: PyTorch, ...} (see scen.yaml.example)",
+    "the search",
+    required=True,
+)
 
-SCHEMA = Section("", (
-    Section("scenario", (_STRATEGY, _RESOURCE), "scenario: {strategy: {...}} (see scen.yaml.example)",
-            "the whole scenario", required=True),
-), "", "the file")
+SCHEMA = Section(
+    "",
+    (
+        Section(
+            "scenario",
+            (_STRATEGY, _RESOURCE),
+            "scenario: {strategy: {...}} (see scen.yaml.example)",
+            "the whole scenario",
+            required=True,
+        ),
+    ),
+    "",
+    "the file",
+)
 
 
 # --- lookups ---------------------------------------------------------------------------------
@@ -373,8 +564,11 @@ _PATHS = dict(_walk(SCHEMA, ""))
 
 def defaults() -> dict[str, Any]:
     """Each key's path mapped to its fixed default (None where it is required or depends)."""
-    return {p: (None if k.required or isinstance(k.default, Depends) else k.default)
-            for p, k in _PATHS.items() if isinstance(k, Key)}
+    return {
+        p: (None if k.required or isinstance(k.default, Depends) else k.default)
+        for p, k in _PATHS.items()
+        if isinstance(k, Key)
+    }
 
 
 def unknown_key(name: Any, here: Section, path: str) -> tuple[str, str]:

@@ -16,12 +16,17 @@ require("torch")
 def test_demo_runs_shortened(tmp_path):
     work = tmp_path / "digits_torch"
     shutil.copytree(DEMO, work, ignore=shutil.ignore_patterns("results", "checkpoints", "log_*"))
-    short = ["scenario.strategy.epochs=1", "scenario.strategy.searcher.generation_num=1",
-             "scenario.strategy.searcher.pop_size=4", "scenario.strategy.training.sampling=uniform",
-             "scenario.strategy.training.distill=false"]
+    short = [
+        "scenario.strategy.epochs=1",
+        "scenario.strategy.searcher.generation_num=1",
+        "scenario.strategy.searcher.pop_size=4",
+        "scenario.strategy.training.sampling=uniform",
+        "scenario.strategy.training.distill=false",
+    ]
     args = [arg for kv in short for arg in ("--set", kv)]
-    proc = subprocess.run([sys.executable, "-m", "dopt", "-c", "scen.yaml", *args], cwd=work,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dopt", "-c", "scen.yaml", *args], cwd=work, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((work / "results" / "pareto.json").read_text())
     assert doc["front"] and doc["constraint"] == {"type": "size", "value": 30000}

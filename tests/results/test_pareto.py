@@ -87,7 +87,16 @@ def test_csv_columns_and_rows(tmp_path, archive):
     rows = list(csv.DictReader(path.open(newline="")))
     assert tuple(rows[0]) == csv_columns()
     assert csv_columns() == (
-        "index", "front_n", "metric", "size", "flops", "latency_ms", "feasible", "generation", "eval_seconds", "encoding",
+        "index",
+        "front_n",
+        "metric",
+        "size",
+        "flops",
+        "latency_ms",
+        "feasible",
+        "generation",
+        "eval_seconds",
+        "encoding",
     )
     assert len(rows) == len(archive)
     assert [r["front_n"] for r in rows] == ["2", "", "3", "", "1", ""]

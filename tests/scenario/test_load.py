@@ -72,8 +72,10 @@ def whole(text: str) -> tuple[str, str]:
 
 
 S = "scenario.strategy."
-DETECTION = [sub("image_classification", "object_detection"),
-             sub("      val_dir: data/val\n", "      val_dir: data/val\n      pre_train_dir: data/train\n")]
+DETECTION = [
+    sub("image_classification", "object_detection"),
+    sub("      val_dir: data/val\n", "      val_dir: data/val\n      pre_train_dir: data/train\n"),
+]
 TF = sub("framework: PyTorch", "framework: TensorFlow")
 
 # (edits, line or None, words the message must contain besides the file name)
@@ -89,19 +91,31 @@ BAD = {
     "tab": ([sub("    epochs: 4", "\tepochs: 4")], 6, ["invalid YAML", "tabs"]),
     "duplicate": ([sub("    epochs: 4\n", "    epochs: 4\n    epochs: 5\n")], 7, ["duplicate key", "epochs"]),
     "unclosed-list": ([add("    supernet: {filters: [16, 16}\n")], 14, ["invalid YAML", "Fix:"]),
-    "fullwidth-colon": ([sub("val_dir: data/val", "val_dir： data/val")], 13,
-                        [":13:14:", S + "dataset.val_dir", "full-width colon", "replace '：' with ':'"]),
+    "fullwidth-colon": (
+        [sub("val_dir: data/val", "val_dir： data/val")],
+        13,
+        [":13:14:", S + "dataset.val_dir", "full-width colon", "replace '：' with ':'"],
+    ),
     "non-string-key": ([add("    1: x\n")], 14, ["keys must be names", "keys allowed here"]),
     # unknown and misplaced keys
     "did-you-mean": ([sub("epochs: 4", "epoch: 4")], 6, [S + "epoch", "did you mean 'epochs'?", "rename it to epochs"]),
     "did-you-mean-case": ([sub("epochs: 4", "Epochs: 4")], 6, ["did you mean 'epochs'?"]),
-    "misplaced": ([add("    pop_size: 8\n")], 14,
-                  [S + "pop_size", "pop_size belongs under scenario.strategy.searcher"]),
-    "misplaced-type": ([add("    optimizer: {type: SGD}\n")], 14,
-                       ["type belongs under scenario.strategy.optimizer.weights_optimizer"]),
+    "misplaced": (
+        [add("    pop_size: 8\n")],
+        14,
+        [S + "pop_size", "pop_size belongs under scenario.strategy.searcher"],
+    ),
+    "misplaced-type": (
+        [add("    optimizer: {type: SGD}\n")],
+        14,
+        ["type belongs under scenario.strategy.optimizer.weights_optimizer"],
+    ),
     "far-match": ([add("    generatoin_num: 2\n")], 14, ["did you mean scenario.strategy.searcher.generation_num?"]),
-    "unknown": ([add("    colour: red\n")], 14,
-                [S + "colour", "unknown key 'colour'", "remove it", "keys allowed here"]),
+    "unknown": (
+        [add("    colour: red\n")],
+        14,
+        [S + "colour", "unknown key 'colour'", "remove it", "keys allowed here"],
+    ),
     "unknown-nested": ([add("    resource: {gpu_ids: 0}\n")], 14, [S + "resource.gpu_ids", "did you mean 'gpu_id'?"]),
     # required keys
     "no-epochs": ([sub("    epochs: 4\n", "")], 2, [S + "epochs", "required key is missing", "e.g. epochs: 60"]),
@@ -109,15 +123,24 @@ BAD = {
     "no-name": ([sub("    name: NASEA\n", "")], 2, [S + "name", "missing", "name: NASEA"]),
     "no-framework": ([sub("    framework: PyTorch\n", "")], 2, [S + "framework", "missing"]),
     "no-constraint": ([sub("    constraint:\n", "    constraint_:\n")], 7, ["unknown key"]),
-    "no-application": ([sub("      application_type: image_classification\n", "")], 7,
-                       [S + "constraint.application_type", "missing", "application_type: image_classification"]),
+    "no-application": (
+        [sub("      application_type: image_classification\n", "")],
+        7,
+        [S + "constraint.application_type", "missing", "application_type: image_classification"],
+    ),
     "no-constraint-value": ([sub("      constraint_value: 100000\n", "")], 7, [S + "constraint.constraint_value"]),
     "no-train-dir": ([sub("      train_dir: data/train\n", "")], 11, [S + "dataset.train_dir", "missing"]),
-    "no-dataset": ([sub("    dataset:\n      train_dir: data/train\n      val_dir: data/val\n", "")], 2,
-                   [S + "dataset", "missing"]),
+    "no-dataset": (
+        [sub("    dataset:\n      train_dir: data/train\n      val_dir: data/val\n", "")],
+        2,
+        [S + "dataset", "missing"],
+    ),
     # types, ranges, choices
-    "epochs-text": ([sub("epochs: 4", "epochs: abc")], 6,
-                    [":6:13:", S + "epochs", "expected an integer > 0, got 'abc'", "Fix: e.g. epochs: 60"]),
+    "epochs-text": (
+        [sub("epochs: 4", "epochs: abc")],
+        6,
+        [":6:13:", S + "epochs", "expected an integer > 0, got 'abc'", "Fix: e.g. epochs: 60"],
+    ),
     "epochs-bool": ([sub("epochs: 4", "epochs: true")], 6, ["expected an integer > 0, got True"]),
     "epochs-float": ([sub("epochs: 4", "epochs: 2.5")], 6, ["got 2.5"]),
     "epochs-quoted": ([sub("epochs: 4", 'epochs: "4"')], 6, ["got '4'"]),
@@ -126,82 +149,156 @@ BAD = {
     "name": ([sub("name: NASEA", "name: DARTS")], 3, [S + "name", "one of NASEA", "'DARTS'"]),
     "framework": ([sub("framework: PyTorch", "framework: Keras")], 4, ["one of TensorFlow, PyTorch", "'Keras'"]),
     "framework-typo": ([sub("framework: PyTorch", "framework: Pytorh")], 4, ["did you mean 'PyTorch'?"]),
-    "application": ([sub("application_type: image_classification", "application_type: classification")], 8,
-                    ["one of image_classification, object_detection, semantic_segmentation"]),
+    "application": (
+        [sub("application_type: image_classification", "application_type: classification")],
+        8,
+        ["one of image_classification, object_detection, semantic_segmentation"],
+    ),
     "constraint-type": ([sub("constraint_type: size", "constraint_type: params")], 9, ["one of size, flops, latency"]),
     "constraint-value-zero": ([sub("constraint_value: 100000", "constraint_value: 0")], 10, ["a number > 0", "got 0"]),
     "constraint-value-text": ([sub("constraint_value: 100000", "constraint_value: 1M")], 10, ["got '1M'"]),
     "constraint-value-inf": ([sub("constraint_value: 100000", "constraint_value: .inf")], 10, ["got inf"]),
-    "processor-empty": ([sub("constraint_value: 100000", "constraint_value: 1\n      processor_version: ''")], 11,
-                        ["processor_version", "a non-empty string"]),
-    "constraint-not-mapping": ([sub("    constraint:\n      application_type: image_classification\n"
-                                    "      constraint_type: size\n      constraint_value: 100000\n",
-                                    "    constraint: size\n")], 7, [S + "constraint", "mapping"]),
+    "processor-empty": (
+        [sub("constraint_value: 100000", "constraint_value: 1\n      processor_version: ''")],
+        11,
+        ["processor_version", "a non-empty string"],
+    ),
+    "constraint-not-mapping": (
+        [
+            sub(
+                "    constraint:\n      application_type: image_classification\n"
+                "      constraint_type: size\n      constraint_value: 100000\n",
+                "    constraint: size\n",
+            )
+        ],
+        7,
+        [S + "constraint", "mapping"],
+    ),
     # supernet
-    "shape-two": ([add("    supernet: {input_shape: '(16, 16)'}\n")], 14,
-                  [S + "supernet.input_shape", "three integers"]),
+    "shape-two": (
+        [add("    supernet: {input_shape: '(16, 16)'}\n")],
+        14,
+        [S + "supernet.input_shape", "three integers"],
+    ),
     "shape-zero": ([add("    supernet: {input_shape: [1, 0, 8]}\n")], 14, ["item 1 is 0"]),
     "shape-text": ([add("    supernet: {input_shape: 'a, b, c'}\n")], 14, ["'a, b, c'"]),
     "shape-in-flow": ([add("    supernet: {input_shape: (1, 8, 8)}\n")], 14, ["got '(1'", "quote it"]),
-    "shape-hwc": ([add("    supernet:\n      input_shape: (16, 16, 1)\n")], 15,
-                  ["input_shape (16, 16, 1) looks like HWC; PyTorch takes CHW", "input_shape: (1, 16, 16)"]),
-    "shape-chw-tf": ([TF, add("    supernet:\n      input_shape: (3, 32, 32)\n")], 15,
-                     ["looks like CHW; channels_last takes HWC", "input_shape: (32, 32, 3)"]),
-    "torch-channels-last": ([add("    supernet: {data_format: channels_last}\n")], 14,
-                            [S + "supernet.data_format", "PyTorch supports channels_first only"]),
+    "shape-hwc": (
+        [add("    supernet:\n      input_shape: (16, 16, 1)\n")],
+        15,
+        ["input_shape (16, 16, 1) looks like HWC; PyTorch takes CHW", "input_shape: (1, 16, 16)"],
+    ),
+    "shape-chw-tf": (
+        [TF, add("    supernet:\n      input_shape: (3, 32, 32)\n")],
+        15,
+        ["looks like CHW; channels_last takes HWC", "input_shape: (32, 32, 3)"],
+    ),
+    "torch-channels-last": (
+        [add("    supernet: {data_format: channels_last}\n")],
+        14,
+        [S + "supernet.data_format", "PyTorch supports channels_first only"],
+    ),
     "data-format": ([add("    supernet: {data_format: NCHW}\n")], 14, ["one of channels_first, channels_last"]),
-    "filters-zero": ([add("    supernet:\n      filters: [16, 0]\n      strides: [1, 2]\n")], 15,
-                     [":15:21:", S + "supernet.filters", "item 1 is 0", "integers > 0"]),
+    "filters-zero": (
+        [add("    supernet:\n      filters: [16, 0]\n      strides: [1, 2]\n")],
+        15,
+        [":15:21:", S + "supernet.filters", "item 1 is 0", "integers > 0"],
+    ),
     "filters-empty": ([add("    supernet: {filters: [], strides: []}\n")], 14, ["non-empty list"]),
     "filters-scalar": ([add("    supernet: {filters: 16}\n")], 14, ["list", "got 16"]),
     "strides-three": ([add("    supernet: {strides: [1, 3, 2, 1, 2, 1]}\n")], 14, ["strides (1 or 2)", "item 1 is 3"]),
-    "only-filters": ([add("    supernet:\n      filters: [16, 16]\n")], 15,
-                     [S + "supernet.filters", "filters has 2 layers but strides has 6 (the default)",
-                      "e.g. strides: [1, 1]"]),
-    "only-strides": ([add("    supernet:\n      strides: [1, 2]\n")], 15,
-                     [S + "supernet.strides", "filters has 6 layers (the default) but strides has 2"]),
-    "both-lengths": ([add("    supernet:\n      filters: [8, 8, 8]\n      strides: [1, 2]\n")], 16,
-                     [S + "supernet.strides", "filters has 3 layers but strides has 2", "strides: [1, 1, 1]"]),
-    "feature-range": (DETECTION + [add("    supernet: {feature_choose: [4, 6]}\n")], 15,
-                      [S + "supernet.feature_choose", "layer 6 does not exist", "numbered 0 to 5"]),
+    "only-filters": (
+        [add("    supernet:\n      filters: [16, 16]\n")],
+        15,
+        [S + "supernet.filters", "filters has 2 layers but strides has 6 (the default)", "e.g. strides: [1, 1]"],
+    ),
+    "only-strides": (
+        [add("    supernet:\n      strides: [1, 2]\n")],
+        15,
+        [S + "supernet.strides", "filters has 6 layers (the default) but strides has 2"],
+    ),
+    "both-lengths": (
+        [add("    supernet:\n      filters: [8, 8, 8]\n      strides: [1, 2]\n")],
+        16,
+        [S + "supernet.strides", "filters has 3 layers but strides has 2", "strides: [1, 1, 1]"],
+    ),
+    "feature-range": (
+        DETECTION + [add("    supernet: {feature_choose: [4, 6]}\n")],
+        15,
+        [S + "supernet.feature_choose", "layer 6 does not exist", "numbered 0 to 5"],
+    ),
     "feature-order": (DETECTION + [add("    supernet: {feature_choose: [5, 4]}\n")], 15, ["unique and ascending"]),
     "feature-duplicate": (DETECTION + [add("    supernet: {feature_choose: [4, 4]}\n")], 15, ["unique and ascending"]),
-    "kernel-even": ([add("    supernet:\n      search_space: {kernel_sizes: [3, 4]}\n")], 15,
-                    [S + "supernet.search_space.kernel_sizes", "odd integers", "item 1 is 4"]),
+    "kernel-even": (
+        [add("    supernet:\n      search_space: {kernel_sizes: [3, 4]}\n")],
+        15,
+        [S + "supernet.search_space.kernel_sizes", "odd integers", "item 1 is 4"],
+    ),
     "expand-empty": ([add("    supernet:\n      search_space: {expand_ratios: []}\n")], 15, ["non-empty"]),
     "width-zero": ([add("    supernet:\n      search_space: {width_ratios: [0, 1]}\n")], 15, ["(0, 1]", "item 0 is 0"]),
     "width-big": ([add("    supernet:\n      search_space: {width_ratios: [1.5]}\n")], 15, ["item 0 is 1.5"]),
     "skip-yes": ([add("    supernet:\n      search_space: {skip: yes}\n")], 15, ["true or false", "got 'yes'"]),
     # optimizer
-    "torch-momentum": ([add("    optimizer:\n      weights_optimizer: {type: Momentum}\n")], 15,
-                       [S + "optimizer.weights_optimizer.type", "PyTorch has no Momentum", "type: SGD",
-                        "momentum: 0.9"]),
-    "optimizer-type": ([add("    optimizer:\n      weights_optimizer: {type: RMSprop}\n")], 15,
-                       ["one of SGD, Momentum, Adam"]),
-    "momentum-adam": ([add("    optimizer:\n      weights_optimizer: {momentum: 0.9}\n")], 15,
-                      [S + "optimizer.weights_optimizer.momentum", "ignored", "type: SGD"]),
-    "betas-sgd": ([add("    optimizer:\n      weights_optimizer: {type: SGD, betas: [0.9, 0.99]}\n")], 15,
-                  [S + "optimizer.weights_optimizer.betas", "betas are for Adam", "type: Adam"]),
-    "betas-one": ([add("    optimizer:\n      weights_optimizer: {betas: [0.9]}\n")], 15,
-                  ["a list of 2 numbers in (0, 1)"]),
+    "torch-momentum": (
+        [add("    optimizer:\n      weights_optimizer: {type: Momentum}\n")],
+        15,
+        [S + "optimizer.weights_optimizer.type", "PyTorch has no Momentum", "type: SGD", "momentum: 0.9"],
+    ),
+    "optimizer-type": (
+        [add("    optimizer:\n      weights_optimizer: {type: RMSprop}\n")],
+        15,
+        ["one of SGD, Momentum, Adam"],
+    ),
+    "momentum-adam": (
+        [add("    optimizer:\n      weights_optimizer: {momentum: 0.9}\n")],
+        15,
+        [S + "optimizer.weights_optimizer.momentum", "ignored", "type: SGD"],
+    ),
+    "betas-sgd": (
+        [add("    optimizer:\n      weights_optimizer: {type: SGD, betas: [0.9, 0.99]}\n")],
+        15,
+        [S + "optimizer.weights_optimizer.betas", "betas are for Adam", "type: Adam"],
+    ),
+    "betas-one": (
+        [add("    optimizer:\n      weights_optimizer: {betas: [0.9]}\n")],
+        15,
+        ["a list of 2 numbers in (0, 1)"],
+    ),
     "betas-one-is-one": ([add("    optimizer:\n      weights_optimizer: {betas: [0.9, 1]}\n")], 15, ["item 1 is 1"]),
-    "lr-big": ([add("    optimizer:\n      weights_optimizer: {learning_rate: 1.5}\n")], 15,
-               ["learning_rate", "a number in (0, 1)", "got 1.5", "learning_rate: 0.0001"]),
+    "lr-big": (
+        [add("    optimizer:\n      weights_optimizer: {learning_rate: 1.5}\n")],
+        15,
+        ["learning_rate", "a number in (0, 1)", "got 1.5", "learning_rate: 0.0001"],
+    ),
     "lr-zero": ([add("    optimizer:\n      weights_optimizer: {learning_rate: 0}\n")], 15, ["got 0"]),
     "momentum-one": ([add("    optimizer:\n      weights_optimizer: {type: SGD, momentum: 1.0}\n")], 15, ["(0, 1)"]),
     "optimizer-not-mapping": ([add("    optimizer: Adam\n")], 14, [S + "optimizer", "mapping"]),
     # dataset
-    "val-missing-dir": ([sub("val_dir: data/val", "val_dir: data/nope")], 13,
-                        [S + "dataset.val_dir", "'data/nope'", "does not exist", "nope", "Fix:"]),
+    "val-missing-dir": (
+        [sub("val_dir: data/val", "val_dir: data/nope")],
+        13,
+        [S + "dataset.val_dir", "'data/nope'", "does not exist", "nope", "Fix:"],
+    ),
     "train-number": ([sub("train_dir: data/train", "train_dir: 5")], 12, [S + "dataset.train_dir", "got 5"]),
-    "pre-train-needed": ([sub("image_classification", "semantic_segmentation")], 11,
-                         [S + "dataset.pre_train_dir", "required for semantic_segmentation", "pre_train_dir:"]),
-    "pre-train-missing-dir": ([sub("image_classification", "object_detection"),
-                               sub("val_dir: data/val", "val_dir: data/val\n      pre_train_dir: pre")], 14,
-                              [S + "dataset.pre_train_dir", "does not exist"]),
+    "pre-train-needed": (
+        [sub("image_classification", "semantic_segmentation")],
+        11,
+        [S + "dataset.pre_train_dir", "required for semantic_segmentation", "pre_train_dir:"],
+    ),
+    "pre-train-missing-dir": (
+        [
+            sub("image_classification", "object_detection"),
+            sub("val_dir: data/val", "val_dir: data/val\n      pre_train_dir: pre"),
+        ],
+        14,
+        [S + "dataset.pre_train_dir", "does not exist"],
+    ),
     # searcher
-    "generations-float": ([add("    searcher: {generation_num: 1.5}\n")], 14,
-                          [S + "searcher.generation_num", "integer > 0", "generation_num: 20"]),
+    "generations-float": (
+        [add("    searcher: {generation_num: 1.5}\n")],
+        14,
+        [S + "searcher.generation_num", "integer > 0", "generation_num: 20"],
+    ),
     "pop-one": ([add("    searcher: {pop_size: 1}\n")], 14, [S + "searcher.pop_size", "integer >= 2"]),
     "seed-negative": ([add("    searcher: {seed: -1}\n")], 14, [S + "searcher.seed", "integer >= 0"]),
     "algorithm": ([add("    searcher: {algorithm: ga}\n")], 14, ["one of nsga2, random"]),
@@ -213,19 +310,34 @@ BAD = {
     "eval-batches": ([add("    searcher: {eval_batches: all}\n")], 14, [S + "searcher.eval_batches", "'all'"]),
     # training
     "sampling": ([add("    training: {sampling: random}\n")], 14, ["one of uniform, sandwich"]),
-    "distill-uniform": ([add("    training: {distill: true}\n")], 14,
-                        [S + "training.distill", "needs sampling: sandwich", "sampling: sandwich"]),
+    "distill-uniform": (
+        [add("    training: {distill: true}\n")],
+        14,
+        [S + "training.distill", "needs sampling: sandwich", "sampling: sandwich"],
+    ),
     "distill-int": ([add("    training: {distill: 1}\n")], 14, ["true or false", "got 1"]),
-    "warmup-too-long": ([add("    training: {warmup_epochs: 4}\n")], 14,
-                        [S + "training.warmup_epochs", "fewer warmup epochs than epochs (4)"]),
+    "warmup-too-long": (
+        [add("    training: {warmup_epochs: 4}\n")],
+        14,
+        [S + "training.warmup_epochs", "fewer warmup epochs than epochs (4)"],
+    ),
     "warmup-negative": ([add("    training: {warmup_epochs: -1}\n")], 14, ["integer >= 0"]),
     # resource
-    "resource-twice": ([add("    resource: {gpu_id: 0}\n  resource: {gpu_id: 1}\n")], 14,
-                       [S + "resource", "twice", "keep one"]),
-    "resource-mismatch": ([add("  resource: {name: Tensorflow_standalone}\n")], 14,
-                          ["scenario.resource.name", "does not match framework 'pytorch'", "name: pytorch_standalone"]),
-    "resource-mismatch-tf": ([TF, add("    resource: {name: pytorch_standalone}\n")], 14,
-                             [S + "resource.name", "name: Tensorflow_standalone"]),
+    "resource-twice": (
+        [add("    resource: {gpu_id: 0}\n  resource: {gpu_id: 1}\n")],
+        14,
+        [S + "resource", "twice", "keep one"],
+    ),
+    "resource-mismatch": (
+        [add("  resource: {name: Tensorflow_standalone}\n")],
+        14,
+        ["scenario.resource.name", "does not match framework 'pytorch'", "name: pytorch_standalone"],
+    ),
+    "resource-mismatch-tf": (
+        [TF, add("    resource: {name: pytorch_standalone}\n")],
+        14,
+        [S + "resource.name", "name: Tensorflow_standalone"],
+    ),
     "resource-name": ([add("  resource: {name: local}\n")], 14, ["one of Tensorflow_standalone, pytorch_standalone"]),
     "gpu-letters": ([add("  resource: {gpu_id: 'a,b'}\n")], 14, ["scenario.resource.gpu_id", "'a,b'"]),
     "gpu-negative": ([add("  resource: {gpu_id: -1}\n")], 14, ["got -1"]),
@@ -259,7 +371,11 @@ def test_minimal_gets_every_default(workdir: Path) -> None:
     assert s.supernet.filters == (64, 64, 128, 128, 256, 256) and s.supernet.strides == (1, 1, 2, 1, 2, 1)
     assert s.supernet.feature_choose == () and s.supernet.search_space.kernel_sizes == (3, 5, 7)
     assert (s.optimizer.type, s.optimizer.learning_rate, s.optimizer.betas, s.optimizer.momentum) == (
-        "Adam", 1e-4, (0.9, 0.999), None)
+        "Adam",
+        1e-4,
+        (0.9, 0.999),
+        None,
+    )
     assert s.dataset.train_dir == str(workdir / "data" / "train") and s.dataset.pre_train_dir is None
     assert (s.searcher.generation_num, s.searcher.pop_size, s.searcher.seed) == (20, 40, None)
     assert (s.searcher.algorithm, s.searcher.crossover_prob, s.searcher.mutation_prob) == ("nsga2", 0.9, None)
@@ -275,8 +391,14 @@ def test_result_is_frozen_with_tuples(workdir: Path) -> None:
 
 
 def test_tensorflow_segmentation_defaults(workdir: Path) -> None:
-    text = _edit(MINIMAL, [TF, sub("image_classification", "semantic_segmentation"),
-                           sub("val_dir: data/val", "val_dir: data/val\n      pre_train_dir: data/train")])
+    text = _edit(
+        MINIMAL,
+        [
+            TF,
+            sub("image_classification", "semantic_segmentation"),
+            sub("val_dir: data/val", "val_dir: data/val\n      pre_train_dir: data/train"),
+        ],
+    )
     s = _load(workdir, text)
     assert (s.supernet.data_format, s.supernet.input_shape) == ("channels_last", (224, 224, 3))
     assert (s.optimizer.type, s.optimizer.learning_rate) == ("Momentum", 1e-5)
@@ -285,24 +407,46 @@ def test_tensorflow_segmentation_defaults(workdir: Path) -> None:
 
 
 def test_pytorch_segmentation_defaults_to_adam(workdir: Path) -> None:
-    text = _edit(MINIMAL, [sub("image_classification", "semantic_segmentation"),
-                           sub("val_dir: data/val", "val_dir: data/val\n      pre_train_dir: data/train")])
+    text = _edit(
+        MINIMAL,
+        [
+            sub("image_classification", "semantic_segmentation"),
+            sub("val_dir: data/val", "val_dir: data/val\n      pre_train_dir: data/train"),
+        ],
+    )
     s = _load(workdir, text)
     assert (s.optimizer.type, s.optimizer.learning_rate) == ("Adam", 1e-5)
 
 
-@pytest.mark.parametrize("written, shape", [
-    ("(1, 8, 8)", (1, 8, 8)), ("'(1,8,8)'", (1, 8, 8)), ("[1, 8, 8]", (1, 8, 8)), ("'1, 8, 8'", (1, 8, 8)),
-])
+@pytest.mark.parametrize(
+    "written, shape",
+    [
+        ("(1, 8, 8)", (1, 8, 8)),
+        ("'(1,8,8)'", (1, 8, 8)),
+        ("[1, 8, 8]", (1, 8, 8)),
+        ("'1, 8, 8'", (1, 8, 8)),
+    ],
+)
 def test_input_shape_forms(workdir: Path, written: str, shape: tuple[int, int, int]) -> None:
     s = _load(workdir, _edit(MINIMAL, [add(f"    supernet:\n      input_shape: {written}\n")]))
     assert s.supernet.input_shape == shape
 
 
-@pytest.mark.parametrize("written, ids", [
-    ("0", (0,)), ("3", (3,)), ("0,1,2,3", (0, 1, 2, 3)), ("'0, 1'", (0, 1)), ("[1, 2]", (1, 2)),
-    ('""', ()), ("cpu", ()), ("CPU", ()), ("[]", ()), ("", (0,)),
-])
+@pytest.mark.parametrize(
+    "written, ids",
+    [
+        ("0", (0,)),
+        ("3", (3,)),
+        ("0,1,2,3", (0, 1, 2, 3)),
+        ("'0, 1'", (0, 1)),
+        ("[1, 2]", (1, 2)),
+        ('""', ()),
+        ("cpu", ()),
+        ("CPU", ()),
+        ("[]", ()),
+        ("", (0,)),
+    ],
+)
 def test_gpu_id_forms(workdir: Path, written: str, ids: tuple[int, ...]) -> None:
     s = _load(workdir, _edit(MINIMAL, [add(f"  resource:\n    gpu_id: {written}\n")]))
     assert s.resource.gpu_ids == ids
@@ -315,11 +459,19 @@ def test_resource_under_strategy_as_in_the_seed(workdir: Path) -> None:
 
 
 def test_choices_are_case_insensitive_and_normalized(workdir: Path) -> None:
-    text = _edit(MINIMAL, [sub("NASEA", "nasea"), sub("PyTorch", "pytorch"),
-                           sub("constraint_type: size", "constraint_type: FLOPS"),
-                           add("    optimizer:\n      weights_optimizer: {type: sgd, momentum: 0.8}\n"
-                               "    searcher: {algorithm: Random}\n"
-                               "    training: {sampling: Sandwich, distill: true}\n")])
+    text = _edit(
+        MINIMAL,
+        [
+            sub("NASEA", "nasea"),
+            sub("PyTorch", "pytorch"),
+            sub("constraint_type: size", "constraint_type: FLOPS"),
+            add(
+                "    optimizer:\n      weights_optimizer: {type: sgd, momentum: 0.8}\n"
+                "    searcher: {algorithm: Random}\n"
+                "    training: {sampling: Sandwich, distill: true}\n"
+            ),
+        ],
+    )
     s = _load(workdir, text)
     assert (s.framework, s.constraint.kind, s.optimizer.type, s.optimizer.momentum) == ("pytorch", "flops", "SGD", 0.8)
     assert (s.searcher.algorithm, s.training.sampling, s.training.distill) == ("random", "sandwich", True)
@@ -327,18 +479,31 @@ def test_choices_are_case_insensitive_and_normalized(workdir: Path) -> None:
 
 
 def test_search_space_is_deduplicated_and_sorted(workdir: Path) -> None:
-    text = _edit(MINIMAL, [add("    supernet:\n      search_space:\n        kernel_sizes: [7, 3, 3]\n"
-                               "        width_ratios: [1, 0.25]\n        skip: false\n")])
+    text = _edit(
+        MINIMAL,
+        [
+            add(
+                "    supernet:\n      search_space:\n        kernel_sizes: [7, 3, 3]\n"
+                "        width_ratios: [1, 0.25]\n        skip: false\n"
+            )
+        ],
+    )
     space = _load(workdir, text).supernet.search_space
     assert (space.kernel_sizes, space.expand_ratios, space.width_ratios, space.skip) == (
-        (3, 7), (1, 3, 6), (0.25, 1.0), False)
+        (3, 7),
+        (1, 3, 6),
+        (0.25, 1.0),
+        False,
+    )
 
 
 def test_dataset_paths(workdir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     elsewhere = tmp_path_factory.mktemp("other") / "train.npz"
     elsewhere.write_bytes(b"")
-    text = _edit(MINIMAL, [sub("train_dir: data/train", f"train_dir: {elsewhere}"),
-                           sub("val_dir: data/val", "val_dir: gs://bucket/val")])
+    text = _edit(
+        MINIMAL,
+        [sub("train_dir: data/train", f"train_dir: {elsewhere}"), sub("val_dir: data/val", "val_dir: gs://bucket/val")],
+    )
     d = _load(workdir, text).dataset
     assert (d.train_dir, d.val_dir) == (str(elsewhere), "gs://bucket/val")
     same = _load(workdir, _edit(MINIMAL, [sub("val_dir: data/val", "val_dir: data/train")])).dataset
@@ -348,9 +513,15 @@ def test_dataset_paths(workdir: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def test_classification_ignores_detection_keys_with_one_warning_each(
-        workdir: Path, caplog: pytest.LogCaptureFixture) -> None:
-    text = _edit(MINIMAL, [sub("val_dir: data/val", "val_dir: data/val\n      pre_train_dir: nowhere"),
-                           add("    supernet: {feature_choose: [4, 5]}\n")])
+    workdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = _edit(
+        MINIMAL,
+        [
+            sub("val_dir: data/val", "val_dir: data/val\n      pre_train_dir: nowhere"),
+            add("    supernet: {feature_choose: [4, 5]}\n"),
+        ],
+    )
     with caplog.at_level(logging.WARNING, logger="dopt.scenario"):
         s = _load(workdir, text)
     assert (s.supernet.feature_choose, s.dataset.pre_train_dir) == ((), None)
@@ -365,25 +536,40 @@ def test_detection_keeps_feature_choose(workdir: Path) -> None:
 
 
 def test_overrides_apply_before_validation(workdir: Path) -> None:
-    s = _load(workdir, MINIMAL, overrides=[
-        "scenario.strategy.epochs=1", "scenario.strategy.searcher.seed=3",
-        "scenario.strategy.supernet.filters=[16,16]", "scenario.strategy.supernet.strides=[1, 2]",
-        "scenario.resource.gpu_id=cpu", "scenario.strategy.optimizer.weights_optimizer.learning_rate=1e-3",
-    ])
+    s = _load(
+        workdir,
+        MINIMAL,
+        overrides=[
+            "scenario.strategy.epochs=1",
+            "scenario.strategy.searcher.seed=3",
+            "scenario.strategy.supernet.filters=[16,16]",
+            "scenario.strategy.supernet.strides=[1, 2]",
+            "scenario.resource.gpu_id=cpu",
+            "scenario.strategy.optimizer.weights_optimizer.learning_rate=1e-3",
+        ],
+    )
     assert (s.epochs, s.searcher.seed, s.supernet.filters, s.supernet.strides) == (1, 3, (16, 16), (1, 2))
     assert (s.resource.gpu_ids, s.optimizer.learning_rate) == ((), 1e-3)
 
 
-@pytest.mark.parametrize("override, words", [
-    ("scenario.strategy.epochs=abc", ["--set scenario.strategy.epochs=abc: scenario.strategy.epochs:", "got 'abc'"]),
-    ("scenario.strategy.epochs=", ["--set scenario.strategy.epochs=:", "got ''"]),
-    ("scenario.strategy.supernet.filters=[16,16]", ["--set scenario.strategy.supernet.filters=[16,16]:",
-                                                    "strides has 6 (the default)"]),
-    ("scenario.strategy.searcher.pop_sise=3", ["--set", "did you mean 'pop_size'?"]),
-    ("scenario.strategy.training={distill: true}", ["--set scenario.strategy.training=", "sandwich"]),
-    ("scenario.strategy.epochs.x=1", ["--set scenario.strategy.epochs.x=1:", "not a mapping"]),
-    ("scenario.strategy.epochs=[1", ["--set scenario.strategy.epochs=[1:", "invalid YAML"]),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        (
+            "scenario.strategy.epochs=abc",
+            ["--set scenario.strategy.epochs=abc: scenario.strategy.epochs:", "got 'abc'"],
+        ),
+        ("scenario.strategy.epochs=", ["--set scenario.strategy.epochs=:", "got ''"]),
+        (
+            "scenario.strategy.supernet.filters=[16,16]",
+            ["--set scenario.strategy.supernet.filters=[16,16]:", "strides has 6 (the default)"],
+        ),
+        ("scenario.strategy.searcher.pop_sise=3", ["--set", "did you mean 'pop_size'?"]),
+        ("scenario.strategy.training={distill: true}", ["--set scenario.strategy.training=", "sandwich"]),
+        ("scenario.strategy.epochs.x=1", ["--set scenario.strategy.epochs.x=1:", "not a mapping"]),
+        ("scenario.strategy.epochs=[1", ["--set scenario.strategy.epochs=[1:", "invalid YAML"]),
+    ],
+)
 def test_override_errors_name_the_set(workdir: Path, override: str, words: list[str]) -> None:
     with pytest.raises(UserError) as caught:
         _load(workdir, MINIMAL, overrides=[override])
@@ -402,8 +588,10 @@ def test_malformed_override(workdir: Path, override: str) -> None:
 
 
 def test_fullwidth_colon_reports_line_column_and_key(workdir: Path) -> None:
-    text = _edit(MINIMAL, [sub("      val_dir: data/val\n", "      pre_train_dir：   \"/tmp/tfrecords\"\n"
-                                                          "      val_dir：data/val\n")])
+    text = _edit(
+        MINIMAL,
+        [sub("      val_dir: data/val\n", '      pre_train_dir：   "/tmp/tfrecords"\n      val_dir：data/val\n')],
+    )
     with pytest.raises(UserError) as caught:
         _load(workdir, text)
     err = caught.value
@@ -412,8 +600,7 @@ def test_fullwidth_colon_reports_line_column_and_key(workdir: Path) -> None:
 
 
 def test_fullwidth_colon_in_comments_and_quotes_is_fine(workdir: Path) -> None:
-    text = _edit(MINIMAL, [sub("epochs: 4", "epochs: 4  # note：fine"),
-                           add("    # comment：too\n")])
+    text = _edit(MINIMAL, [sub("epochs: 4", "epochs: 4  # note：fine"), add("    # comment：too\n")])
     assert _load(workdir, text).epochs == 4
     quoted = _edit(MINIMAL, [add("  resource: {name: 'pytorch_standalone', gpu_id: \"0\"}  # a：b\n")])
     assert _load(workdir, quoted).resource.gpu_ids == (0,)

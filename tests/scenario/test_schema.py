@@ -13,7 +13,16 @@ from ruamel.yaml import YAML
 
 from dopt.scenario import Searcher, SearchSpaceChoices, Training
 from dopt.scenario.schema import (
-    SCHEMA, Depends, Invalid, Key, Section, choice, defaults, integer, number, unknown_key,
+    SCHEMA,
+    Depends,
+    Invalid,
+    Key,
+    Section,
+    choice,
+    defaults,
+    integer,
+    number,
+    unknown_key,
 )
 
 EXAMPLE = (Path(__file__).resolve().parents[2] / "scen.yaml.example").read_text(encoding="utf-8")
@@ -74,39 +83,53 @@ def test_table_defaults_are_the_model_defaults() -> None:
 def test_required_keys_are_those_of_the_seed() -> None:
     required = {p for p, k in ITEMS.items() if k.required}
     s = "scenario.strategy"
-    assert required == {"scenario", s, f"{s}.name", f"{s}.framework", f"{s}.batch_size", f"{s}.epochs",
-                        f"{s}.constraint", f"{s}.constraint.application_type", f"{s}.constraint.constraint_type",
-                        f"{s}.constraint.constraint_value", f"{s}.dataset", f"{s}.dataset.train_dir",
-                        f"{s}.dataset.val_dir"}
+    assert required == {
+        "scenario",
+        s,
+        f"{s}.name",
+        f"{s}.framework",
+        f"{s}.batch_size",
+        f"{s}.epochs",
+        f"{s}.constraint",
+        f"{s}.constraint.application_type",
+        f"{s}.constraint.constraint_type",
+        f"{s}.constraint.constraint_value",
+        f"{s}.dataset",
+        f"{s}.dataset.train_dir",
+        f"{s}.dataset.val_dir",
+    }
 
 
-@pytest.mark.parametrize("check, value, result", [
-    (integer(1), 3, 3),
-    (integer(1), 0, Invalid),
-    (integer(1), True, Invalid),
-    (integer(1), 3.0, Invalid),
-    (integer(0), 0, 0),
-    (number(0), 5, 5.0),
-    (number(0), math.inf, Invalid),
-    (number(0), math.nan, Invalid),
-    (number(0), False, Invalid),
-    (number(0, 1), 1.0, Invalid),
-    (number(0, 1, closed="high"), 1, 1.0),
-    (number(0, 1, closed="low high"), 0, 0.0),
-    (number(0, as_float=False), 11000000, 11000000),
-    (choice("TensorFlow", "PyTorch", lower=True), "PYTORCH", "pytorch"),
-    (choice("SGD", "Momentum", "Adam"), " adam ", "Adam"),
-    (choice("SGD", "Momentum", "Adam"), 1, Invalid),
-    (KEYS["scenario.strategy.supernet.input_shape"].check, "(224, 224, 3)", (224, 224, 3)),
-    (KEYS["scenario.strategy.supernet.input_shape"].check, [3, 32, 32], (3, 32, 32)),
-    (KEYS["scenario.strategy.supernet.input_shape"].check, "(224, 224)", Invalid),
-    (KEYS["scenario.strategy.supernet.input_shape"].check, [3, 32, 32.5], Invalid),
-    (KEYS["scenario.resource.gpu_id"].check, "0,1,2,3,4,5,6,7", tuple(range(8))),
-    (KEYS["scenario.resource.gpu_id"].check, " cpu ", ()),
-    (KEYS["scenario.resource.gpu_id"].check, "0;1", Invalid),
-    (KEYS["scenario.strategy.supernet.feature_choose"].check, [], ()),
-    (KEYS["scenario.strategy.supernet.search_space.width_ratios"].check, [1, 0.5, 0.5], (0.5, 1.0)),
-])
+@pytest.mark.parametrize(
+    "check, value, result",
+    [
+        (integer(1), 3, 3),
+        (integer(1), 0, Invalid),
+        (integer(1), True, Invalid),
+        (integer(1), 3.0, Invalid),
+        (integer(0), 0, 0),
+        (number(0), 5, 5.0),
+        (number(0), math.inf, Invalid),
+        (number(0), math.nan, Invalid),
+        (number(0), False, Invalid),
+        (number(0, 1), 1.0, Invalid),
+        (number(0, 1, closed="high"), 1, 1.0),
+        (number(0, 1, closed="low high"), 0, 0.0),
+        (number(0, as_float=False), 11000000, 11000000),
+        (choice("TensorFlow", "PyTorch", lower=True), "PYTORCH", "pytorch"),
+        (choice("SGD", "Momentum", "Adam"), " adam ", "Adam"),
+        (choice("SGD", "Momentum", "Adam"), 1, Invalid),
+        (KEYS["scenario.strategy.supernet.input_shape"].check, "(224, 224, 3)", (224, 224, 3)),
+        (KEYS["scenario.strategy.supernet.input_shape"].check, [3, 32, 32], (3, 32, 32)),
+        (KEYS["scenario.strategy.supernet.input_shape"].check, "(224, 224)", Invalid),
+        (KEYS["scenario.strategy.supernet.input_shape"].check, [3, 32, 32.5], Invalid),
+        (KEYS["scenario.resource.gpu_id"].check, "0,1,2,3,4,5,6,7", tuple(range(8))),
+        (KEYS["scenario.resource.gpu_id"].check, " cpu ", ()),
+        (KEYS["scenario.resource.gpu_id"].check, "0;1", Invalid),
+        (KEYS["scenario.strategy.supernet.feature_choose"].check, [], ()),
+        (KEYS["scenario.strategy.supernet.search_space.width_ratios"].check, [1, 0.5, 0.5], (0.5, 1.0)),
+    ],
+)
 def test_checks(check: Any, value: Any, result: Any) -> None:
     if result is Invalid:
         with pytest.raises(Invalid):
@@ -121,18 +144,24 @@ def test_choice_suggests_the_closest_option() -> None:
         choice("SGD", "Momentum", "Adam")("momentun")
 
 
-@pytest.mark.parametrize("name, section, words", [
-    ("epoch", "scenario.strategy", ["did you mean 'epochs'?", "rename it to epochs"]),
-    ("POP_SIZE", "scenario.strategy.searcher", ["did you mean 'pop_size'?"]),
-    ("pop_size", "scenario.strategy", ["pop_size belongs under scenario.strategy.searcher", "move it"]),
-    ("momentum", "scenario.strategy.optimizer", ["belongs under scenario.strategy.optimizer.weights_optimizer"]),
-    ("gpu_id", "scenario.strategy", ["belongs under scenario.resource or scenario.strategy.resource"]),
-    ("strategy", "", ["strategy belongs under scenario"]),
-    ("kernel_size", "scenario.strategy.supernet",
-     ["did you mean scenario.strategy.supernet.search_space.kernel_sizes?"]),
-    ("colour", "scenario.strategy", ["unknown key 'colour'", "keys allowed here: name, framework"]),
-    (3, "scenario.strategy", ["keys must be names, got 3"]),
-])
+@pytest.mark.parametrize(
+    "name, section, words",
+    [
+        ("epoch", "scenario.strategy", ["did you mean 'epochs'?", "rename it to epochs"]),
+        ("POP_SIZE", "scenario.strategy.searcher", ["did you mean 'pop_size'?"]),
+        ("pop_size", "scenario.strategy", ["pop_size belongs under scenario.strategy.searcher", "move it"]),
+        ("momentum", "scenario.strategy.optimizer", ["belongs under scenario.strategy.optimizer.weights_optimizer"]),
+        ("gpu_id", "scenario.strategy", ["belongs under scenario.resource or scenario.strategy.resource"]),
+        ("strategy", "", ["strategy belongs under scenario"]),
+        (
+            "kernel_size",
+            "scenario.strategy.supernet",
+            ["did you mean scenario.strategy.supernet.search_space.kernel_sizes?"],
+        ),
+        ("colour", "scenario.strategy", ["unknown key 'colour'", "keys allowed here: name, framework"]),
+        (3, "scenario.strategy", ["keys must be names, got 3"]),
+    ],
+)
 def test_unknown_key_hints(name: Any, section: str, words: list[str]) -> None:
     here = SCHEMA if section == "" else _section(section)
     what, fix = unknown_key(name, here, section)

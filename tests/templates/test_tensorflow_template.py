@@ -34,12 +34,17 @@ def test_template_runs_shortened_on_png_class_folders(tmp_path):
     work = tmp_path / "w"
     shutil.copytree(TEMPLATE, work)
     write_png_folders(work)
-    short = ["scenario.strategy.epochs=2", "scenario.strategy.searcher.generation_num=1",
-             "scenario.strategy.searcher.pop_size=4", "scenario.strategy.training.sampling=uniform",
-             "scenario.strategy.training.distill=false"]
+    short = [
+        "scenario.strategy.epochs=2",
+        "scenario.strategy.searcher.generation_num=1",
+        "scenario.strategy.searcher.pop_size=4",
+        "scenario.strategy.training.sampling=uniform",
+        "scenario.strategy.training.distill=false",
+    ]
     args = [arg for kv in short for arg in ("--set", kv)]
-    proc = subprocess.run([sys.executable, "-m", "dopt", "-c", "scen.yaml", *args], cwd=work,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dopt", "-c", "scen.yaml", *args], cwd=work, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads((work / "results" / "pareto.json").read_text())
     assert doc["front"] and all(c["size"] <= 30000 for c in doc["archive"] if c["feasible"])

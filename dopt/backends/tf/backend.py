@@ -50,16 +50,19 @@ class TFBackend:
         device = pick_device(scenario.resource.gpu_ids)
         threads = set_threads()
         check_data_format(sn.data_format, device)
-        log.info("tensorflow %s, keras %s, %d CPU threads, device %s", tf.__version__, keras.__version__, threads,
-                 device)
+        log.info(
+            "tensorflow %s, keras %s, %d CPU threads, device %s", tf.__version__, keras.__version__, threads, device
+        )
         seed_everything(seed)
         user = module.UserModule(epoch=scenario.epochs, batch_size=scenario.batch_size)
         make_dataset = data.dataset_fn(user)
         sc, bs, shape = scenario, scenario.batch_size, sn.input_shape
-        train_data = data.Data(make_dataset(sc.dataset.train_dir, True, True), "build_dataset_search(train_dir, True)",
-                               shape, bs, True)
-        val_data = data.Data(make_dataset(sc.dataset.val_dir, False, False), "build_dataset_search(val_dir, False)",
-                             shape, bs, False)
+        train_data = data.Data(
+            make_dataset(sc.dataset.train_dir, True, True), "build_dataset_search(train_dir, True)", shape, bs, True
+        )
+        val_data = data.Data(
+            make_dataset(sc.dataset.val_dir, False, False), "build_dataset_search(val_dir, False)", shape, bs, False
+        )
         n_eval = sc.searcher.eval_batches
         val_batches = val_data.dataset.take(n_eval) if n_eval is not None else val_data.dataset
         first = train_data.first()
@@ -74,10 +77,20 @@ class TFBackend:
         post_flops = probe.check_postnet(post, post_in, sn.filters[-1])
         fixed = Costs(size=count_params(pre) + count_params(post), flops=count_macs(pre, example) + post_flops)
         return TFSetup(
-            scenario=scenario, seed=seed, user=user, device=device,
+            scenario=scenario,
+            seed=seed,
+            user=user,
+            device=device,
             user_sha256=file_sha256(Path(module.__file__ or "")),  # the file as imported, not as later edited
-            make_dataset=make_dataset, train_data=train_data, val_data=val_data, val_batches=val_batches,
-            first=first, first_val=first_val, pre=pre, post=post, example=example,
+            make_dataset=make_dataset,
+            train_data=train_data,
+            val_data=val_data,
+            val_batches=val_batches,
+            first=first,
+            first_val=first_val,
+            pre=pre,
+            post=post,
+            example=example,
             probe=Probe(channels, hw, fixed, train_data.steps, device),
         )
 
@@ -203,7 +216,9 @@ class TFSession:
                 for prefix, variables in (("model", self.supernet.variables), ("optimizer", self.optimizer.variables)):
                     keys = sorted(k for k in archive.files if k.startswith(prefix + "/"))
                     if len(keys) != len(variables):
-                        raise ValueError(f"{len(keys)} {prefix} variables in the file, {len(variables)} in this supernet")
+                        raise ValueError(
+                            f"{len(keys)} {prefix} variables in the file, {len(variables)} in this supernet"
+                        )
                     values = [archive[k] for k in keys]
                     for v, value in zip(variables, values):
                         if tuple(value.shape) != tuple(v.shape):
@@ -212,7 +227,9 @@ class TFSession:
                         v.assign(value)
                 return int(archive["step"])
         except (OSError, KeyError, ValueError, EOFError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
-            raise CorruptCheckpoint(f"{path.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+            raise CorruptCheckpoint(
+                f"{path.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from exc
 
     # -- evaluation primitives (dopt.evaluation.EvalOps) -----------------------------------------
     def calibration_set(self, rng: np.random.Generator) -> list[Any]:
@@ -222,9 +239,13 @@ class TFSession:
         s = self.setup
         sc = s.scenario
         seed_everything(s.seed)
-        fresh = data.Data(s.make_dataset(sc.dataset.train_dir, True, False),
-                          "build_dataset_search(train_dir, True, False)", sc.supernet.input_shape,
-                          sc.batch_size, True)
+        fresh = data.Data(
+            s.make_dataset(sc.dataset.train_dir, True, False),
+            "build_dataset_search(train_dir, True, False)",
+            sc.supernet.input_shape,
+            sc.batch_size,
+            True,
+        )
         return data.calibration_batches(fresh, sc.batch_size, sc.searcher.bn_calib_batches, rng)
 
     def extract(self, arch: Arch) -> Any:
@@ -245,8 +266,12 @@ class TFSession:
         s = self.setup
         sn = s.scenario.supernet
         text = render_script(
-            name=script.stem, header=header, rows=self.supernet.layer_rows(arch),
-            features=self.supernet.static_features(arch), input_shape=sn.input_shape,
-            data_format=sn.data_format, user_sha256=s.user_sha256,
+            name=script.stem,
+            header=header,
+            rows=self.supernet.layer_rows(arch),
+            features=self.supernet.static_features(arch),
+            input_shape=sn.input_shape,
+            data_format=sn.data_format,
+            user_sha256=s.user_sha256,
         )
         return write_and_verify(model, text, script, s.example)

@@ -13,8 +13,10 @@ from dopt.backends.tf.traced import traced_call
 __all__ = ["recalibrate", "all_layers"]
 
 # Layers that are random in training mode; silenced while BN statistics are gathered.
-_NOISE = {"rate": (keras.layers.Dropout, keras.layers.GaussianDropout, keras.layers.AlphaDropout),
-          "stddev": (keras.layers.GaussianNoise,)}
+_NOISE = {
+    "rate": (keras.layers.Dropout, keras.layers.GaussianDropout, keras.layers.AlphaDropout),
+    "stddev": (keras.layers.GaussianNoise,),
+}
 
 
 def all_layers(model: Any) -> list[Any]:

@@ -29,10 +29,14 @@ def dataset_fn(user: Any) -> DatasetFn:
     """``build_dataset_search`` called with ``is_shuffle`` where its signature has it (read once)."""
     method = user.build_dataset_search
     try:
-        params = [p for p in inspect.signature(method).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        takes_shuffle = len(params) >= 3 or any(p.kind == p.VAR_POSITIONAL
-                                                for p in inspect.signature(method).parameters.values())
+        params = [
+            p
+            for p in inspect.signature(method).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        takes_shuffle = len(params) >= 3 or any(
+            p.kind == p.VAR_POSITIONAL for p in inspect.signature(method).parameters.values()
+        )
     except (TypeError, ValueError):
         takes_shuffle = False
 
@@ -59,31 +63,40 @@ class Data:
         drop_remainder: for an unbatched training dataset (BatchNorm never sees a 1-sample batch).
     """
 
-    def __init__(self, result: Any, what: str, input_shape: tuple[int, ...], batch_size: int,
-                 drop_remainder: bool) -> None:
+    def __init__(
+        self, result: Any, what: str, input_shape: tuple[int, ...], batch_size: int, drop_remainder: bool
+    ) -> None:
         if not isinstance(result, (tuple, list)) or len(result) < 2:
             raise UserError(
                 f"{what} returned {type(result).__name__}; dopt needs (dataset, data_num)",
-                key=_KEY, fix="return (tf.data.Dataset of (inputs, labels) batches, number of images)",
+                key=_KEY,
+                fix="return (tf.data.Dataset of (inputs, labels) batches, number of images)",
             )
         dataset, data_num = result[0], result[1]
         if not isinstance(dataset, tf.data.Dataset):
             raise UserError(
                 f"{what} returned {type(dataset).__name__} as its dataset, not a tf.data.Dataset",
-                key=_KEY, fix="build it with tf.data, e.g. tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)",
+                key=_KEY,
+                fix="build it with tf.data, e.g. tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)",
             )
         try:
             n = int(data_num)
         except (TypeError, ValueError):
             n = 0
         if n <= 0:
-            raise UserError(f"{what} returned data_num {data_num!r}; dopt needs the number of images, > 0",
-                            key=_KEY, fix="return (dataset, len(images))")
+            raise UserError(
+                f"{what} returned data_num {data_num!r}; dopt needs the number of images, > 0",
+                key=_KEY,
+                fix="return (dataset, len(images))",
+            )
         spec = dataset.element_spec
         if not isinstance(spec, (tuple, list)) or len(spec) != 2:
             got = f"a {type(spec).__name__}" + (f" of {len(spec)} items" if isinstance(spec, (tuple, list)) else "")
-            raise UserError(f"the dataset of {what} yields {got}; dopt needs (inputs, labels) pairs",
-                            key=_KEY, fix="map the dataset to (inputs, labels) tuples, e.g. ds.map(lambda d: (d['image'], d['label']))")
+            raise UserError(
+                f"the dataset of {what} yields {got}; dopt needs (inputs, labels) pairs",
+                key=_KEY,
+                fix="map the dataset to (inputs, labels) tuples, e.g. ds.map(lambda d: (d['image'], d['label']))",
+            )
         shape = first_leaf(spec[0]).shape
         rank, sample_rank = shape.rank, len(input_shape)
         if rank == sample_rank and shape.is_compatible_with(input_shape):  # one sample per element: dopt batches it
@@ -92,7 +105,8 @@ class Data:
             raise UserError(
                 f"the dataset of {what} yields inputs of rank {rank}; images need rank {sample_rank} per sample "
                 f"or {sample_rank + 1} per batch",
-                key=_KEY, fix="yield (N, H, W, C) batches (or single (H, W, C) images) matching supernet.input_shape",
+                key=_KEY,
+                fix="yield (N, H, W, C) batches (or single (H, W, C) images) matching supernet.input_shape",
             )
         self.dataset = dataset
         self.data_num = n
@@ -145,12 +159,14 @@ def check_batch(batch: Any, input_shape: tuple[int, ...], what: str) -> None:
     if inputs.dtype != tf.float32:
         raise UserError(
             f"the {what} yields {inputs.dtype.name} inputs; the model's weights are float32",
-            key=_KEY, fix="convert the inputs in the dataset, e.g. ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255, y))",
+            key=_KEY,
+            fix="convert the inputs in the dataset, e.g. ds.map(lambda x, y: (tf.cast(x, tf.float32) / 255, y))",
         )
     if tuple(inputs.shape[1:]) != tuple(input_shape):
         raise UserError(
             f"the {what} yields inputs of shape {tuple(inputs.shape[1:])} per sample but input_shape is {tuple(input_shape)}",
-            key=_KEY, fix="make the dataset produce images of supernet.input_shape, or correct input_shape in scen.yaml",
+            key=_KEY,
+            fix="make the dataset produce images of supernet.input_shape, or correct input_shape in scen.yaml",
         )
 
 
@@ -178,6 +194,13 @@ def calibration_batches(data: Data, batch_size: int, n_batches: int | None, rng:
     def sample(i: Any, x: Any) -> Any:
         return x
 
-    samples = (data.dataset.map(inputs).unbatch().take(int(chosen[-1]) + 1).enumerate().filter(is_chosen)
-               .map(sample).batch(batch_size, drop_remainder=take >= batch_size))
+    samples = (
+        data.dataset.map(inputs)
+        .unbatch()
+        .take(int(chosen[-1]) + 1)
+        .enumerate()
+        .filter(is_chosen)
+        .map(sample)
+        .batch(batch_size, drop_remainder=take >= batch_size)
+    )
     return list(samples)

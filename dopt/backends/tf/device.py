@@ -22,11 +22,14 @@ def pick_device(gpu_ids: tuple[int, ...]) -> str:
     gpus = tf.config.list_physical_devices("GPU")
     wanted = gpus[gpu_ids[0]] if gpu_ids and gpu_ids[0] < len(gpus) else None
     if gpu_ids and wanted is None:
-        log.warning("gpu_id %s: no such GPU visible to TensorFlow here; running one process on the CPU",
-                    ",".join(map(str, gpu_ids)))
+        log.warning(
+            "gpu_id %s: no such GPU visible to TensorFlow here; running one process on the CPU",
+            ",".join(map(str, gpu_ids)),
+        )
     if len(gpu_ids) > 1 and wanted is not None:
-        log.warning("gpu_id lists %d GPUs; multi-process runs come in a later version, using GPU %d",
-                    len(gpu_ids), gpu_ids[0])
+        log.warning(
+            "gpu_id lists %d GPUs; multi-process runs come in a later version, using GPU %d", len(gpu_ids), gpu_ids[0]
+        )
     try:
         tf.config.set_visible_devices([wanted] if wanted is not None else [], "GPU")
     except RuntimeError:  # the runtime is already initialised

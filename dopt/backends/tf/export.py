@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from dopt.atomic import atomic_write_bytes, atomic_write_text
-from dopt.backends.scripts import check_outputs, load_script, render
+from dopt.backends.scripts import ScriptParts, check_outputs, load_script, render
 from dopt.backends.tf import static
 from dopt.backends.tf.profile import count_macs, count_params
 from dopt.costs import Costs
@@ -76,19 +76,29 @@ def _static_source() -> str:
 
 
 def render_script(
-    *, name: str, header: dict[str, Any], rows: Sequence[tuple[int, ...]], features: tuple[int, ...],
-    input_shape: tuple[int, int, int], data_format: str, user_sha256: str,
+    *,
+    name: str,
+    header: dict[str, Any],
+    rows: Sequence[tuple[int, ...]],
+    features: tuple[int, ...],
+    input_shape: tuple[int, int, int],
+    data_format: str,
+    user_sha256: str,
 ) -> str:
     """The text of a TensorFlow result script (``dopt.backends.scripts.render``)."""
     layout = "H, W, C" if data_format == "channels_last" else "C, H, W"
-    return render(
-        name=name, header=header,
-        exports=f"{name}_saved_model/ (SavedModel), {name}.pb (frozen graph) and a TensorBoard graph log",
+    parts = ScriptParts(
+        exports="{name}_saved_model/ (SavedModel), {name}.pb (frozen graph) and a TensorBoard graph log",
         imports="\nimport keras\nimport numpy as np\nimport tensorflow as tf\n",
-        constants={"INPUT_SHAPE": (tuple(input_shape), layout), "DATA_FORMAT": data_format,
-                   "USER_MODULE_SHA256": user_sha256},
-        rows=rows, features=features, static_source=_static_source(), body=_MAIN,
+        static_source=_static_source(),
+        body=_MAIN,
     )
+    constants = {
+        "INPUT_SHAPE": (tuple(input_shape), layout),
+        "DATA_FORMAT": data_format,
+        "USER_MODULE_SHA256": user_sha256,
+    }
+    return render(parts, name=name, header=header, constants=constants, rows=rows, features=features)
 
 
 def save_weights(model: Any, path: Path) -> None:
@@ -120,8 +130,10 @@ def write_and_verify(static_model: Any, script_text: str, script: Path, example:
             module.export(model, scratch)
     probe = np.random.default_rng(0).standard_normal((2, *example.shape[1:])).astype(np.float32)
     expected, got = static_model(probe, training=False), model(probe, training=False)
-    diff = max((float(tf.reduce_max(tf.abs(a - b))) for a, b in zip(tf.nest.flatten(expected), tf.nest.flatten(got))),
-               default=0.0)
+    diff = max(
+        (float(tf.reduce_max(tf.abs(a - b))) for a, b in zip(tf.nest.flatten(expected), tf.nest.flatten(got))),
+        default=0.0,
+    )
     scale = max((float(tf.reduce_max(tf.abs(a))) for a in tf.nest.flatten(expected)), default=0.0)
     check_outputs(script, diff, scale)
     return Costs(size=count_params(model), flops=count_macs(model, example))

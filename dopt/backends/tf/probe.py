@@ -25,8 +25,11 @@ log = logging.getLogger(__name__)
 def check_classes(module: Any) -> None:
     for name in ("PreNet", "PostNet"):
         if not issubclass(getattr(module, name), keras.layers.Layer):
-            raise UserError(f"{name} must subclass tf.keras.layers.Layer or tf.keras.Model", key=name,
-                            fix=f"class {name}(tf.keras.layers.Layer): ... with call(self, inputs, training=True)")
+            raise UserError(
+                f"{name} must subclass tf.keras.layers.Layer or tf.keras.Model",
+                key=name,
+                fix=f"class {name}(tf.keras.layers.Layer): ... with call(self, inputs, training=True)",
+            )
 
 
 def prenet_output(pre: Any, example: np.ndarray, data_format: str) -> tuple[int, tuple[int, int]]:
@@ -37,13 +40,15 @@ def prenet_output(pre: Any, example: np.ndarray, data_format: str) -> tuple[int,
         raise UserError(
             f"PreNet.call failed on a zero input of input_shape {tuple(example.shape[1:])}: {type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}",
-            key="PreNet.call", fix=f"make PreNet accept {_layout(data_format)} batches of supernet.input_shape",
+            key="PreNet.call",
+            fix=f"make PreNet accept {_layout(data_format)} batches of supernet.input_shape",
         ) from None
     if not isinstance(out, tf.Tensor) or out.shape.rank != 4:
         shape = f" of shape {tuple(out.shape)}" if isinstance(out, tf.Tensor) else ""
         raise UserError(
             f"PreNet.call returned {type(out).__name__}{shape}; the searched layers need one {_layout(data_format)} tensor",
-            key="PreNet.call", fix="return the feature map that the searched layers start from",
+            key="PreNet.call",
+            fix="return the feature map that the searched layers start from",
         )
     n, a, b, c = (int(d) for d in out.shape)
     return (c, (a, b)) if data_format == "channels_last" else (a, (b, c))
@@ -53,8 +58,13 @@ def _layout(data_format: str) -> str:
     return "(N, H, W, C)" if data_format == "channels_last" else "(N, C, H, W)"
 
 
-def postnet_input(filters: tuple[int, ...], strides: tuple[int, ...], feature_choose: tuple[int, ...],
-                  hw: tuple[int, int], data_format: str) -> Any:
+def postnet_input(
+    filters: tuple[int, ...],
+    strides: tuple[int, ...],
+    feature_choose: tuple[int, ...],
+    hw: tuple[int, int],
+    data_format: str,
+) -> Any:
     """Zeros shaped like what PostNet receives at batch 1: the full-width last layer's output,
     preceded by the feature_choose layers' outputs as a list when there are any."""
     shapes = []
@@ -92,13 +102,18 @@ def check_loss(loss: Any, grads: list[Any]) -> None:
             "labels, logits, from_logits=True))",
         )
     if all(g is None for g in grads):
-        raise UserError("loss_op returned a loss that does not depend on the model's outputs (no gradient)",
-                        key="UserModule.loss_op", fix="compute the loss from logits with TensorFlow ops, not NumPy")
+        raise UserError(
+            "loss_op returned a loss that does not depend on the model's outputs (no gradient)",
+            key="UserModule.loss_op",
+            fix="compute the loss from logits with TensorFlow ops, not NumPy",
+        )
 
 
 def check_distillable(outputs: Any, distill: bool) -> None:
     if distill and not (isinstance(outputs, tf.Tensor) and outputs.shape.rank == 2):
         log.warning(
             "training.distill is on but PostNet returns %s, not (N, classes) logits: training without distillation",
-            type(outputs).__name__ if not isinstance(outputs, tf.Tensor) else f"a tensor of shape {tuple(outputs.shape)}",
+            type(outputs).__name__
+            if not isinstance(outputs, tf.Tensor)
+            else f"a tensor of shape {tuple(outputs.shape)}",
         )

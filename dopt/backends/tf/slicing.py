@@ -44,7 +44,9 @@ def _equals(value: Any, n: int) -> bool:
 def _active(kernel: Any, size: Any, cin: Any, cout: Any) -> Any:
     """The centre ``size`` x ``size`` window of a (K, K, in, out) kernel, first ``cin``/``cout`` channels."""
     full = tuple(int(d) for d in kernel.shape)
-    if all(_equals(a, b) for a, b in zip((size, size, cin, cout), full)):  # no slice at full size: no copy forward, no scatter backward
+    if all(
+        _equals(a, b) for a, b in zip((size, size, cin, cout), full)
+    ):  # no slice at full size: no copy forward, no scatter backward
         return kernel
     start = (full[0] - size) // 2
     return tf.slice(kernel, tf.stack([start, start, 0, 0]), tf.stack([size, size, cin, cout]))
@@ -57,41 +59,65 @@ def _strides(stride: int, data_format: str) -> list[int]:
 class SliceConv2D(keras.layers.Layer):
     """A bias-free convolution over the first ``in``/``out`` channels of its widest kernel."""
 
-    def __init__(self, max_in: int, max_out: int, max_kernel: int = 1, stride: int = 1,
-                 data_format: str = "channels_last", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        max_in: int,
+        max_out: int,
+        max_kernel: int = 1,
+        stride: int = 1,
+        data_format: str = "channels_last",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.stride = stride
         self.data_format = data_format
-        self.kernel = self.add_weight(shape=(max_kernel, max_kernel, max_in, max_out), name="kernel",
-                                      initializer=keras.initializers.VarianceScaling(**_INIT))
+        self.kernel = self.add_weight(
+            shape=(max_kernel, max_kernel, max_in, max_out),
+            name="kernel",
+            initializer=keras.initializers.VarianceScaling(**_INIT),
+        )
 
     def active_kernel(self, cin: Any, cout: Any, kernel: Any) -> Any:
         return _active(self.kernel.value, kernel, cin, cout)
 
     def forward(self, x: Any, cout: Any, kernel: Any = 1) -> Any:
         weight = self.active_kernel(_channels(x, self.data_format), cout, kernel)
-        return tf.raw_ops.Conv2D(input=x, filter=weight, strides=_strides(self.stride, self.data_format),
-                                 padding="SAME", data_format=tf_format(self.data_format))
+        return tf.raw_ops.Conv2D(
+            input=x,
+            filter=weight,
+            strides=_strides(self.stride, self.data_format),
+            padding="SAME",
+            data_format=tf_format(self.data_format),
+        )
 
 
 class SliceDepthwiseConv2D(keras.layers.Layer):
     """A bias-free depthwise convolution over the first channels, kernel centre-cropped."""
 
-    def __init__(self, max_channels: int, max_kernel: int, stride: int, data_format: str = "channels_last",
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, max_channels: int, max_kernel: int, stride: int, data_format: str = "channels_last", **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.stride = stride
         self.data_format = data_format
-        self.kernel = self.add_weight(shape=(max_kernel, max_kernel, max_channels, 1), name="kernel",
-                                      initializer=keras.initializers.VarianceScaling(**_INIT))
+        self.kernel = self.add_weight(
+            shape=(max_kernel, max_kernel, max_channels, 1),
+            name="kernel",
+            initializer=keras.initializers.VarianceScaling(**_INIT),
+        )
 
     def active_kernel(self, channels: Any, kernel: Any) -> Any:
         return _active(self.kernel.value, kernel, channels, 1)
 
     def forward(self, x: Any, kernel: Any) -> Any:
         weight = self.active_kernel(_channels(x, self.data_format), kernel)
-        return tf.raw_ops.DepthwiseConv2dNative(input=x, filter=weight, strides=_strides(self.stride, self.data_format),
-                                                padding="SAME", data_format=tf_format(self.data_format))
+        return tf.raw_ops.DepthwiseConv2dNative(
+            input=x,
+            filter=weight,
+            strides=_strides(self.stride, self.data_format),
+            padding="SAME",
+            data_format=tf_format(self.data_format),
+        )
 
 
 class SliceBatchNorm(keras.layers.Layer):
@@ -102,8 +128,14 @@ class SliceBatchNorm(keras.layers.Layer):
     Evaluation never reads these statistics: candidates are recalibrated on their extracted model.
     """
 
-    def __init__(self, max_channels: int, data_format: str = "channels_last", momentum: float = 0.9,
-                 epsilon: float = 1e-5, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        max_channels: int,
+        data_format: str = "channels_last",
+        momentum: float = 0.9,
+        epsilon: float = 1e-5,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.data_format = data_format
         self.momentum = momentum

@@ -24,8 +24,16 @@ def _run(layers, x, training):
 class InvertedResidual(keras.layers.Layer):
     """Inverted residual block: 1x1 expand (unless expand_ratio is 1), kxk depthwise, 1x1 project."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, expand_ratio: int,
-                 data_format: str = "channels_last", **kwargs):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int,
+        expand_ratio: int,
+        data_format: str = "channels_last",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         hidden = in_channels * expand_ratio
         self.use_residual = stride == 1 and in_channels == out_channels
@@ -35,8 +43,11 @@ class InvertedResidual(keras.layers.Layer):
         if expand_ratio != 1:
             self.expand = [keras.layers.Conv2D(hidden, 1, **conv), _bn(data_format), keras.layers.ReLU(6.0)]
         # depthwise
-        self.depthwise = [keras.layers.DepthwiseConv2D(kernel_size, stride, **conv), _bn(data_format),
-                          keras.layers.ReLU(6.0)]
+        self.depthwise = [
+            keras.layers.DepthwiseConv2D(kernel_size, stride, **conv),
+            _bn(data_format),
+            keras.layers.ReLU(6.0),
+        ]
         # project
         self.project = [keras.layers.Conv2D(out_channels, 1, **conv), _bn(data_format)]
 

@@ -19,8 +19,16 @@ __all__ = ["SuperBlock", "Supernet"]
 class SuperBlock(keras.layers.Layer):
     """An inverted-residual block whose kernel, expansion and widths are chosen per subnet."""
 
-    def __init__(self, max_in: int, max_out: int, stride: int, max_kernel: int, max_expand: int,
-                 data_format: str = "channels_last", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        max_in: int,
+        max_out: int,
+        stride: int,
+        max_kernel: int,
+        max_expand: int,
+        data_format: str = "channels_last",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         max_hidden = max_in * max_expand
         f = data_format
@@ -47,13 +55,17 @@ class SuperBlock(keras.layers.Layer):
         fn = self._traced.get(key)
         if fn is None:
             spec = [tf.TensorSpec([None, None, None, None], tf.float32)] + [tf.TensorSpec([], tf.int32)] * 3
-            fn = tf.function(functools.partial(self._forward, expand=key[0], residual=key[1], training=key[2]),
-                             input_signature=spec, autograph=False)
+            fn = tf.function(
+                functools.partial(self._forward, expand=key[0], residual=key[1], training=key[2]),
+                input_signature=spec,
+                autograph=False,
+            )
             self._traced[key] = fn
         return fn(x, tf.constant(plan.choice.kernel), tf.constant(plan.hidden), tf.constant(plan.choice.out_channels))
 
-    def _forward(self, x: Any, kernel: Any, hidden: Any, cout: Any, *, expand: bool, residual: bool,
-                 training: bool) -> Any:
+    def _forward(
+        self, x: Any, kernel: Any, hidden: Any, cout: Any, *, expand: bool, residual: bool, training: bool
+    ) -> Any:
         out = x
         if expand:
             out = keras.ops.relu6(self.expand_bn.forward(self.expand_conv.forward(out, hidden), training))
@@ -67,12 +79,21 @@ class SuperBlock(keras.layers.Layer):
         assert plan is not None
         c = plan.choice
         if c.expand != 1:
-            _copy_conv_bn(block.expand, self.expand_conv.active_kernel(plan.in_channels, plan.hidden, 1),
-                          self.expand_bn, plan.hidden)
-        _copy_conv_bn(block.depthwise, self.depthwise_conv.active_kernel(plan.hidden, c.kernel),
-                      self.depthwise_bn, plan.hidden)
-        _copy_conv_bn(block.project, self.project_conv.active_kernel(plan.hidden, c.out_channels, 1),
-                      self.project_bn, c.out_channels)
+            _copy_conv_bn(
+                block.expand,
+                self.expand_conv.active_kernel(plan.in_channels, plan.hidden, 1),
+                self.expand_bn,
+                plan.hidden,
+            )
+        _copy_conv_bn(
+            block.depthwise, self.depthwise_conv.active_kernel(plan.hidden, c.kernel), self.depthwise_bn, plan.hidden
+        )
+        _copy_conv_bn(
+            block.project,
+            self.project_conv.active_kernel(plan.hidden, c.out_channels, 1),
+            self.project_bn,
+            c.out_channels,
+        )
 
 
 def _copy_conv_bn(dst: list[Any], kernel: Any, src_bn: SliceBatchNorm, c: int) -> None:
@@ -95,8 +116,16 @@ class Supernet(keras.layers.Layer):
         data_format: the scenario's data_format.
     """
 
-    def __init__(self, pre: Any, post: Any, space: SearchSpace, feature_choose: tuple[int, ...],
-                 input_shape: tuple[int, int, int], data_format: str = "channels_last", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        pre: Any,
+        post: Any,
+        space: SearchSpace,
+        feature_choose: tuple[int, ...],
+        input_shape: tuple[int, int, int],
+        data_format: str = "channels_last",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.pre = pre
         self.blocks = [
@@ -143,8 +172,9 @@ class Supernet(keras.layers.Layer):
         deep-copied reliably) with the supernet's values copied in, variable by variable.
         """
         arch = self._require_active()
-        net = Net(type(self.pre)(), type(self.post)(), self.layer_rows(arch), self.static_features(arch),
-                  self.data_format)
+        net = Net(
+            type(self.pre)(), type(self.post)(), self.layer_rows(arch), self.static_features(arch), self.data_format
+        )
         net(np.zeros((1, *self.sample_shape), np.float32), training=False)  # build every variable
         _copy_variables(self.pre, net.pre)
         _copy_variables(self.post, net.post)
@@ -169,7 +199,9 @@ def _copy_variables(src: Any, dst: Any) -> None:
     """Values of every weight of ``src`` into the same-structured ``dst`` (trainable and statistics)."""
     a, b = src.weights, dst.weights
     if len(a) != len(b) or any(tuple(x.shape) != tuple(y.shape) for x, y in zip(a, b)):
-        raise RuntimeError(f"a new {type(src).__name__}() does not have the same weights as the one in the supernet; "
-                           "its __init__ must build the same layers every time")
+        raise RuntimeError(
+            f"a new {type(src).__name__}() does not have the same weights as the one in the supernet; "
+            "its __init__ must build the same layers every time"
+        )
     for x, y in zip(a, b):
         y.assign(x.value)

@@ -32,7 +32,9 @@ from dopt.errors import UserError
 __all__ = ["make_optimizer", "lr_value", "distill_loss", "is_logits", "traced_apply"]
 
 
-def make_optimizer(kind: str, lr: float, betas: tuple[float, float], momentum: float | None) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    kind: str, lr: float, betas: tuple[float, float], momentum: float | None
+) -> keras.optimizers.Optimizer:
     if kind == "Adam":
         return keras.optimizers.Adam(lr, beta_1=betas[0], beta_2=betas[1])
     if kind == "Momentum":  # NASEA's MomentumOptimizer: SGD with momentum, 0.9 unless written
@@ -53,11 +55,15 @@ def lr_value(lr_scheduler: Callable[[float, int], Any], lr_init: float, global_s
     except (TypeError, ValueError):
         raise UserError(
             f"lr_scheduler returned {type(result).__name__} {result!r:.60}, not a learning rate",
-            key="UserModule.lr_scheduler", fix="return a float (or a scalar tensor), e.g. lr_init * 0.5 ** (global_step // 1000)",
+            key="UserModule.lr_scheduler",
+            fix="return a float (or a scalar tensor), e.g. lr_init * 0.5 ** (global_step // 1000)",
         ) from None
     if not math.isfinite(value) or value < 0:
-        raise UserError(f"lr_scheduler returned {value} at global_step {global_step}",
-                        key="UserModule.lr_scheduler", fix="return a finite learning rate ≥ 0")
+        raise UserError(
+            f"lr_scheduler returned {value} at global_step {global_step}",
+            key="UserModule.lr_scheduler",
+            fix="return a finite learning rate ≥ 0",
+        )
     return value
 
 
@@ -81,6 +87,7 @@ def traced_apply(optimizer: keras.optimizers.Optimizer, variables: list[Any]) ->
     that no subnet of the step used gets zeros, as the unused slices of a used variable do (in
     both backends), so Adam/Momentum moments decay over it; skipped steps (NaN loss) apply nothing.
     """
+
     def step(grads: list[Any]) -> None:
         optimizer.apply_gradients(zip(grads, variables))
 

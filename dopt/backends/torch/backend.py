@@ -45,8 +45,11 @@ class TorchBackend:
     def check_user_module(self, module: ModuleType) -> None:
         for name in ("PreNet", "PostNet"):
             if not issubclass(getattr(module, name), nn.Module):
-                raise UserError(f"{name} must subclass torch.nn.Module", key=name,
-                                fix=f"class {name}(torch.nn.Module): ... with forward(self, inputs)")
+                raise UserError(
+                    f"{name} must subclass torch.nn.Module",
+                    key=name,
+                    fix=f"class {name}(torch.nn.Module): ... with forward(self, inputs)",
+                )
 
     def setup(self, scenario: Scenario, module: ModuleType, seed: int) -> TorchSetup:
         device = pick_device(scenario.resource.gpu_ids)
@@ -55,7 +58,9 @@ class TorchBackend:
         seed_everything(seed, device)
         user = module.UserModule(epoch=scenario.epochs, batch_size=scenario.batch_size)
         sc, bs = scenario, scenario.batch_size
-        train_ds = data.check_dataset(user.dataset_define(sc.dataset.train_dir, True), "dataset_define(train_dir, True)")
+        train_ds = data.check_dataset(
+            user.dataset_define(sc.dataset.train_dir, True), "dataset_define(train_dir, True)"
+        )
         val_ds = data.check_dataset(user.dataset_define(sc.dataset.val_dir, False), "dataset_define(val_dir, False)")
         train_loader = data.train_loader(train_ds, bs, seed, device)
         eval_loader = data.eval_loader(val_ds, bs, device, sc.searcher.eval_batches)
@@ -72,10 +77,19 @@ class TorchBackend:
         # Counted after the dry runs, which materialise lazy layers (nn.LazyLinear).
         fixed = Costs(size=count_params(pre) + count_params(post), flops=count_macs(pre, example) + post_flops)
         return TorchSetup(
-            scenario=scenario, seed=seed, user=user, device=device,
+            scenario=scenario,
+            seed=seed,
+            user=user,
+            device=device,
             user_sha256=file_sha256(Path(module.__file__ or "")),  # the file as imported, not as later edited
-            train_ds=train_ds, val_ds=val_ds, train_loader=train_loader, eval_loader=eval_loader, first=first,
-            pre=pre, post=post, example=example,
+            train_ds=train_ds,
+            val_ds=val_ds,
+            train_loader=train_loader,
+            eval_loader=eval_loader,
+            first=first,
+            pre=pre,
+            post=post,
+            example=example,
             probe=Probe(channels, hw, fixed, len(train_loader), str(device)),
         )
 
@@ -119,7 +133,9 @@ class TorchSession:
         sc = s.scenario
         self.supernet = Supernet(s.pre, s.post, space, sc.supernet.feature_choose).to(s.device)
         opt = sc.optimizer
-        self.optimizer = make_optimizer(self.supernet.parameters(), opt.type, opt.learning_rate, opt.betas, opt.momentum)
+        self.optimizer = make_optimizer(
+            self.supernet.parameters(), opt.type, opt.learning_rate, opt.betas, opt.momentum
+        )
         self.scheduler = s.user.scheduler_define(self.optimizer, len(s.train_loader))
         probe.check_scheduler(self.scheduler)
 
@@ -143,8 +159,9 @@ class TorchSession:
         bs = s.scenario.batch_size
         n_val = len(cast(Sized, s.val_ds))
         one_batch = data.eval_loader(Subset(s.val_ds, range(min(n_val, bs))), bs, torch.device("cpu"), None)
-        metric = metric_value(evaluate(self.extract(archs[0]).eval(), s.user.metrics_func, one_batch, s.device),
-                              self.metric_name)
+        metric = metric_value(
+            evaluate(self.extract(archs[0]).eval(), s.user.metrics_func, one_batch, s.device), self.metric_name
+        )
         lines[0] += f", metric on one validation batch {metric:.4g} (untrained)"
         return lines
 
@@ -195,9 +212,15 @@ class TorchSession:
     # -- checkpoints -----------------------------------------------------------------------------
     def save(self, path: Path, step: int) -> None:
         buffer = io.BytesIO()
-        torch.save({"supernet": self.supernet.state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict() if hasattr(self.scheduler, "state_dict") else {},
-                    "step": step}, buffer)
+        torch.save(
+            {
+                "supernet": self.supernet.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if hasattr(self.scheduler, "state_dict") else {},
+                "step": step,
+            },
+            buffer,
+        )
         atomic_write_bytes(path, buffer.getvalue())
 
     def load(self, path: Path) -> int:
@@ -209,13 +232,16 @@ class TorchSession:
                 self.scheduler.load_state_dict(state["scheduler"])
             return int(state["step"])
         except (OSError, RuntimeError, KeyError, ValueError, EOFError, TypeError) as exc:
-            raise CorruptCheckpoint(f"{path.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+            raise CorruptCheckpoint(
+                f"{path.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from exc
 
     # -- evaluation primitives (dopt.evaluation.EvalOps) -----------------------------------------
     def calibration_set(self, rng: np.random.Generator) -> list[Any]:
         s = self.setup
-        return data.calibration_batches(s.train_ds, s.scenario.batch_size, s.scenario.searcher.bn_calib_batches,
-                                        rng, s.device)
+        return data.calibration_batches(
+            s.train_ds, s.scenario.batch_size, s.scenario.searcher.bn_calib_batches, rng, s.device
+        )
 
     def extract(self, arch: Arch) -> nn.Module:
         self.supernet.set_active(arch)
@@ -235,8 +261,11 @@ class TorchSession:
         """Write script + weights (BN recalibrated for ``arch``); rebuild, export and verify them."""
         s = self.setup
         text = render_script(
-            name=script.stem, header=header, rows=self.supernet.layer_rows(arch),
-            features=self.supernet.static_features(arch), input_shape=s.scenario.supernet.chw,
+            name=script.stem,
+            header=header,
+            rows=self.supernet.layer_rows(arch),
+            features=self.supernet.static_features(arch),
+            input_shape=s.scenario.supernet.chw,
             user_sha256=s.user_sha256,
         )
         return write_and_verify(model, text, script, s.example)

@@ -42,8 +42,11 @@ def check_dataset(dataset: Any, what: str) -> Dataset:
             fix="return a map-style Dataset (e.g. torch.utils.data.TensorDataset(inputs, labels))",
         )
     if len(dataset) == 0:
-        raise UserError(f"{what} returned an empty dataset", key="UserModule.dataset_define",
-                        fix="check the dataset directory in scen.yaml")
+        raise UserError(
+            f"{what} returned an empty dataset",
+            key="UserModule.dataset_define",
+            fix="check the dataset directory in scen.yaml",
+        )
     return dataset
 
 
@@ -57,12 +60,20 @@ def train_loader(dataset: Dataset, batch_size: int, seed: int, device: torch.dev
     if n < batch_size:
         raise UserError(
             f"batch_size {batch_size} is larger than the training set ({n} samples), so an epoch has no step",
-            key="scenario.strategy.batch_size", fix=f"use batch_size ≤ {n}",
+            key="scenario.strategy.batch_size",
+            fix=f"use batch_size ≤ {n}",
         )
     generator = torch.Generator().manual_seed(seed)
     workers = _workers(device)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator,
-                      num_workers=workers, pin_memory=device.type == "cuda")
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        generator=generator,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+    )
 
 
 def eval_loader(dataset: Dataset, batch_size: int, device: torch.device, max_batches: int | None) -> DataLoader:
@@ -71,8 +82,15 @@ def eval_loader(dataset: Dataset, batch_size: int, device: torch.device, max_bat
         n = min(len(dataset), max_batches * batch_size)  # type: ignore[arg-type]
         dataset = Subset(dataset, range(n))
     workers = _workers(device)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, drop_last=False, num_workers=workers,
-                      persistent_workers=workers > 0, pin_memory=device.type == "cuda")
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        drop_last=False,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=device.type == "cuda",
+    )
 
 
 def _workers(device: torch.device) -> int:

@@ -24,7 +24,9 @@ def pick_device(gpu_ids: tuple[int, ...]) -> torch.device:
         log.warning("gpu_id %s: no such CUDA device here; running one process on the CPU", ",".join(map(str, gpu_ids)))
         return torch.device("cpu")
     if len(gpu_ids) > 1:
-        log.warning("gpu_id lists %d GPUs; multi-process runs come in a later version, using cuda:%d", len(gpu_ids), gpu_ids[0])
+        log.warning(
+            "gpu_id lists %d GPUs; multi-process runs come in a later version, using cuda:%d", len(gpu_ids), gpu_ids[0]
+        )
     return torch.device(f"cuda:{gpu_ids[0]}")
 
 

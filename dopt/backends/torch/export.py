@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from dopt.atomic import atomic_write_bytes, atomic_write_text
-from dopt.backends.scripts import check_outputs, load_script, render
+from dopt.backends.scripts import ScriptParts, check_outputs, load_script, render
 from dopt.backends.torch import static
 from dopt.backends.torch.profile import count_macs, count_params
 from dopt.costs import Costs
@@ -77,16 +77,23 @@ def _static_source() -> str:
 
 
 def render_script(
-    *, name: str, header: dict[str, Any], rows: Sequence[tuple[int, ...]], features: tuple[int, ...],
-    input_shape: tuple[int, int, int], user_sha256: str,
+    *,
+    name: str,
+    header: dict[str, Any],
+    rows: Sequence[tuple[int, ...]],
+    features: tuple[int, ...],
+    input_shape: tuple[int, int, int],
+    user_sha256: str,
 ) -> str:
     """The text of a PyTorch result script (``dopt.backends.scripts.render``)."""
-    return render(
-        name=name, header=header, exports=f"{name}.pt (TorchScript), {name}.onnx and a TensorBoard graph log",
+    parts = ScriptParts(
+        exports="{name}.pt (TorchScript), {name}.onnx and a TensorBoard graph log",
         imports="from typing import Final, List\n\nimport torch\nfrom torch import nn\n",
-        constants={"INPUT_SHAPE": (tuple(input_shape), "C, H, W"), "USER_MODULE_SHA256": user_sha256},
-        rows=rows, features=features, static_source=_static_source(), body=_MAIN,
+        static_source=_static_source(),
+        body=_MAIN,
     )
+    constants = {"INPUT_SHAPE": (tuple(input_shape), "C, H, W"), "USER_MODULE_SHA256": user_sha256}
+    return render(parts, name=name, header=header, constants=constants, rows=rows, features=features)
 
 
 def write_and_verify(static: torch.nn.Module, script_text: str, script: Path, example: torch.Tensor) -> Costs:

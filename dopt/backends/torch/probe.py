@@ -31,19 +31,24 @@ def prenet_output(pre: nn.Module, example: torch.Tensor) -> tuple[int, tuple[int
     except Exception as exc:
         raise UserError(
             f"PreNet.forward failed on a zero input of input_shape {tuple(example.shape[1:])}: {type(exc).__name__}: {exc}",
-            key="PreNet.forward", fix="make PreNet accept (N, C, H, W) tensors of supernet.input_shape",
+            key="PreNet.forward",
+            fix="make PreNet accept (N, C, H, W) tensors of supernet.input_shape",
         ) from None
     if not isinstance(out, torch.Tensor) or out.dim() != 4:
         shape = f" of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else ""
         raise UserError(
             f"PreNet.forward returned {type(out).__name__}{shape}; the searched layers need one (N, C, H, W) tensor",
-            key="PreNet.forward", fix="return the feature map that the searched layers start from",
+            key="PreNet.forward",
+            fix="return the feature map that the searched layers start from",
         )
     return int(out.shape[1]), (int(out.shape[2]), int(out.shape[3]))
 
 
 def postnet_input(
-    filters: tuple[int, ...], strides: tuple[int, ...], feature_choose: tuple[int, ...], hw: tuple[int, int],
+    filters: tuple[int, ...],
+    strides: tuple[int, ...],
+    feature_choose: tuple[int, ...],
+    hw: tuple[int, int],
 ) -> torch.Tensor | list[torch.Tensor]:
     """Zeros shaped like what PostNet receives at batch 1: the full-width last layer's output,
     preceded by the feature_choose layers' outputs as a list when there are any."""
@@ -71,8 +76,11 @@ def check_postnet(post: nn.Module, post_in: Any, last_filters: int) -> int:
 
 def check_loss(loss: Any) -> None:
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
-        what = (f"a tensor of shape {tuple(loss.shape)}" + ("" if loss.requires_grad else " without gradient")
-                if isinstance(loss, torch.Tensor) else type(loss).__name__)
+        what = (
+            f"a tensor of shape {tuple(loss.shape)}" + ("" if loss.requires_grad else " without gradient")
+            if isinstance(loss, torch.Tensor)
+            else type(loss).__name__
+        )
         raise UserError(
             f"loss_func returned {what}; dopt needs a scalar tensor to call backward() on",
             key="UserModule.loss_func",
@@ -84,9 +92,11 @@ def check_scheduler(scheduler: Any) -> None:
     """dopt calls ``scheduler.step()`` with no argument after every optimizer step (docs/user-module.md#pytorch)."""
     step = getattr(scheduler, "step", None)
     if not callable(step):
-        raise UserError(f"scheduler_define returned {type(scheduler).__name__}, which has no step()",
-                        key="UserModule.scheduler_define",
-                        fix="return a torch.optim.lr_scheduler object built on the optimizer passed in")
+        raise UserError(
+            f"scheduler_define returned {type(scheduler).__name__}, which has no step()",
+            key="UserModule.scheduler_define",
+            fix="return a torch.optim.lr_scheduler object built on the optimizer passed in",
+        )
     try:
         inspect.signature(step).bind()
     except TypeError:
@@ -104,5 +114,7 @@ def check_distillable(outputs: Any, distill: bool) -> None:
     if distill and not (isinstance(outputs, torch.Tensor) and outputs.dim() == 2):
         log.warning(
             "training.distill is on but PostNet returns %s, not (N, classes) logits: training without distillation",
-            type(outputs).__name__ if not isinstance(outputs, torch.Tensor) else f"a tensor of shape {tuple(outputs.shape)}",
+            type(outputs).__name__
+            if not isinstance(outputs, torch.Tensor)
+            else f"a tensor of shape {tuple(outputs.shape)}",
         )

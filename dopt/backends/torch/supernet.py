@@ -52,12 +52,24 @@ class SuperBlock(nn.Module):
         block = block.to_empty(device=self.project_conv.weight.device)
         with torch.no_grad():
             if c.expand != 1:
-                _copy_conv_bn(block.expand, self.expand_conv.active_weight(plan.in_channels, plan.hidden, 1),
-                              self.expand_bn, plan.hidden)
-            _copy_conv_bn(block.depthwise, self.depthwise_conv.active_weight(plan.hidden, c.kernel),
-                          self.depthwise_bn, plan.hidden)
-            _copy_conv_bn(block.project, self.project_conv.active_weight(plan.hidden, c.out_channels, 1),
-                          self.project_bn, c.out_channels)
+                _copy_conv_bn(
+                    block.expand,
+                    self.expand_conv.active_weight(plan.in_channels, plan.hidden, 1),
+                    self.expand_bn,
+                    plan.hidden,
+                )
+            _copy_conv_bn(
+                block.depthwise,
+                self.depthwise_conv.active_weight(plan.hidden, c.kernel),
+                self.depthwise_bn,
+                plan.hidden,
+            )
+            _copy_conv_bn(
+                block.project,
+                self.project_conv.active_weight(plan.hidden, c.out_channels, 1),
+                self.project_bn,
+                c.out_channels,
+            )
         return block
 
 

@@ -14,7 +14,9 @@ import torch.nn.functional as F
 __all__ = ["make_optimizer", "distill_loss"]
 
 
-def make_optimizer(params: Any, kind: str, lr: float, betas: tuple[float, float], momentum: float | None) -> torch.optim.Optimizer:
+def make_optimizer(
+    params: Any, kind: str, lr: float, betas: tuple[float, float], momentum: float | None
+) -> torch.optim.Optimizer:
     if kind == "Adam":
         return torch.optim.Adam(params, lr=lr, betas=betas)
     # PyTorch has no separate Momentum optimizer: SGD applies `momentum` when the scenario sets it.

@@ -27,12 +27,18 @@ def test_pytorch_and_keras_versions_of_one_network_have_equal_costs():
     post(tf.zeros((1, 4, 4, 32)))
     keras_net = KerasSupernet(pre, post, space, (), (8, 8, 1))
     rng = np.random.default_rng(0)
-    archs = [space.decode(space.sample(rng)) for _ in range(8)] + [space.decode(space.largest()),
-                                                                  space.decode(space.smallest())]
+    archs = [space.decode(space.sample(rng)) for _ in range(8)] + [
+        space.decode(space.largest()),
+        space.decode(space.smallest()),
+    ]
     for arch in archs:
         torch_net.set_active(arch)
         keras_net.set_active(arch)
         t, k = torch_net.extract(), keras_net.extract()
-        torch_costs = Costs(size=torch_profile.count_params(t), flops=torch_profile.count_macs(t, torch.zeros(1, 1, 8, 8)))
-        keras_costs = Costs(size=tf_profile.count_params(k), flops=tf_profile.count_macs(k, np.zeros((1, 8, 8, 1), np.float32)))
+        torch_costs = Costs(
+            size=torch_profile.count_params(t), flops=torch_profile.count_macs(t, torch.zeros(1, 1, 8, 8))
+        )
+        keras_costs = Costs(
+            size=tf_profile.count_params(k), flops=tf_profile.count_macs(k, np.zeros((1, 8, 8, 1), np.float32))
+        )
         assert torch_costs == keras_costs, arch

@@ -38,16 +38,30 @@ def edited(tmp_path, old, new):
     return workdir
 
 
-@pytest.mark.parametrize(("new", "words"), [
-    ("        return dataset.batch(self.batch_size)\n", ["(dataset, data_num)"]),
-    ("        return list(dataset), len(images)\n", ["not a tf.data.Dataset"]),
-    ("        return dataset.batch(self.batch_size), 0\n", ["data_num 0"]),
-    ("        return dataset.map(lambda x, y: x).batch(self.batch_size), len(images)\n", ["(inputs, labels) pairs"]),
-    ("        return dataset.map(lambda x, y: (tf.cast(x, tf.uint8), y)).batch(64), len(images)\n", ["uint8", "float32"]),
-    ("        return dataset.map(lambda x, y: (x[..., 0], y)).batch(64), len(images)\n", ["rank 3", "rank 3 per sample"]),
-    ("        return dataset.map(lambda x, y: (tf.image.resize(x, (6, 6)), y)).batch(64), len(images)\n",
-     ["(6, 6, 1)", "input_shape is (8, 8, 1)"]),
-])
+@pytest.mark.parametrize(
+    ("new", "words"),
+    [
+        ("        return dataset.batch(self.batch_size)\n", ["(dataset, data_num)"]),
+        ("        return list(dataset), len(images)\n", ["not a tf.data.Dataset"]),
+        ("        return dataset.batch(self.batch_size), 0\n", ["data_num 0"]),
+        (
+            "        return dataset.map(lambda x, y: x).batch(self.batch_size), len(images)\n",
+            ["(inputs, labels) pairs"],
+        ),
+        (
+            "        return dataset.map(lambda x, y: (tf.cast(x, tf.uint8), y)).batch(64), len(images)\n",
+            ["uint8", "float32"],
+        ),
+        (
+            "        return dataset.map(lambda x, y: (x[..., 0], y)).batch(64), len(images)\n",
+            ["rank 3", "rank 3 per sample"],
+        ),
+        (
+            "        return dataset.map(lambda x, y: (tf.image.resize(x, (6, 6)), y)).batch(64), len(images)\n",
+            ["(6, 6, 1)", "input_shape is (8, 8, 1)"],
+        ),
+    ],
+)
 def test_bad_dataset_structures_are_user_errors_before_training(tmp_path, new, words):
     workdir = edited(tmp_path, RETURN, new)
     with pytest.raises(UserError) as info:
@@ -66,9 +80,12 @@ def test_an_unbatched_dataset_is_batched_by_dopt(tmp_path):
 
 
 def test_is_shuffle_is_passed_where_the_signature_has_it_and_false_for_bn_calibration(tmp_path):
-    workdir = edited(tmp_path, "    def build_dataset_search(self, dataset_dir, is_training):\n",
-                     "    def build_dataset_search(self, dataset_dir, is_training, is_shuffle):\n"
-                     "        self.calls = getattr(self, 'calls', []) + [(is_training, is_shuffle)]\n")
+    workdir = edited(
+        tmp_path,
+        "    def build_dataset_search(self, dataset_dir, is_training):\n",
+        "    def build_dataset_search(self, dataset_dir, is_training, is_shuffle):\n"
+        "        self.calls = getattr(self, 'calls', []) + [(is_training, is_shuffle)]\n",
+    )
     _, tf_setup, scenario = setup(workdir)
     calibration = tf_setup.build_supernet(SearchSpace(scenario.supernet, 16)).calibration_set(np.random.default_rng(0))
     assert tf_setup.user.calls == [(True, True), (False, False), (True, False)]
@@ -78,8 +95,13 @@ def test_is_shuffle_is_passed_where_the_signature_has_it_and_false_for_bn_calibr
 def test_channels_first_on_the_cpu_is_a_user_error_naming_data_format(tmp_path):
     workdir = make_workdir(tmp_path / "w")
     with pytest.raises(UserError, match="scenario.strategy.supernet.data_format.*channels_last"):
-        setup(workdir, ["scenario.strategy.supernet.data_format=channels_first",
-                        "scenario.strategy.supernet.input_shape=[1, 8, 8]"])
+        setup(
+            workdir,
+            [
+                "scenario.strategy.supernet.data_format=channels_first",
+                "scenario.strategy.supernet.input_shape=[1, 8, 8]",
+            ],
+        )
 
 
 def test_get_backend_gives_the_tf_backend():

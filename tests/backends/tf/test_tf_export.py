@@ -3,12 +3,11 @@ numbers equal what the exported graph and SavedModel hold."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import subprocess
 import sys
 import types
 from math import prod
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,9 +63,15 @@ def test_script_rebuilds_the_subnet_and_its_exports_match_the_header(tmp_path, u
 
     def render(size, flops):
         header = {"model_param_size": size, "accuracy": 0.5, "flops": flops, "encoding": list(space.encode(arch))}
-        return render_script(name=script.stem, header=header, rows=net.layer_rows(arch),
-                             features=net.static_features(arch), input_shape=(8, 8, 1), data_format="channels_last",
-                             user_sha256="0")
+        return render_script(
+            name=script.stem,
+            header=header,
+            rows=net.layer_rows(arch),
+            features=net.static_features(arch),
+            input_shape=(8, 8, 1),
+            data_format="channels_last",
+            user_sha256="0",
+        )
 
     costs = write_and_verify(static, render(0, 0), script, example)  # the measured costs go in the header
     assert write_and_verify(static, render(costs["size"], costs["flops"]), script, example) == costs
@@ -100,8 +105,15 @@ def test_script_runs_standalone_from_results_and_next_to_user_module(tmp_path, u
     (work / "results").mkdir(parents=True)
     (work / "user_module.py").write_text(Path(nets.__file__).read_text())
     script = work / "results" / "model_arch_result_1.py"
-    text = render_script(name=script.stem, header={"model_param_size": 1}, rows=net.layer_rows(arch), features=(),
-                         input_shape=(8, 8, 1), data_format="channels_last", user_sha256="not the hash")
+    text = render_script(
+        name=script.stem,
+        header={"model_param_size": 1},
+        rows=net.layer_rows(arch),
+        features=(),
+        input_shape=(8, 8, 1),
+        data_format="channels_last",
+        user_sha256="not the hash",
+    )
     write_and_verify(net.extract(), text, script, np.zeros((1, 8, 8, 1), np.float32))
     run = tmp_path / "run"
     run.mkdir()
@@ -109,4 +121,5 @@ def test_script_runs_standalone_from_results_and_next_to_user_module(tmp_path, u
     assert proc.returncode == 0, proc.stderr
     assert "differs from the user_module.py" in proc.stdout and "loaded inherited weights" in proc.stdout
     assert {"model_arch_result_1.pb", "model_arch_result_1_saved_model", "log_model_arch_result_1"} <= {
-        p.name for p in run.iterdir()}
+        p.name for p in run.iterdir()
+    }

@@ -41,7 +41,9 @@ def trained_supernet(feature_choose=(), post_cls=None):
     for _ in range(5):  # a few steps so weights and BN statistics differ per channel
         net.set_active(space.decode(space.sample(rng)))
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y, net(x, training=True), from_logits=True))
+            loss = tf.reduce_mean(
+                keras.losses.sparse_categorical_crossentropy(y, net(x, training=True), from_logits=True)
+            )
         grads = tape.gradient(loss, net.trainable_variables)
         opt.apply_gradients([(g, v) for g, v in zip(grads, net.trainable_variables) if g is not None])
     return net, space, rng
@@ -83,10 +85,12 @@ def test_recalibration_sets_exact_batch_statistics_with_dropout_silenced():
     model(batches[0] * 100, training=True)  # stale statistics that recalibration must discard
     recalibrate(model, batches)
     bn = model.layers[1]
-    np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean([b.mean(axis=(0, 1, 2)) for b in batches], axis=0),
-                               atol=1e-5)
-    np.testing.assert_allclose(bn.moving_variance.numpy(), np.mean([b.var(axis=(0, 1, 2)) for b in batches], axis=0),
-                               rtol=1e-4)
+    np.testing.assert_allclose(
+        bn.moving_mean.numpy(), np.mean([b.mean(axis=(0, 1, 2)) for b in batches], axis=0), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        bn.moving_variance.numpy(), np.mean([b.var(axis=(0, 1, 2)) for b in batches], axis=0), rtol=1e-4
+    )
     assert bn.momentum == 0.99 and model.layers[0].rate == 0.9
 
 
@@ -97,7 +101,9 @@ def test_analytic_costs_equal_the_extracted_models_counts():
     pre(example)
     post_in = tf.zeros((1, 4, 4, 32))
     post(post_in)
-    fixed = Costs(size=count_params(pre) + count_params(post), flops=count_macs(pre, example) + count_macs(post, post_in))
+    fixed = Costs(
+        size=count_params(pre) + count_params(post), flops=count_macs(pre, example) + count_macs(post, post_in)
+    )
     assert fixed == Costs(size=16 * 9 + 32 + 330, flops=16 * 9 * 64 + 320)
     model = CostModel(space, (8, 8), fixed)
     for arch in random_archs(space, rng, 10) + [space.decode(space.largest()), space.decode(space.smallest())]:

@@ -27,8 +27,13 @@ def _session(workdir, overrides=()):
 
 
 def session(tmp_path, kind="SGD"):
-    s, space = _session(make_workdir(tmp_path / "w"), [f"scenario.strategy.optimizer.weights_optimizer.type={kind}",
-                                                       "scenario.strategy.optimizer.weights_optimizer.learning_rate=0.05"])
+    s, space = _session(
+        make_workdir(tmp_path / "w"),
+        [
+            f"scenario.strategy.optimizer.weights_optimizer.type={kind}",
+            "scenario.strategy.optimizer.weights_optimizer.learning_rate=0.05",
+        ],
+    )
     rng = np.random.default_rng(0)
     batches = [(rng.standard_normal((8, 8, 8, 1)).astype(np.float32), rng.integers(0, 10, 8)) for _ in range(3)]
     return s, space, batches
@@ -60,8 +65,15 @@ def test_sandwich_with_distillation_makes_one_optimizer_step_per_batch_and_feeds
     s.setup.user.lr_scheduler = lr_scheduler
     logs = []
     before = [v.numpy().copy() for v in s.supernet.trainable_variables]
-    train_epoch(s, batches, lambda: [largest, smallest, *(space.decode(space.sample(rng)) for _ in range(2))],
-                0, TrainState(), True, logs.append)
+    train_epoch(
+        s,
+        batches,
+        lambda: [largest, smallest, *(space.decode(space.sample(rng)) for _ in range(2))],
+        0,
+        TrainState(),
+        True,
+        logs.append,
+    )
     opt = s.optimizer
     assert steps_seen == [0, 1, 2] and int(opt.iterations) == 3 and [log.step for log in logs] == [0, 1, 2]
     assert np.isclose(logs[-1].lr, 0.05 * 0.25) and np.isclose(float(opt.learning_rate), 0.05 * 0.25)

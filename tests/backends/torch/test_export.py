@@ -24,9 +24,14 @@ def user_module(monkeypatch):
     return module
 
 
-@pytest.mark.parametrize(("post", "feature_choose", "scripted"), [
-    (nets.PostNet, (), True), (nets.ListPostNet, (1,), True), (nets.DictPostNet, (), False),
-])
+@pytest.mark.parametrize(
+    ("post", "feature_choose", "scripted"),
+    [
+        (nets.PostNet, (), True),
+        (nets.ListPostNet, (1,), True),
+        (nets.DictPostNet, (), False),
+    ],
+)
 def test_script_rebuilds_the_subnet_and_exports_it(tmp_path, user_module, capsys, post, feature_choose, scripted):
     user_module.PreNet, user_module.PostNet = nets.PreNet, post
     net, space, rng = trained_supernet(feature_choose)
@@ -34,8 +39,14 @@ def test_script_rebuilds_the_subnet_and_exports_it(tmp_path, user_module, capsys
     arch = space.decode(space.largest())
     net.set_active(arch)
     static = net.extract().eval()
-    text = render_script(name="model_arch_result_1", header={"model_param_size": 1, "encoding": [0]},
-                         rows=net.layer_rows(arch), features=net.static_features(arch), input_shape=(1, 8, 8), user_sha256="0")
+    text = render_script(
+        name="model_arch_result_1",
+        header={"model_param_size": 1, "encoding": [0]},
+        rows=net.layer_rows(arch),
+        features=net.static_features(arch),
+        input_shape=(1, 8, 8),
+        user_sha256="0",
+    )
     costs = write_and_verify(static, text, tmp_path / "model_arch_result_1.py", torch.zeros(1, 1, 8, 8))
     assert costs["size"] == sum(p.numel() for p in static.parameters())
     script = load_script(tmp_path / "model_arch_result_1.py")

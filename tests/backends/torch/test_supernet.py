@@ -55,7 +55,10 @@ def test_analytic_costs_equal_the_extracted_models_counts():
     net, space, rng = trained_supernet()
     pre, post = PreNet(), PostNet()
     example = torch.zeros(1, 1, 8, 8)
-    fixed = Costs(size=count_params(pre) + count_params(post), flops=count_macs(pre, example) + count_macs(post, torch.zeros(1, 32, 4, 4)))
+    fixed = Costs(
+        size=count_params(pre) + count_params(post),
+        flops=count_macs(pre, example) + count_macs(post, torch.zeros(1, 32, 4, 4)),
+    )
     model = CostModel(space, (8, 8), fixed)
     for arch in random_archs(space, rng, 20) + [space.decode(space.largest()), space.decode(space.smallest())]:
         net.set_active(arch)
