@@ -39,8 +39,8 @@ from dopt.plan import OUTPUTS, Plan
 from dopt.results import write_csv, write_json
 from dopt.scenario import Scenario
 from dopt.search import SearchHooks, SearchResult, run_search
-from dopt.space import Arch, SearchSpace
-from dopt.training import StepLog, TrainState, train
+from dopt.space import SearchSpace
+from dopt.training import StepLog, TrainState, sampler, train
 from dopt.user_module import file_sha256, load_user_module
 
 __all__ = ["Prepared", "prepare", "run", "RunSummary"]
@@ -237,30 +237,6 @@ def _cost_label(sc: Scenario) -> str:
     return f"{sc.constraint.kind} ({cost_kinds.get(sc.constraint.kind).unit})"
 
 
-def _sampler(p: Prepared) -> Callable[[int], list[Arch]]:
-    """Subnets per step; each epoch's draws come from an RNG of (seed, epoch) alone, so a run
-    resumed at epoch k samples what an uninterrupted one does."""
-    space, training = p.space, p.scenario.training
-    largest, smallest = space.decode(space.largest()), space.decode(space.smallest())
-    rngs: dict[int, np.random.Generator] = {}
-
-    def random_arch(epoch: int) -> Arch:
-        if epoch not in rngs:
-            rngs.clear()
-            rngs[epoch] = np.random.default_rng([p.seed, 0, epoch])
-        return space.decode(space.sample(rngs[epoch]))
-
-    def sample(epoch: int) -> list[Arch]:
-        if epoch < training.warmup_epochs:
-            return [largest]
-        if training.sampling == "sandwich":
-            # BigNAS sandwich rule: largest first (the distillation teacher), smallest, two random.
-            return [largest, smallest, random_arch(epoch), random_arch(epoch)]
-        return [random_arch(epoch)]
-
-    return sample
-
-
 def _resume_training(p: Prepared, ckpt_dir: Path) -> tuple[int, TrainState] | None:
     """(epochs done, counters) from the newest readable checkpoint; None when the final one loads."""
     suffix = p.session.checkpoint_suffix
@@ -308,7 +284,15 @@ def _train(p: Prepared, ctx: RunContext, writer: Any, ckpt_dir: Path, resume: bo
             ctx.write(stale.unlink)
 
     with progress:
-        train(p.session, _sampler(p), range(start, sc.epochs), state, sc.training.distill, log_step, on_epoch_end)
+        train(
+            p.session,
+            sampler(p.space, sc.training, p.seed),
+            range(start, sc.epochs),
+            state,
+            sc.training.distill,
+            log_step,
+            on_epoch_end,
+        )
     ctx.write(p.session.save, final_checkpoint(ckpt_dir, suffix), state.step)
     log.info("supernet trained: %d epochs, %d steps", sc.epochs, sc.epochs * steps)
 

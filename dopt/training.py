@@ -17,7 +17,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from dopt.space import Arch
+import numpy as np
+
+from dopt.scenario.model import Training
+from dopt.space import Arch, SearchSpace
 
 __all__ = [
     "StepLog",
@@ -107,6 +110,33 @@ class TrainState:
 
     step: int = 0
     bad_in_row: int = 0
+
+
+def sampler(space: SearchSpace, training: Training, seed: int) -> Callable[[int], list[Arch]]:
+    """The subnets of one step, as a function of the epoch.
+
+    Each epoch's draws come from an RNG of ``(seed, epoch)`` alone, so a run resumed at epoch k
+    samples what an uninterrupted one does. Warm-up epochs train the largest subnet alone; then
+    one uniform draw per step, or the sandwich rule's largest, smallest and two uniform draws.
+    """
+    largest, smallest = space.decode(space.largest()), space.decode(space.smallest())
+    rngs: dict[int, np.random.Generator] = {}
+
+    def random_arch(epoch: int) -> Arch:
+        if epoch not in rngs:
+            rngs.clear()
+            rngs[epoch] = np.random.default_rng([seed, 0, epoch])
+        return space.decode(space.sample(rngs[epoch]))
+
+    def sample(epoch: int) -> list[Arch]:
+        if epoch < training.warmup_epochs:
+            return [largest]
+        if training.sampling == "sandwich":
+            # BigNAS sandwich rule: largest first (the distillation teacher), smallest, two random.
+            return [largest, smallest, random_arch(epoch), random_arch(epoch)]
+        return [random_arch(epoch)]
+
+    return sample
 
 
 def train(
