@@ -70,6 +70,11 @@ class Evaluator:
         self.calibration = ops.calibration_set(rng)
         self._last: tuple[Arch, Any] | None = None
 
+    def reset(self) -> None:
+        """Forget the kept subnet: the supernet's weights changed (training went on, or a
+        checkpoint was loaded) since it was extracted."""
+        self._last = None
+
     def measure(self, arch: Arch) -> Costs:
         """Every cost kind of ``arch``, counted on its extracted model where the backend counts it."""
         return self.costs.measure(arch, self.ops.count(self._extracted(arch)))

@@ -31,6 +31,7 @@ from dopt.checkpoints import (
     write_identity,
 )
 from dopt.context import RunContext
+from dopt.convergence import ConvergenceCheck
 from dopt.costs import CostModel, Costs
 from dopt.errors import UserError
 from dopt.evaluation import Evaluator
@@ -188,13 +189,15 @@ def run(p: Prepared, plan: Plan, ctx: RunContext | None = None) -> RunSummary:
     for line in describe(p):
         log.info("%s", line)
     try:
+        with stage("drawing the BN-calibration subset"):
+            evaluator = Evaluator(p.session, p.costs, np.random.default_rng([p.seed, 1]))
         with stage("training the supernet" if plan.stage == "all" else "loading the trained supernet"):
             if plan.stage == "all":
-                _train(p, ctx, writer, ckpt_dir, plan.resume)
+                _train(p, ctx, writer, ckpt_dir, plan.resume, evaluator)
             else:
                 _load_final(p, ckpt_dir)
+            evaluator.reset()
         with stage("searching"):
-            evaluator = Evaluator(p.session, p.costs, np.random.default_rng([p.seed, 1]))
             archive, result = _search(p, ctx, writer, plan, evaluator)
         with stage("writing results"):
             front = _finish(p, ctx, writer, plan, evaluator, archive, result)
@@ -261,7 +264,7 @@ def _resume_training(p: Prepared, ckpt_dir: Path) -> tuple[int, TrainState] | No
     return 0, TrainState()
 
 
-def _train(p: Prepared, ctx: RunContext, writer: Any, ckpt_dir: Path, resume: bool) -> None:
+def _train(p: Prepared, ctx: RunContext, writer: Any, ckpt_dir: Path, resume: bool, evaluator: Evaluator) -> None:
     sc = p.scenario
     suffix = p.session.checkpoint_suffix
     resumed = _resume_training(p, ckpt_dir) if resume else (0, TrainState())
@@ -277,11 +280,15 @@ def _train(p: Prepared, ctx: RunContext, writer: Any, ckpt_dir: Path, resume: bo
         writer.add_scalar("train/images_per_s", s.images_per_s, s.step)
         progress.update(1, epoch=s.epoch + 1, loss=s.loss, lr=s.lr)
 
+    ends = (p.space.decode(p.space.largest()), p.space.decode(p.space.smallest()))
+    check = ConvergenceCheck(evaluator, ends, sc.epochs, sc.training.sampling, writer)
+
     def on_epoch_end(epoch: int) -> None:
         ctx.write(p.session.save, ckpt_dir / f"supernet_epoch_{epoch + 1}{suffix}", state.step)
         stale = ckpt_dir / f"supernet_epoch_{epoch - 1}{suffix}"  # keep the last two epochs
         if stale.exists():
             ctx.write(stale.unlink)
+        check.on_epoch_end(epoch, state.step)
 
     with progress:
         train(
@@ -295,6 +302,8 @@ def _train(p: Prepared, ctx: RunContext, writer: Any, ckpt_dir: Path, resume: bo
         )
     ctx.write(p.session.save, final_checkpoint(ckpt_dir, suffix), state.step)
     log.info("supernet trained: %d epochs, %d steps", sc.epochs, sc.epochs * steps)
+    for warning in check.warnings():
+        log.warning("%s", warning)
 
 
 def _load_final(p: Prepared, ckpt_dir: Path) -> None:

@@ -96,12 +96,12 @@ CASES: dict[str, tuple[Edit, list[str], list[str]]] = {
     "constraint-unmeetable": (
         scen("constraint_value: 20000", "constraint_value: 100"),
         [],
-        ["scen.yaml:10:", "constraint_value", "smallest subnet", "2170 parameters", "Fix: set constraint_value ≥ 2170"],
+        ["scen.yaml:10:", "constraint_value", "smallest subnet", "6650 parameters", "Fix: set constraint_value ≥ 6650"],
     ),
     "constraint-unmeetable-set": (
         lambda w: None,
         ["--set", "scenario.strategy.constraint.constraint_value=100"],
-        ["--set scenario.strategy.constraint.constraint_value=100", "≥ 2170"],
+        ["--set scenario.strategy.constraint.constraint_value=100", "≥ 6650"],
     ),
     "user-module-missing": (lambda w: (w / "user_module.py").unlink(), [], ["no user_module.py", "dopt init"]),
     "user-module-import-fails": (

@@ -9,6 +9,7 @@ from dopt.space import SearchSpace, round_width
 
 
 def make_space(filters=(16, 16, 24), strides=(1, 1, 2), feature_choose=(), in_channels=16, **choices) -> SearchSpace:
+    choices.setdefault("expand_ratios", (1, 3, 6))  # expansion 1 too: its plans differ (no expand conv)
     cfg = Supernet(
         input_shape=(1, 8, 8),
         data_format="channels_first",

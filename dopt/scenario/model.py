@@ -36,7 +36,9 @@ class SearchSpaceChoices:
     """Per-layer choices of the skeleton (docs/search-space.md#genes); `supernet.search_space` overrides them."""
 
     kernel_sizes: tuple[int, ...] = (3, 5, 7)
-    expand_ratios: tuple[int, ...] = (1, 3, 6)
+    # Not 1 by default: mixed with larger ratios under weight sharing it trains ~3x slower
+    # (benchmarks/supernet_convergence.py; docs/search-space.md#genes).
+    expand_ratios: tuple[int, ...] = (3, 6)
     width_ratios: tuple[float, ...] = (0.5, 0.75, 1.0)
     skip: bool = True
 
@@ -90,8 +92,10 @@ class Searcher:
 
 @dataclass(frozen=True)
 class Training:
-    sampling: Literal["uniform", "sandwich"] = "uniform"
-    distill: bool = False
+    # Sandwich with in-place distillation: the defaults that the convergence benchmark measured best
+    # for a fixed number of epochs (docs/search-space.md#training).
+    sampling: Literal["uniform", "sandwich"] = "sandwich"
+    distill: bool = True  # the default only with sandwich sampling (rules.py)
     warmup_epochs: int = 0
 
 

@@ -180,7 +180,10 @@ def _local(r: _Reader, key: str, raw: str, workdir: Path) -> str:
 
 def _training(r: _Reader) -> Training:
     p = _S + "training."
-    training = Training(**_section(r, _S + "training"))
+    values = _section(r, _S + "training")
+    if values["distill"] is None:  # not written: distillation comes with the sandwich rule
+        values["distill"] = values["sampling"] == "sandwich"
+    training = Training(**values)
     if training.distill and training.sampling != "sandwich":
         r.fail(
             p + "distill",

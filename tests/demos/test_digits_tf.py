@@ -21,7 +21,7 @@ def test_demo_runs_shortened(tmp_path):
     short = [
         "scenario.strategy.epochs=1",
         "scenario.strategy.searcher.generation_num=1",
-        "scenario.strategy.searcher.pop_size=4",
+        "scenario.strategy.searcher.pop_size=12",
         "scenario.strategy.training.sampling=uniform",
         "scenario.strategy.training.distill=false",
     ]

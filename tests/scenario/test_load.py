@@ -311,7 +311,7 @@ BAD = {
     # training
     "sampling": ([add("    training: {sampling: random}\n")], 14, ["one of uniform, sandwich"]),
     "distill-uniform": (
-        [add("    training: {distill: true}\n")],
+        [add("    training: {sampling: uniform, distill: true}\n")],
         14,
         [S + "training.distill", "needs sampling: sandwich", "sampling: sandwich"],
     ),
@@ -379,8 +379,16 @@ def test_minimal_gets_every_default(workdir: Path) -> None:
     assert s.dataset.train_dir == str(workdir / "data" / "train") and s.dataset.pre_train_dir is None
     assert (s.searcher.generation_num, s.searcher.pop_size, s.searcher.seed) == (20, 40, None)
     assert (s.searcher.algorithm, s.searcher.crossover_prob, s.searcher.mutation_prob) == ("nsga2", 0.9, None)
-    assert (s.training.sampling, s.training.distill, s.training.warmup_epochs) == ("uniform", False, 0)
+    assert (s.training.sampling, s.training.distill, s.training.warmup_epochs) == ("sandwich", True, 0)
+    assert s.supernet.search_space.expand_ratios == (3, 6)
     assert (s.resource.name, s.resource.gpu_ids) == ("pytorch_standalone", (0,))
+
+
+def test_distill_defaults_to_on_with_sandwich_and_off_with_uniform(workdir: Path) -> None:
+    uniform = _load(workdir, _edit(MINIMAL, [add("    training: {sampling: uniform}\n")]))
+    assert (uniform.training.sampling, uniform.training.distill) == ("uniform", False)
+    plain = _load(workdir, _edit(MINIMAL, [add("    training: {distill: false}\n")]))
+    assert (plain.training.sampling, plain.training.distill) == ("sandwich", False)
 
 
 def test_result_is_frozen_with_tuples(workdir: Path) -> None:
@@ -491,7 +499,7 @@ def test_search_space_is_deduplicated_and_sorted(workdir: Path) -> None:
     space = _load(workdir, text).supernet.search_space
     assert (space.kernel_sizes, space.expand_ratios, space.width_ratios, space.skip) == (
         (3, 7),
-        (1, 3, 6),
+        (3, 6),
         (0.25, 1.0),
         False,
     )
@@ -565,7 +573,10 @@ def test_overrides_apply_before_validation(workdir: Path) -> None:
             ["--set scenario.strategy.supernet.filters=[16,16]:", "strides has 6 (the default)"],
         ),
         ("scenario.strategy.searcher.pop_sise=3", ["--set", "did you mean 'pop_size'?"]),
-        ("scenario.strategy.training={distill: true}", ["--set scenario.strategy.training=", "sandwich"]),
+        (
+            "scenario.strategy.training={sampling: uniform, distill: true}",
+            ["--set scenario.strategy.training=", "sandwich"],
+        ),
         ("scenario.strategy.epochs.x=1", ["--set scenario.strategy.epochs.x=1:", "not a mapping"]),
         ("scenario.strategy.epochs=[1", ["--set scenario.strategy.epochs=[1:", "invalid YAML"]),
     ],

@@ -37,7 +37,7 @@ def test_template_runs_shortened_on_png_class_folders(tmp_path):
     short = [
         "scenario.strategy.epochs=2",
         "scenario.strategy.searcher.generation_num=1",
-        "scenario.strategy.searcher.pop_size=4",
+        "scenario.strategy.searcher.pop_size=12",
         "scenario.strategy.training.sampling=uniform",
         "scenario.strategy.training.distill=false",
     ]

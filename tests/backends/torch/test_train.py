@@ -56,7 +56,7 @@ def test_sandwich_with_distillation_makes_one_optimizer_and_scheduler_step_per_b
 def test_distillation_adds_a_term_to_the_loss_of_the_students_only(tmp_path):
     s, space, batches = session(tmp_path)
     largest, smallest = space.decode(space.largest()), space.decode(space.smallest())
-    s.supernet.eval()  # the same outputs for the same subnet: BN uses its running statistics
+    s.begin_epoch(0)  # training mode: BatchNorm normalises with the batch's statistics
     teacher = s.forward(batches[0], largest, None)
     plain = s.forward(batches[0], smallest, None)
     taught = s.forward(batches[0], smallest, teacher.logits)
