@@ -238,7 +238,10 @@ class TorchSession:
 
     # -- evaluation primitives (dopt.evaluation.EvalOps) -----------------------------------------
     def calibration_set(self, rng: np.random.Generator) -> list[Any]:
+        """The calibration subset under the run's seed: random augmentations in the user's dataset
+        draw the same values however much training (or none: --stage search) came before."""
         s = self.setup
+        seed_everything(s.seed, s.device)
         return data.calibration_batches(
             s.train_ds, s.scenario.batch_size, s.scenario.searcher.bn_calib_batches, rng, s.device
         )

@@ -76,3 +76,22 @@ def test_non_finite_loss_skips_the_step_and_leaves_weights_untouched(tmp_path, c
     assert logs[0].skipped
     assert all(torch.equal(a, b) for a, b in zip(before, s.supernet.parameters()))
     assert "step skipped" in caplog.text and "k7e6" in caplog.text
+
+
+def test_the_calibration_subset_does_not_depend_on_the_global_rng(tmp_path):
+    """A dataset that augments at random gives the same calibration batches after any amount of
+    training (resume, --stage search)."""
+    s, _, _ = session(tmp_path)
+
+    class Noisy(torch.utils.data.Dataset):
+        def __len__(self):
+            return 256
+
+        def __getitem__(self, i):
+            return torch.rand(1, 8, 8), i % 10  # an augmentation drawn from torch's global RNG
+
+    s.setup.__dict__["train_ds"] = Noisy()  # a frozen dataclass: replaced for the test only
+    first = s.calibration_set(np.random.default_rng(1))
+    torch.rand(1000)  # training draws from the global RNG
+    second = s.calibration_set(np.random.default_rng(1))
+    assert all(torch.equal(a, b) for a, b in zip(first, second)) and len(first) == len(second) > 0
