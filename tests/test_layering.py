@@ -17,7 +17,7 @@ def test_the_core_never_imports_a_framework():
         "import sys\n"
         "import dopt.cli, dopt.run, dopt.search, dopt.space, dopt.costs, dopt.archive, dopt.results.plot, "
         "dopt.scenario, dopt.user_module, dopt.backends, dopt.backends.base, dopt.training, dopt.evaluation, "
-        "dopt.context, dopt.plan, dopt.checkpoints\n"
+        "dopt.context, dopt.convergence, dopt.plan, dopt.checkpoints\n"
         "bad = sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules)\n"
         "print(bad)\n"
     )
