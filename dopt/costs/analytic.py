@@ -37,10 +37,6 @@ class Costs(Mapping[str, float]):
     def __len__(self) -> int:
         return len(self._values)
 
-    def __add__(self, other: Mapping[str, float]) -> Costs:
-        """Kinds both sides have, summed."""
-        return Costs({k: v + other[k] for k, v in self._values.items() if k in other})
-
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Mapping) and dict(self._values) == dict(other)
 
