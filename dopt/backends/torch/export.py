@@ -28,7 +28,7 @@ def build_model() -> Net:
 
 
 def export(model: nn.Module, directory: str = ".") -> list:
-    """Write NAME.pt (TorchScript), NAME.onnx and log_NAME/ (TensorBoard graph) into ``directory``."""
+    """Write NAME.pt (TorchScript), NAME.onnx (any batch size) and log_NAME/ (TensorBoard graph) into ``directory``."""
     import warnings
 
     from torch.utils.tensorboard import SummaryWriter
@@ -36,6 +36,14 @@ def export(model: nn.Module, directory: str = ".") -> list:
     model.eval()
     example = torch.randn(1, *INPUT_SHAPE)
     paths = [os.path.join(directory, NAME + ext) for ext in (".pt", ".onnx")] + [os.path.join(directory, "log_" + NAME)]
+    # ONNX is traced at batch 2 so that the tracer cannot fold a batch of 1 into the graph; axis 0 of
+    # the input and of every output that has the batch is then declared dynamic (any batch size).
+    batch = torch.randn(2, *INPUT_SHAPE)
+    with torch.no_grad():
+        outputs = _tensors(model(batch))
+    output_names = ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
+    dynamic_axes = {"input": {0: "batch"}}
+    dynamic_axes.update({n: {0: "batch"} for n, t in zip(output_names, outputs) if t.dim() and t.shape[0] == 2})
     with warnings.catch_warnings(), torch.no_grad():
         # TorchScript and the legacy ONNX exporter announce their deprecation in torch 2.x.
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -46,10 +54,29 @@ def export(model: nn.Module, directory: str = ".") -> list:
             print(f"TorchScript could not compile the model ({type(exc).__name__}); tracing it instead")
             scripted = torch.jit.trace(model, example, strict=False)
         scripted.save(paths[0])
-        torch.onnx.export(model, (example,), paths[1], dynamo=False, input_names=["input"])
+        torch.onnx.export(
+            model,
+            (batch,),
+            paths[1],
+            dynamo=False,
+            input_names=["input"],
+            output_names=output_names,
+            dynamic_axes=dynamic_axes,
+        )
         with SummaryWriter(paths[2]) as writer:
             writer.add_graph(model, example, use_strict_trace=False)
     return paths
+
+
+def _tensors(value) -> list:
+    """The tensors of a model output, flattened in the order the ONNX exporter names them."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
 
 
 def main() -> None:
@@ -87,7 +114,7 @@ def render_script(
 ) -> str:
     """The text of a PyTorch result script (``dopt.backends.scripts.render``)."""
     parts = ScriptParts(
-        exports="{name}.pt (TorchScript), {name}.onnx and a TensorBoard graph log",
+        exports="{name}.pt (TorchScript), {name}.onnx (any batch size) and a TensorBoard graph log",
         imports="from typing import Final, List\n\nimport torch\nfrom torch import nn\n",
         static_source=_static_source(),
         body=_MAIN,

@@ -14,7 +14,8 @@ def onnx_macs(path: str) -> int:
     shapes = {}
     for vi in list(graph.value_info) + list(graph.input) + list(graph.output):
         dims = vi.type.tensor_type.shape.dim
-        shapes[vi.name] = [d.dim_value for d in dims]
+        # A symbolic dimension (the dynamic batch) has no dim_value: count it as 1.
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else 1 for d in dims]
     for init in graph.initializer:
         shapes[init.name] = list(numpy_helper.to_array(init).shape)
     total = 0

@@ -64,3 +64,45 @@ def test_script_rebuilds_the_subnet_and_exports_it(tmp_path, user_module, capsys
     with torch.no_grad():
         out = loaded(x)
     torch.testing.assert_close(out["logits"] if isinstance(out, dict) else out, b)
+
+
+@pytest.mark.parametrize(
+    ("post", "feature_choose"), [(nets.PostNet, ()), (nets.ListPostNet, (1,)), (nets.DictPostNet, ())]
+)
+def test_onnx_export_takes_any_batch_size(tmp_path, user_module, post, feature_choose):
+    ort = require("onnxruntime")
+    from dopt.backends.torch.profile import count_macs
+    from tests.backends.torch.onnx_macs import onnx_macs
+
+    user_module.PreNet, user_module.PostNet = nets.PreNet, post
+    net, space, _ = trained_supernet(feature_choose)
+    net.post = post()
+    arch = space.decode(space.largest())
+    net.set_active(arch)
+    static = net.extract().eval()
+    text = render_script(
+        name="model_arch_result_1",
+        header={"model_param_size": 1, "encoding": [0]},
+        rows=net.layer_rows(arch),
+        features=net.static_features(arch),
+        input_shape=(1, 8, 8),
+        user_sha256="0",
+    )
+    write_and_verify(static, text, tmp_path / "model_arch_result_1.py", torch.zeros(1, 1, 8, 8))
+    script = load_script(tmp_path / "model_arch_result_1.py")
+    model = script.build_model()
+    model.load_state_dict(torch.load(tmp_path / "model_arch_result_1.weights.pth", weights_only=True))
+    model.eval()
+    onnx_path = script.export(model, str(tmp_path))[1]
+    session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input"]
+    for batch in (1, 3):
+        x = torch.randn(batch, 1, 8, 8, generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            expected = model(x)
+        expected = expected["logits"] if isinstance(expected, dict) else expected
+        (got,) = session.run(None, {"input": x.numpy()})
+        assert got.shape == tuple(expected.shape)
+        torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-4, atol=1e-5)
+    # The MACs read back from the graph (as tests/test_cli.py does) survive the symbolic batch axis.
+    assert onnx_macs(onnx_path) == count_macs(model, torch.zeros(1, 1, 8, 8))
