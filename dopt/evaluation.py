@@ -110,6 +110,10 @@ class Evaluator:
 def metric_value(result: Any, name: str) -> float:
     """The user's metric as a float; infinite counts as NaN, which ranks last.
 
+    A float32 or float16 value (numpy scalar or array, torch or TensorFlow tensor) becomes the
+    shortest decimal that reads back as the same float32/float16, so 0.20555556 stays 0.20555556
+    in every output rather than its float64 widening 0.20555555820465088. Other values are exact.
+
     Raises:
         UserError: the metric function returned something that is not a number.
     """
@@ -121,7 +125,24 @@ def metric_value(result: Any, name: str) -> float:
             key=f"UserModule.{name}",
             fix="return a float or a scalar tensor (higher is better), e.g. the accuracy",
         ) from None
+    narrow = _NARROW_FLOATS.get(_dtype_name(result))
+    if narrow is not None and math.isfinite(value):
+        # Distinct narrow floats have distinct, equally ordered shortest decimals: ranking is unchanged.
+        value = float(np.format_float_positional(narrow(value), unique=True))
     return value if not math.isinf(value) else float("nan")
+
+
+# Float types narrower than a Python float whose shortest decimal numpy can write.
+_NARROW_FLOATS: dict[str, type[np.floating[Any]]] = {"float32": np.float32, "float16": np.float16}
+
+
+def _dtype_name(result: Any) -> str:
+    """'float32' for a numpy, torch or TensorFlow float32 value; '' for a value without a dtype."""
+    dtype = getattr(result, "dtype", None)
+    if dtype is None:
+        return ""
+    # numpy and TensorFlow dtypes have a name ('float32'); torch's print as 'torch.float32'.
+    return str(getattr(dtype, "name", None) or dtype).rsplit(".", 1)[-1]
 
 
 def calibration_indices(n: int, batch_size: int, n_batches: int | None, rng: np.random.Generator) -> np.ndarray:
