@@ -86,19 +86,6 @@ def prepare(scenario: Scenario, seed: int | None = None) -> Prepared:
     Raises:
         UserError: any mistake the user can fix, before anything is trained or written.
     """
-    if not cost_kinds.get(scenario.constraint.kind).available:
-        usable = " or ".join(k.name for k in cost_kinds.kinds() if k.available)
-        raise UserError(
-            f"constraint_type {scenario.constraint.kind} is not available in this version of dopt",
-            key="scenario.strategy.constraint.constraint_type",
-            fix=f"use {usable} for now",
-        )
-    if scenario.constraint.application != "image_classification":
-        raise UserError(
-            f"application_type {scenario.constraint.application} is not available in this version of dopt",
-            key="scenario.strategy.constraint.application_type",
-            fix="use image_classification for now",
-        )
     with stage("checking the user module"):
         module = load_user_module(scenario.workdir, scenario.framework)
         user_sha256 = file_sha256(Path(module.__file__ or ""))

@@ -44,8 +44,6 @@ def module(old: str, new: str) -> Edit:
     return edit
 
 
-DETECTION = "application_type: object_detection"
-
 # category: (edit, --set overrides, words the message must contain)
 CASES: dict[str, tuple[Edit, list[str], list[str]]] = {
     "malformed-yaml": (scen("    epochs: 1\n", "    epochs: [1\n"), [], ["scen.yaml:7:", "invalid YAML"]),
@@ -69,13 +67,16 @@ CASES: dict[str, tuple[Edit, list[str], list[str]]] = {
         [],
         ["scen.yaml:", "strides", "1 or 2", "3"],
     ),
-    "feature-choose-range": (
+    "detection-not-available-first": (
         lambda w: (
             scen("image_classification", "object_detection")(w),
             scen("strides: [1, 2, 2]", "strides: [1, 2, 2]\n      feature_choose: [1, 3]")(w),
         ),
         [],
-        ["scen.yaml:", "feature_choose", "3"],
+        [
+            "scen.yaml:8:25: scenario.strategy.constraint.application_type: object_detection is not available yet",
+            "Fix: use image_classification for now",
+        ],
     ),
     "data-format-of-framework": (
         scen("input_shape: (1, 8, 8)", "input_shape: (8, 8, 1)\n      data_format: channels_last"),
@@ -83,10 +84,15 @@ CASES: dict[str, tuple[Edit, list[str], list[str]]] = {
         ["scen.yaml:", "data_format", "channels_last", "PyTorch"],
     ),
     "optimizer-of-framework": (scen("type: Adam", "type: Momentum"), [], ["scen.yaml:", "Momentum", "SGD"]),
-    "missing-pre-train-dir": (
+    "segmentation-not-available-before-pre-train-dir": (
         scen("image_classification", "semantic_segmentation"),
         [],
-        ["scen.yaml:", "pre_train_dir", "required for semantic_segmentation"],
+        ["scen.yaml:8:25:", "semantic_segmentation is not available yet", "Fix: use image_classification for now"],
+    ),
+    "latency-not-available": (
+        scen("constraint_type: size", "constraint_type: latency"),
+        [],
+        ["scen.yaml:9:24:", "constraint_type: latency is not available yet", "Fix: use size or flops for now"],
     ),
     "dataset-dir-missing": (
         scen("val_dir: data/val.npz", "val_dir: data/nope"),
@@ -161,3 +167,18 @@ def test_bad_input_exits_2_with_one_clear_line_and_writes_nothing(
         assert re.search(r"scen\.yaml:\d+:\d+: ", message[0]), "a place in the YAML has a line and a column"
 
     assert sorted(str(p.relative_to(work)) for p in work.rglob("*")) == before
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("image_classification", "object_detection"), ("constraint_type: size", "constraint_type: latency")],
+)
+def test_validate_refuses_what_is_not_available_yet_with_the_same_line(tmp_path, monkeypatch, capsys, old, new):
+    work = make_workdir(tmp_path / "work")
+    scen(old, new)(work)
+    monkeypatch.chdir(work)
+    lines = []
+    for args in (["-c", "scen.yaml"], ["validate", "-c", "scen.yaml"]):
+        assert main(args) == 2
+        lines.append([line for line in capsys.readouterr().err.splitlines() if line.startswith("dopt: error:")])
+    assert lines[0] == lines[1] and len(lines[0]) == 1 and "is not available yet" in lines[0][0], lines

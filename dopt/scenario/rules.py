@@ -1,5 +1,6 @@
-"""Rules that tie scenario keys together (docs/scenario.md#keys): framework-dependent defaults, shape and length
-checks, optimizer and dataset rules, resource placement; they build the frozen Scenario."""
+"""Rules that tie scenario keys together (docs/scenario.md#keys): what this version cannot run (refused first),
+framework-dependent defaults, shape and length checks, optimizer and dataset rules, resource placement; they build
+the frozen Scenario."""
 
 from __future__ import annotations
 
@@ -28,8 +29,14 @@ __all__ = ["build"]
 _S = "scenario.strategy."
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # gs://, s3://, hdfs://: not ours to check
 
+# The tasks this version runs. object_detection and semantic_segmentation are read and checked
+# (NASEA scenarios name them) but refused before any rule about them, so that nobody is asked for a
+# pre_train_dir only to learn that the task is missing (docs/scenario.md#not-available-yet).
+APPLICATIONS_AVAILABLE = ("image_classification",)
+
 
 def build(r: _Reader, path: Path, workdir: Path) -> Scenario:
+    _refuse_unavailable(r)
     framework = r.get(_S + "framework")
     app = r.get(_S + "constraint.application_type")
     constraint = Constraint(
@@ -50,6 +57,37 @@ def build(r: _Reader, path: Path, workdir: Path) -> Scenario:
         resource=_resource(r, framework),
         places={p: r._where(p) for p in [*r.locs, *r.set_by]},
     )
+
+
+def _refuse_unavailable(r: _Reader) -> None:
+    """What this version cannot run is an error before any other rule, naming the value and what runs."""
+    p = _S + "constraint."
+    app = r.get(p + "application_type")
+    if app not in APPLICATIONS_AVAILABLE:
+        r.fail(
+            p + "application_type",
+            f"{app} is not available yet in this version of dopt "
+            "(docs/scenario.md#not-available-yet-detection-and-segmentation)",
+            f"use {' or '.join(APPLICATIONS_AVAILABLE)} for now",
+        )
+    from dopt.costs.kinds import get, kinds  # lazily: dopt.costs imports the search space, which imports scenario
+
+    kind = r.get(p + "constraint_type")
+    if not get(kind).available:
+        usable = " or ".join(k.name for k in kinds() if k.available)
+        r.fail(
+            p + "constraint_type",
+            f"{kind} is not available yet in this version of dopt (docs/scenario.md#not-available-yet-latency)",
+            f"use {usable} for now",
+        )
+    processor = r.get(p + "processor_version")
+    if p + "processor_version" in r.values and processor != "host":
+        r.warn(
+            p + "processor_version",
+            f"{processor!r} is ignored: processor_version is for constraint_type latency, which is not available "
+            "yet in this version",
+            "remove it",
+        )
 
 
 def _section(r: _Reader, prefix: str) -> dict[str, Any]:

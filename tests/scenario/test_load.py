@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dopt.errors import UserError
-from dopt.scenario import Scenario, load
+from dopt.scenario import Scenario, load, rules
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,6 +38,15 @@ def workdir(tmp_path: Path) -> Path:
     (tmp_path / "data" / "train").mkdir(parents=True)
     (tmp_path / "data" / "val").mkdir()
     return tmp_path
+
+
+@pytest.fixture
+def detection_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Detection and segmentation are refused before their own rules run; these tests reach those
+    rules, which wait for the tasks, by declaring the tasks available."""
+    monkeypatch.setattr(
+        rules, "APPLICATIONS_AVAILABLE", ("image_classification", "object_detection", "semantic_segmentation")
+    )
 
 
 def _edit(text: str, edits: list[tuple[str, str]]) -> str:
@@ -155,6 +164,35 @@ BAD = {
         ["one of image_classification, object_detection, semantic_segmentation"],
     ),
     "constraint-type": ([sub("constraint_type: size", "constraint_type: params")], 9, ["one of size, flops, latency"]),
+    # not available yet: refused before any rule about them (no pre_train_dir is asked for first)
+    "detection-not-available": (
+        [sub("image_classification", "object_detection")],
+        8,
+        [":8:25:", S + "constraint.application_type", "object_detection is not available yet", "image_classification"],
+    ),
+    "segmentation-not-available": (
+        [
+            sub("image_classification", "semantic_segmentation"),
+            add("    supernet: {feature_choose: [4, 6]}\n"),
+            sub("val_dir: data/val", "val_dir: data/val\n      pre_train_dir: nowhere"),
+        ],
+        8,
+        [S + "constraint.application_type", "semantic_segmentation is not available yet", "Fix: use image_classif"],
+    ),
+    "latency-not-available": (
+        [sub("constraint_type: size", "constraint_type: latency")],
+        9,
+        [":9:24:", S + "constraint.constraint_type", "latency is not available yet", "Fix: use size or flops for now"],
+    ),
+    "latency-before-other-rules": (
+        [
+            sub("constraint_type: size", "constraint_type: latency"),
+            sub("val_dir: data/val", "val_dir: data/nope"),
+            add("    supernet: {filters: [8, 8, 8]}\n"),
+        ],
+        9,
+        ["latency is not available yet"],
+    ),
     "constraint-value-zero": ([sub("constraint_value: 100000", "constraint_value: 0")], 10, ["a number > 0", "got 0"]),
     "constraint-value-text": ([sub("constraint_value: 100000", "constraint_value: 1M")], 10, ["got '1M'"]),
     "constraint-value-inf": ([sub("constraint_value: 100000", "constraint_value: .inf")], 10, ["got inf"]),
@@ -222,11 +260,6 @@ BAD = {
         16,
         [S + "supernet.strides", "filters has 3 layers but strides has 2", "strides: [1, 1, 1]"],
     ),
-    "feature-range": (
-        DETECTION + [add("    supernet: {feature_choose: [4, 6]}\n")],
-        15,
-        [S + "supernet.feature_choose", "layer 6 does not exist", "numbered 0 to 5"],
-    ),
     "feature-order": (DETECTION + [add("    supernet: {feature_choose: [5, 4]}\n")], 15, ["unique and ascending"]),
     "feature-duplicate": (DETECTION + [add("    supernet: {feature_choose: [4, 4]}\n")], 15, ["unique and ascending"]),
     "kernel-even": (
@@ -280,19 +313,6 @@ BAD = {
         [S + "dataset.val_dir", "'data/nope'", "does not exist", "nope", "Fix:"],
     ),
     "train-number": ([sub("train_dir: data/train", "train_dir: 5")], 12, [S + "dataset.train_dir", "got 5"]),
-    "pre-train-needed": (
-        [sub("image_classification", "semantic_segmentation")],
-        11,
-        [S + "dataset.pre_train_dir", "required for semantic_segmentation", "pre_train_dir:"],
-    ),
-    "pre-train-missing-dir": (
-        [
-            sub("image_classification", "object_detection"),
-            sub("val_dir: data/val", "val_dir: data/val\n      pre_train_dir: pre"),
-        ],
-        14,
-        [S + "dataset.pre_train_dir", "does not exist"],
-    ),
     # searcher
     "generations-float": (
         [add("    searcher: {generation_num: 1.5}\n")],
@@ -346,6 +366,29 @@ BAD = {
 }
 
 
+# Rules that only detection and segmentation reach (once the tasks are available).
+BAD_DETECTION = {
+    "feature-range": (
+        DETECTION + [add("    supernet: {feature_choose: [4, 6]}\n")],
+        15,
+        [S + "supernet.feature_choose", "layer 6 does not exist", "numbered 0 to 5"],
+    ),
+    "pre-train-needed": (
+        [sub("image_classification", "semantic_segmentation")],
+        11,
+        [S + "dataset.pre_train_dir", "required for semantic_segmentation", "pre_train_dir:"],
+    ),
+    "pre-train-missing-dir": (
+        [
+            sub("image_classification", "object_detection"),
+            sub("val_dir: data/val", "val_dir: data/val\n      pre_train_dir: pre"),
+        ],
+        14,
+        [S + "dataset.pre_train_dir", "does not exist"],
+    ),
+}
+
+
 @pytest.mark.parametrize("edits, line, words", list(BAD.values()), ids=list(BAD))
 def test_bad_scenario(workdir: Path, edits: list[tuple[str, str]], line: int | None, words: list[str]) -> None:
     with pytest.raises(UserError) as caught:
@@ -359,6 +402,33 @@ def test_bad_scenario(workdir: Path, edits: list[tuple[str, str]], line: int | N
     for word in words:
         assert word in message, message
     assert caught.value.__cause__ is None  # library errors are translated `from None`
+
+
+@pytest.mark.parametrize("edits, line, words", list(BAD_DETECTION.values()), ids=list(BAD_DETECTION))
+def test_bad_detection_scenario(
+    workdir: Path, detection_available: None, edits: list[tuple[str, str]], line: int, words: list[str]
+) -> None:
+    with pytest.raises(UserError) as caught:
+        _load(workdir, _edit(MINIMAL, edits))
+    assert caught.value.line == line and "Fix: " in str(caught.value)
+    for word in words:
+        assert word in str(caught.value), str(caught.value)
+
+
+def test_processor_version_other_than_host_is_ignored_with_a_warning(
+    workdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    written = "constraint_value: 100000\n      processor_version: {}"
+    with caplog.at_level(logging.WARNING, logger="dopt.scenario"):
+        s = _load(workdir, _edit(MINIMAL, [sub("constraint_value: 100000", written.format("host"))]))
+    assert s.constraint.processor == "host" and not caplog.records
+    with caplog.at_level(logging.WARNING, logger="dopt.scenario"):
+        s = _load(workdir, _edit(MINIMAL, [sub("constraint_value: 100000", written.format("npu_v1"))]))
+    assert s.constraint.processor == "npu_v1"
+    [record] = caplog.records
+    message = record.getMessage()
+    assert "scen.yaml:11:26:" in message and S + "constraint.processor_version" in message
+    assert "'npu_v1' is ignored" in message and "not available yet" in message and "Fix: remove it" in message
 
 
 def test_minimal_gets_every_default(workdir: Path) -> None:
@@ -398,7 +468,7 @@ def test_result_is_frozen_with_tuples(workdir: Path) -> None:
         s.epochs = 1  # type: ignore[misc]
 
 
-def test_tensorflow_segmentation_defaults(workdir: Path) -> None:
+def test_tensorflow_segmentation_defaults(workdir: Path, detection_available: None) -> None:
     text = _edit(
         MINIMAL,
         [
@@ -414,7 +484,7 @@ def test_tensorflow_segmentation_defaults(workdir: Path) -> None:
     assert s.dataset.pre_train_dir == str(workdir / "data" / "train")
 
 
-def test_pytorch_segmentation_defaults_to_adam(workdir: Path) -> None:
+def test_pytorch_segmentation_defaults_to_adam(workdir: Path, detection_available: None) -> None:
     text = _edit(
         MINIMAL,
         [
@@ -538,7 +608,7 @@ def test_classification_ignores_detection_keys_with_one_warning_each(
     assert "pre_train_dir" in caplog.records[1].getMessage() and "ignored" in caplog.records[1].getMessage()
 
 
-def test_detection_keeps_feature_choose(workdir: Path) -> None:
+def test_detection_keeps_feature_choose(workdir: Path, detection_available: None) -> None:
     s = _load(workdir, _edit(MINIMAL, DETECTION + [add("    supernet: {feature_choose: [3, 5]}\n")]))
     assert s.supernet.feature_choose == (3, 5) and s.dataset.pre_train_dir == str(workdir / "data" / "train")
 
