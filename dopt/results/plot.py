@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import matplotlib
@@ -12,7 +14,6 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from dopt.archive import Archive, Candidate
 from dopt.atomic import atomic_write_bytes
@@ -24,6 +25,12 @@ __all__ = ["pareto_figure", "save_png", "figure_to_rgb_array"]
 
 # Light grey (first generation) to near black (last); plain "Greys" starts at white.
 _GREYS = ListedColormap(matplotlib.colormaps["Greys"](np.linspace(0.3, 0.9, 256)), name="dopt_greys")
+
+# Offsets tried for a front label, nearest first: rings around the point (in points), each starting
+# up and to the left, where the step line (leaving a point rightwards, arriving from below) never runs.
+_RINGS = tuple(range(9, 136, 7))
+_ANGLES = sorted(range(0, 360, 30), key=lambda a: (abs((a - 135 + 180) % 360 - 180), a))
+_OFFSETS = np.array([(r * math.cos(math.radians(a)), r * math.sin(math.radians(a))) for r in _RINGS for a in _ANGLES])
 
 
 def pareto_figure(archive: Archive, *, cost_label: str, metric_label: str = "metric") -> Figure:
@@ -61,6 +68,8 @@ def pareto_figure(archive: Archive, *, cost_label: str, metric_label: str = "met
     if len(archive):
         ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
+    # Labels go last: their placement is measured on the final layout.
+    _label_front(fig, ax, [c.cost(kind) for c in front], [_metric(c) for c in front])
     return fig
 
 
@@ -69,20 +78,21 @@ def _draw_evaluated(fig: Figure, ax: Any, archive: Archive, kind: str, bottom: f
     scored = [c for c in archive if c.feasible and c.has_metric]
     unscored = [c for c in archive if not (c.feasible and c.has_metric)]
     if scored:
+        # Generations count from 1, as in pareto.json, pareto.csv and the log.
+        last = max(c.generation for c in scored)
         dots = ax.scatter(
             [c.cost(kind) for c in scored],
             [_metric(c) for c in scored],
             c=[c.generation for c in scored],
             cmap=_GREYS,
-            vmin=0,
-            vmax=max(1, max(c.generation for c in scored)),
+            vmin=1,
+            vmax=max(2, last),  # one generation still gets a bar, not a single colour
             s=14,
             alpha=0.8,
             edgecolors="none",
             label="evaluated",
         )
-        bar = fig.colorbar(dots, ax=ax, label="generation")
-        bar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        fig.colorbar(dots, ax=ax, label="generation", ticks=_generation_ticks(last))
     for group, color, label in (
         ([c for c in unscored if not c.feasible], "tab:red", "rejected by cost"),
         ([c for c in unscored if c.feasible], "tab:orange", "no finite metric"),
@@ -92,16 +102,64 @@ def _draw_evaluated(fig: Figure, ax: Any, archive: Archive, kind: str, bottom: f
             ax.scatter(xs, [bottom] * len(xs), marker="x", s=12, linewidths=0.8, color=color, alpha=0.6, label=label)
 
 
+def _generation_ticks(last: int) -> list[int]:
+    """Colour-bar ticks: 1, then round generations up to ``last`` (1 2 3, 1 5 10 15, 1 20 40 ...)."""
+    step = next(s for s in _round_steps() if last // s <= 6)
+    return [1] + [g for g in range(step, last + 1, step) if g - 1 > step / 2]
+
+
+def _round_steps() -> Iterator[int]:
+    yield from (1, 5)
+    for e in itertools.count(1):
+        yield from (10**e, 2 * 10**e, 5 * 10**e)
+
+
 def _draw_front(ax: Any, front: list[Candidate], kind: str) -> None:
-    """The front as a step line with large markers labelled N, as the result files are numbered."""
+    """The front as a step line with large markers; :func:`_label_front` numbers them."""
     if not front:
         return
     xs = [c.cost(kind) for c in front]
     ys = [_metric(c) for c in front]
     ax.step(xs, ys, where="post", color="tab:blue", linewidth=1.2)
     ax.scatter(xs, ys, s=45, color="tab:blue", zorder=3, label="Pareto front")
+
+
+def _label_front(fig: Figure, ax: Any, xs: list[float], ys: list[float]) -> None:
+    """Label the front's points N = 1, 2, ... (as the result files are numbered), no two labels overlapping.
+
+    Greedy, in front order: each label takes the nearest offset of :data:`_OFFSETS` where its box,
+    in display coordinates, meets no label already placed, no front marker and no other text, and
+    stays inside the axes; a label away from its point gets a thin leader line. Hand-written, as
+    matplotlib places no labels and a dependency (adjustText) for one picture is not worth it.
+    """
+    renderer = _canvas(fig).get_renderer()
+    pixels = fig.dpi / 72  # per point
+    half = 4 * pixels  # half the side of a front marker (s=45 points^2 is about 6.7 points across)
+    points = ax.transData.transform(np.column_stack([xs, ys])) if xs else np.empty((0, 2))
+    texts = [t.get_window_extent(renderer).extents for t in ax.texts]
+    taken = np.vstack([np.reshape(texts, (-1, 4)), np.hstack([points - half, points + half])])
+    x0, y0, x1, y1 = ax.bbox.extents
+    shifts = np.tile(_OFFSETS * pixels, 2)  # (x0, y0, x1, y1) of a box moved by each offset
+    style = {"textcoords": "offset points", "ha": "center", "va": "center", "fontsize": 8}
     for n, (x, y) in enumerate(zip(xs, ys), start=1):
-        ax.annotate(str(n), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=8)
+        probe = ax.annotate(str(n), (x, y), xytext=(0, 0), **style)
+        boxes = probe.get_window_extent(renderer).padded(pixels).extents + shifts  # one row per offset
+        probe.remove()
+        overlaps = (
+            (boxes[:, None, 0] < taken[None, :, 2])
+            & (taken[None, :, 0] < boxes[:, None, 2])
+            & (boxes[:, None, 1] < taken[None, :, 3])
+            & (taken[None, :, 1] < boxes[:, None, 3])
+        ).any(axis=1)
+        inside = (boxes[:, 0] >= x0) & (boxes[:, 1] >= y0) & (boxes[:, 2] <= x1) & (boxes[:, 3] <= y1)
+        # The nearest free offset inside the axes, else the nearest free one, else the first.
+        choice = next((int(np.argmax(ok)) for ok in (~overlaps & inside, ~overlaps) if ok.any()), 0)
+        dx, dy = _OFFSETS[choice]
+        leader = None
+        if math.hypot(dx, dy) > _RINGS[0] + 1:
+            leader = {"arrowstyle": "-", "color": "tab:blue", "linewidth": 0.5, "alpha": 0.6, "shrinkB": 4}
+        ax.annotate(str(n), (x, y), xytext=(float(dx), float(dy)), arrowprops=leader, **style)
+        taken = np.vstack([taken, boxes[choice]])
 
 
 def _draw_constraint(ax: Any, limit: float) -> None:
