@@ -25,7 +25,14 @@ from dopt.scenario.schema import (
     unknown_key,
 )
 
-EXAMPLE = (Path(__file__).resolve().parents[2] / "scen.yaml.example").read_text(encoding="utf-8")
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = (ROOT / "scen.yaml.example").read_text(encoding="utf-8")
+# What users read: the example, the templates dopt init writes, the demos, the README and docs/.
+USER_FACING = sorted(
+    [ROOT / "scen.yaml.example", *ROOT.glob("dopt/templates/*/*/*.py"), *ROOT.glob("dopt/templates/*/*/*.yaml")]
+    + [*ROOT.glob("demos/*/*.yaml"), *ROOT.glob("demos/*/*.py"), *ROOT.glob("demos/*/*.md")]
+    + [ROOT / "README.md", *ROOT.glob("docs/*.md")]
+)
 
 
 def _items(section: Section, path: str = "") -> Iterator[tuple[str, Key | Section]]:
@@ -66,6 +73,29 @@ def test_fixed_defaults_pass_their_own_check(path: str) -> None:
 @pytest.mark.parametrize("name", sorted({k.name for k in ITEMS.values()}))
 def test_example_file_documents_every_key(name: str) -> None:
     assert re.search(rf"^\s*#?\s*{name}:", EXAMPLE, re.MULTILINE), f"{name} is not in scen.yaml.example"
+
+
+@pytest.mark.parametrize("path", USER_FACING, ids=lambda p: str(p.relative_to(ROOT)))
+def test_user_facing_files_cite_only_the_docs(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert not re.search(r"\bSPEC\b", text), f"{path} cites a document users do not have; cite docs/*.md"
+    for page in re.findall(r"docs/([\w-]+\.md)", text):
+        assert (ROOT / "docs" / page).is_file(), f"{path} cites docs/{page}, which does not exist"
+
+
+@pytest.mark.parametrize(
+    "name", ["application_type", "constraint_type", "processor_version", "feature_choose", "pre_train_dir", "gpu_id"]
+)
+def test_example_marks_what_is_not_available_yet(name: str) -> None:
+    """The comment block above each of these keys says plainly that (part of) it does not work yet."""
+    lines = EXAMPLE.splitlines()
+    at = next(i for i, line in enumerate(lines) if re.match(rf"\s*#?\s*{name}:", line))
+    start = at
+    while start > 0 and lines[start - 1].lstrip().startswith("#"):
+        start -= 1
+    comment = " ".join(line.strip().lstrip("# ") for line in lines[start:at])
+    assert "not available yet" in comment, (name, comment)
+    assert "one process per GPU" not in EXAMPLE and "when distributed" not in EXAMPLE
 
 
 def test_table_defaults_are_the_model_defaults() -> None:

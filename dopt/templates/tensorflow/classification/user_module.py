@@ -10,7 +10,7 @@ dopt imports this file from the working directory and drives it:
     metric = um.metrics_op(labels, outputs)       # labels and outputs of the whole validation set; higher is better
 
 The searched network is PreNet -> searched layers -> PostNet. PreNet and PostNet are yours and
-fixed; dopt searches the layers in between (kernel 3/5/7, expansion 1/3/6, width, depth) and
+fixed; dopt searches the layers in between (kernel 3/5/7, expansion 3/6, width, depth) and
 finds PreNet's output channels by a dry run. PostNet receives the last searched layer's output,
 which always has `filters[-1]` channels (scen.yaml). Both are Keras layers whose call takes
 `training`; dopt always passes it.
