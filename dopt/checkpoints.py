@@ -33,6 +33,7 @@ from dopt.scenario import Scenario
 __all__ = [
     "training_identity",
     "write_identity",
+    "recorded_overrides",
     "check_identity",
     "read_seed",
     "epoch_checkpoints",
@@ -79,8 +80,24 @@ def _plain(obj: Any) -> Any:
     return json.loads(json.dumps(dataclasses.asdict(obj), default=str))
 
 
-def write_identity(ckpt_dir: Path, identity: dict[str, Any], threads: int | None = None) -> None:
-    atomic_write_text(ckpt_dir / RUN_FILE, json.dumps({"identity": identity, "threads": threads}, indent=1))
+def write_identity(
+    ckpt_dir: Path, identity: dict[str, Any], threads: int | None = None, overrides: tuple[str, ...] = ()
+) -> None:
+    """Record what the trained supernet depends on, and the ``--set`` options that
+    ``--resume`` and ``--stage search`` re-apply (docs/resume.md#overrides)."""
+    record = {"identity": identity, "threads": threads, "overrides": list(overrides)}
+    atomic_write_text(ckpt_dir / RUN_FILE, json.dumps(record, indent=1))
+
+
+def recorded_overrides(ckpt_dir: Path) -> tuple[str, ...]:
+    """The ``--set`` options recorded with the checkpoints; none when there is no record (the
+    checks that follow report that)."""
+    path = ckpt_dir / RUN_FILE
+    try:
+        found = json.loads(path.read_text()).get("overrides", [])
+    except (OSError, ValueError, AttributeError):
+        return ()
+    return tuple(str(t) for t in found) if isinstance(found, list) else ()
 
 
 def _read(ckpt_dir: Path) -> dict[str, Any] | None:
@@ -123,8 +140,9 @@ def check_identity(ckpt_dir: Path, identity: dict[str, Any], what: str, threads:
         raise UserError(
             f"the checkpoints in {ckpt_dir} come from another scenario or user module ({details}), so they "
             f"cannot be used to {what}",
-            fix="undo the change, or start a new run with --overwrite or in another working directory "
-            "(constraint, searcher and budgets may change; training settings may not)",
+            fix="undo the change (in scen.yaml, or the --set that makes it: the --set options the run was "
+            "started with are re-applied by themselves), or start a new run with --overwrite or in another "
+            "working directory (constraint, searcher and budgets may change; training settings may not)",
         )
     if threads is not None and data.get("threads") not in (None, threads):
         log.warning(

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# docs/cli.md#exit-codes
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_EMPTY_FRONT = 0, 1, 2, 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,8 +67,12 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         description="Evolutionary, hardware-aware neural architecture search: "
         "trains a weight-sharing supernet around your PreNet/PostNet and searches a Pareto front "
         "of subnets under a size or FLOPs constraint.",
+        usage="%(prog)s [-h] [--version] -c scen.yaml [--resume] [--stage {all,search}] [--results DIR] "
+        "[--overwrite] [--set KEY=VALUE] [--workdir DIR] [-v] [-q]\n"
+        "       dopt validate -c scen.yaml [--set KEY=VALUE] [--workdir DIR]\n"
+        "       dopt init [--framework {pytorch,tensorflow}] [--task classification] [--dir DIR]",
         epilog="Other commands: `dopt validate -c scen.yaml` checks a scenario without training; "
-        "`dopt init` writes a user module, a scenario and data to start from.",
+        "`dopt init` writes a user module, a scenario and data to start from (each has its own --help).",
     )
     run.add_argument("--version", action="version", version=f"dopt {__version__}")
     _common(run)
@@ -123,12 +128,17 @@ def main(argv: list[str] | None = None) -> int:
         if not workdir.is_dir():
             raise UserError(f"--workdir {args.workdir}: no such directory", fix="pass an existing directory")
         _check_workdir(workdir, Path(args.config))
-        from dopt.scenario import load
-
-        scenario = load(Path(args.config), workdir=workdir, overrides=args.overrides)
         if argv[:1] == ["validate"]:
-            return _validate(scenario)
-        return _run(scenario, args)
+            from dopt.scenario import load
+
+            scenario = load(Path(args.config), workdir=workdir, overrides=args.overrides)
+            try:
+                return _validate(scenario)
+            except UserError:
+                raise
+            except Exception as exc:  # validate exists to find the user's mistakes: exit 2 for theirs
+                return _report_failure(exc, workdir, user_code_exit=EXIT_USAGE)
+        return _run(_load(args, workdir), args)
     except UserError as exc:
         _fill_file(exc, workdir)
         print(f"dopt: error: {exc}", file=sys.stderr)
@@ -141,6 +151,37 @@ def main(argv: list[str] | None = None) -> int:
         return _report_failure(exc, workdir)
 
 
+def _load(args: argparse.Namespace, workdir: Path) -> Scenario:
+    """The scenario with the ``--set`` options of what this invocation continues re-applied
+    first (the run's for --resume and --stage search, the search's for --stage search --resume),
+    then this command line's, which win (docs/resume.md#overrides)."""
+    from dopt.checkpoints import recorded_overrides
+    from dopt.plan import results_dir_of, search_state
+    from dopt.scenario import load, merge_overrides
+    from dopt.scenario.load import override_key
+
+    config, explicit = Path(args.config), tuple(args.overrides)
+    if not (args.resume or args.stage == "search"):
+        return load(config, workdir=workdir, overrides=explicit)
+    recorded = recorded_overrides(workdir / "checkpoints")
+    scenario = load(config, workdir=workdir, overrides=merge_overrides(recorded, explicit))
+    if args.stage == "search" and args.resume:
+        results = Path(args.results) if args.results else None
+        if results is not None and not results.is_absolute():
+            results = workdir / results
+        state = search_state(workdir / "checkpoints" / results_dir_of(scenario, results).name)
+        if isinstance(state.get("overrides"), list):
+            recorded = tuple(str(t) for t in state["overrides"])
+            scenario = load(config, workdir=workdir, overrides=merge_overrides(recorded, explicit))
+    replaced = {override_key(t) for t in explicit}
+    again = [t for t in recorded if override_key(t) not in replaced]
+    if again:
+        logging.getLogger("dopt").info(
+            "re-applying the --set options recorded with the checkpoints: %s", " ".join(f"--set {t}" for t in again)
+        )
+    return scenario
+
+
 def _run(scenario: Scenario, args: argparse.Namespace) -> int:
     from dopt.plan import plan
     from dopt.run import prepare, run
@@ -150,12 +191,16 @@ def _run(scenario: Scenario, args: argparse.Namespace) -> int:
         results = scenario.workdir / results
     todo = plan(scenario, resume=args.resume, stage=args.stage, results=results, overwrite=args.overwrite)
     if todo.finished and (todo.results_dir / "pareto.json").exists():
-        print(f"dopt: nothing to resume: the run finished; results in {_rel(todo.results_dir, Path.cwd())}/")
+        print(
+            f"dopt: nothing to resume: the run finished; results in {_rel(todo.results_dir, Path.cwd())}/ "
+            "(to search on, raise searcher.generation_num or the budget that stopped it, e.g. "
+            "--resume --set scenario.strategy.searcher.generation_num=N)"
+        )
         return EXIT_OK
     prepared = prepare(scenario, seed=todo.seed)
     summary = run(prepared, todo)
     _print_summary(summary)
-    return EXIT_OK
+    return EXIT_OK if summary.front else EXIT_EMPTY_FRONT
 
 
 def _validate(scenario: Scenario) -> int:
@@ -199,15 +244,24 @@ def _check_workdir(workdir: Path, config: Path) -> None:
 
 
 def _print_summary(s: RunSummary) -> None:
-    print(f"\nPareto front ({len(s.front)} of {len(s.archive)} evaluated candidates, seed {s.seed}):")
     from dopt.costs import kinds as cost_kinds
+    from dopt.run import empty_front
 
+    here = Path.cwd()
+    if not s.front:
+        lines = empty_front(s.archive, s.smallest)
+        rule = "!" * 100
+        print(f"\n{rule}\nNO RESULT: " + "\n".join(lines) + f"\n{rule}")
+        print(f"\ncandidates: {_rel(s.results_dir, here)}/pareto.json, pareto.csv (exit code {EXIT_EMPTY_FRONT})")
+        print(f"logs:       tensorboard --logdir {_rel(s.log_dir, here)}")
+        return
+    print(f"\nPareto front ({len(s.front)} of {len(s.archive)} distinct candidates, seed {s.seed}):")
     kinds = [k for k in cost_kinds() if k.available]
-    print(f"  {'N':>3}  {'metric':>10}" + "".join(f"  {k.name:>14}" for k in kinds))
+    name = s.metric_name[:14]
+    print(f"  {'N':>3}  {name:>14}" + "".join(f"  {k.name:>14}" for k in kinds))
     for n, i in enumerate(s.front, start=1):
         c = s.archive[i]
-        print(f"  {n:>3}  {c.metric:>10.4f}" + "".join(f"  {c.costs[k.name]:>14,}" for k in kinds))
-    here = Path.cwd()
+        print(f"  {n:>3}  {c.metric:>14.4f}" + "".join(f"  {c.costs[k.name]:>14,}" for k in kinds))
     print(f"\nresults: {_rel(s.results_dir, here)}/ (model_arch_result_N.py, pareto.json/.csv/.png)")
     print(f"logs:    tensorboard --logdir {_rel(s.log_dir, here)}")
 
@@ -225,7 +279,9 @@ def _fill_file(exc: UserError, workdir: Path) -> None:
         exc.file = str(workdir / "user_module.py")
 
 
-def _report_failure(exc: BaseException, workdir: Path) -> int:
+def _report_failure(exc: BaseException, workdir: Path, user_code_exit: int = EXIT_FAILED) -> int:
+    """Report an exception raised during a run; the exit code is ``user_code_exit`` when it came
+    from the user's code (``dopt validate``: 2, a run: 1), 1 otherwise."""
     stage = dlog.current_stage()
     original = exc
     frames = traceback.extract_tb(original.__traceback__)
@@ -240,6 +296,7 @@ def _report_failure(exc: BaseException, workdir: Path) -> int:
             traceback.print_exception(original, file=sys.stderr)
         else:
             print("(the full traceback: run again with -v)", file=sys.stderr)
+        return user_code_exit
     else:
         print(f"dopt: failed while {stage}: {type(original).__name__}: {original}{notes}", file=sys.stderr)
         traceback.print_exception(original, file=sys.stderr)

@@ -71,7 +71,8 @@ def stage(name: str) -> Iterator[None]:
     """Name the stage that errors are reported against (docs/cli.md#error-messages: exit 1 names the stage)."""
     global _stage
     previous, _stage = _stage, name
-    logging.getLogger(_ROOT).debug("stage: %s", name)
+    # Said at info level: a stage that takes seconds must not look like a hang (docs/cli.md#progress-and-verbosity).
+    logging.getLogger(_ROOT).info("%s", name)
     yield
     _stage = previous
 

@@ -3,15 +3,17 @@ before anything expensive runs: a new run, a resumed one, or another search (doc
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dopt.checkpoints import check_identity, read_seed, training_identity
 from dopt.errors import UserError
 from dopt.scenario import Scenario
 from dopt.user_module import file_sha256
 
-__all__ = ["Plan", "plan", "OUTPUTS"]
+__all__ = ["Plan", "plan", "OUTPUTS", "search_state", "extends", "results_dir_of"]
 
 OUTPUTS = ("results", "checkpoints", "log_*")  # what a new run would replace (docs/resume.md#overwriting)
 
@@ -67,7 +69,7 @@ def plan(
                 )
             return Plan("all", False, overwrite, results_dir, None, ckpt)
         seed = _check_checkpoints(sc, ckpt, "resume")
-        return Plan("all", True, False, results_dir, seed, ckpt, _finished(ckpt / "results"))
+        return Plan("all", True, False, results_dir, seed, ckpt, _finished(ckpt / "results", sc))
     # --stage search
     seed = _check_checkpoints(sc, ckpt, "search again")
     if not any(ckpt.glob("supernet_final*")):  # its suffix is the backend's, checked again on loading
@@ -75,8 +77,7 @@ def plan(
             f"{ckpt} holds no trained supernet (supernet_final): training did not finish",
             fix="finish the run first: dopt -c scen.yaml --resume",
         )
-    kind, value = sc.constraint.kind, _plain_number(sc.constraint.value)
-    results_dir = (results if results is not None else work / f"results_{kind}_{value}").resolve()
+    results_dir = results_dir_of(sc, results)
     p = Plan("search", resume, overwrite, results_dir, seed, ckpt)
     if resume:
         if not p.search_dir.exists():
@@ -84,13 +85,19 @@ def plan(
                 f"nothing to resume: no search writing {_rel(results_dir, work)}/ was started",
                 fix="drop --resume to start that search",
             )
-        return Plan("search", True, False, results_dir, seed, ckpt, _finished(p.search_dir))
+        return Plan("search", True, False, results_dir, seed, ckpt, _finished(p.search_dir, sc))
     if (results_dir.exists() or p.search_dir.exists()) and not overwrite:
         raise UserError(
             f"{_rel(results_dir, work)}/ of an earlier search exists",
             fix="pass --resume to continue that search, --overwrite to replace it, or --results DIR for another folder",
         )
     return p
+
+
+def results_dir_of(sc: Scenario, results: Path | None) -> Path:
+    """The results folder of a ``--stage search``: ``--results DIR``, else named after the constraint."""
+    kind, value = sc.constraint.kind, _plain_number(sc.constraint.value)
+    return (results if results is not None else sc.workdir / f"results_{kind}_{value}").resolve()
 
 
 def _check_checkpoints(sc: Scenario, ckpt: Path, what: str) -> int:
@@ -109,14 +116,36 @@ def _check_checkpoints(sc: Scenario, ckpt: Path, what: str) -> int:
     return seed
 
 
-def _finished(search_dir: Path) -> bool:
-    import json
-
-    state = search_dir / "search_state.json"
-    try:
-        return bool(json.loads(state.read_text()).get("finished")) if state.exists() else False
-    except ValueError:
+def _finished(search_dir: Path, sc: Scenario) -> bool:
+    """True when the search writing to ``search_dir`` finished and this scenario's searcher
+    settings would not take it further (docs/resume.md#extending-a-finished-search)."""
+    state = search_state(search_dir)
+    if not state.get("finished"):
         return False
+    return not extends(state, sc)
+
+
+def search_state(search_dir: Path) -> dict[str, Any]:
+    """The search state a search keeps beside its journal; empty when there is none (or it is torn)."""
+    path = search_dir / "search_state.json"
+    try:
+        state = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def extends(state: dict[str, Any], sc: Scenario) -> bool:
+    """Whether ``sc``'s searcher settings take a finished search past where it stopped: more
+    generations, and a larger (or no) budget where a budget stopped it."""
+    cfg, budgets = sc.searcher, state.get("budgets") or {}
+    if state.get("stopped_by") == "space_exhausted" or cfg.generation_num <= int(state.get("generations", 0)):
+        return False
+    stopped = state.get("stopped_by")
+    if stopped in ("max_evaluations", "max_duration_s"):
+        now, before = getattr(cfg, stopped), budgets.get(stopped)
+        return now is None or (before is not None and now > before)
+    return True
 
 
 def _rel(path: Path, base: Path) -> str:

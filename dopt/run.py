@@ -4,6 +4,7 @@ write results."""
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import shutil
 import time
@@ -36,17 +37,21 @@ from dopt.costs import CostModel, Costs
 from dopt.errors import UserError
 from dopt.evaluation import Evaluator
 from dopt.log import Progress, current_stage, remove_file, stage
-from dopt.plan import OUTPUTS, Plan
+from dopt.plan import OUTPUTS, Plan, search_state
 from dopt.results import write_csv, write_json
 from dopt.scenario import Scenario
 from dopt.search import SearchHooks, SearchResult, run_search
 from dopt.space import SearchSpace
 from dopt.training import StepLog, TrainState, sampler, train
-from dopt.user_module import file_sha256, load_user_module
+from dopt.user_module import file_sha256, load_user_module, metric_name
 
 __all__ = ["Prepared", "prepare", "run", "RunSummary"]
 
 log = logging.getLogger(__name__)
+
+# Below this share of random subnets meeting the constraint, a run and `dopt validate` warn
+# (docs/search.md#a-tiny-feasible-region).
+TINY_FEASIBLE = 0.05
 
 
 @dataclass(frozen=True)
@@ -60,8 +65,10 @@ class Prepared:
     costs: CostModel
     seed: int
     cost_range: tuple[float, float]
+    feasible_share: float  # of subnets drawn uniformly, as NSGA-II's first population is
     rehearsal: list[str]  # one line per rehearsed subnet (smallest, largest)
     user_sha256: str  # of user_module.py as imported
+    metric_name: str  # UserModule.metric_name, or "accuracy"
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -76,6 +83,8 @@ class RunSummary:
     front: list[int]
     search: SearchResult
     seed: int
+    smallest: float  # the smallest subnet's cost of the constraint's kind
+    metric_name: str
 
 
 def prepare(scenario: Scenario, seed: int | None = None) -> Prepared:
@@ -89,6 +98,14 @@ def prepare(scenario: Scenario, seed: int | None = None) -> Prepared:
     with stage("checking the user module"):
         module = load_user_module(scenario.workdir, scenario.framework)
         user_sha256 = file_sha256(Path(module.__file__ or ""))
+        metric = metric_name(module)
+        taken = {k.header for k in cost_kinds.kinds() if k.header} | {"encoding"}
+        if metric in taken:
+            raise UserError(
+                f"metric_name {metric!r} is also a key of every result header",
+                key="UserModule.metric_name",
+                fix="name the metric after what it measures, e.g. top1_accuracy",
+            )
         backend = get_backend(scenario.framework)
         backend.check_user_module(module)
     if scenario.searcher.seed is not None:
@@ -110,6 +127,9 @@ def prepare(scenario: Scenario, seed: int | None = None) -> Prepared:
             fix=f"set constraint_value ≥ {lo}, or shrink filters / PreNet / PostNet",
             **scenario.where("scenario.strategy.constraint.constraint_value"),
         )
+    share = float(np.mean(costs.sampled(kind) <= value))
+    if share < TINY_FEASIBLE:
+        log.warning("%s", _tiny_feasible(scenario, costs, share))
     if scenario.searcher.pop_size > space.size():
         log.warning(
             "pop_size %d exceeds the %d distinct subnets of the space: the search will stop once it has seen them all",
@@ -119,7 +139,18 @@ def prepare(scenario: Scenario, seed: int | None = None) -> Prepared:
     with stage("rehearsing one step of the smallest and the largest subnet"):
         session = setup.build_supernet(space)
         rehearsal = session.rehearse([space.decode(space.smallest()), space.decode(space.largest())])
-    return Prepared(scenario, session, probe, space, costs, seed, (lo, hi), rehearsal, user_sha256)
+    return Prepared(scenario, session, probe, space, costs, seed, (lo, hi), share, rehearsal, user_sha256, metric)
+
+
+def _tiny_feasible(sc: Scenario, costs: CostModel, share: float) -> str:
+    kind, value, pop = sc.constraint.kind, sc.constraint.value, sc.searcher.pop_size
+    median = float(np.median(costs.sampled(kind)))
+    return (
+        f"only {share:.1%} of subnets drawn at random meet {kind} ≤ {_num(value)}: the search's first population "
+        f"of {pop} holds about {share * pop:.1f} of them, and the search may end with no feasible subnet. Fix: "
+        f"raise constraint_value (half of random subnets have {kind} ≤ {_num(round(median))}), raise pop_size, or "
+        "shrink the space (filters, search_space)"
+    )
 
 
 def describe(p: Prepared) -> list[str]:
@@ -127,11 +158,22 @@ def describe(p: Prepared) -> list[str]:
     kind, value = p.scenario.constraint.kind, p.scenario.constraint.value
     lo, hi = p.cost_range
     return [
-        f"search space: {len(p.space.layers)} layers, {p.space.size():,} distinct subnets, "
-        f"PreNet output {p.probe.in_channels}x{p.probe.in_hw[0]}x{p.probe.in_hw[1]}",
+        f"search space: {len(p.space.layers)} layers, {p.space.size():,} distinct subnets, PreNet output {_shape(p)}",
         f"{kind}: smallest subnet {_num(lo)}, largest {_num(hi)} {cost_kinds.get(kind).unit}; constraint {_num(value)} "
-        + ("(every subnet fits)" if hi <= value else f"({_fraction_note(lo, hi, value)})"),
+        + ("(every subnet fits)" if hi <= value else f"({_fraction_note(lo, hi, value)}; {_share_note(p)})"),
     ]
+
+
+def _share_note(p: Prepared) -> str:
+    share = p.feasible_share
+    text = f"{share:.1%} of random subnets meet it"
+    return text + (" — tiny, see the warning above" if share < TINY_FEASIBLE else "")
+
+
+def _shape(p: Prepared) -> str:
+    """PreNet's output shape in the scenario's data format, as input_shape is written."""
+    c, (h, w) = p.probe.in_channels, p.probe.in_hw
+    return f"{c}x{h}x{w} (CHW)" if p.scenario.supernet.data_format == "channels_first" else f"{h}x{w}x{c} (HWC)"
 
 
 def _num(value: float) -> str:
@@ -166,15 +208,19 @@ def run(p: Prepared, plan: Plan, ctx: RunContext | None = None) -> RunSummary:
         ctx.write(_clear, p, plan)
     ckpt_dir = sc.workdir / "checkpoints"
     if plan.stage == "all" and not plan.resume:
-        ctx.write(write_identity, ckpt_dir, p.identity, _threads())
+        ctx.write(write_identity, ckpt_dir, p.identity, _threads(), sc.overrides)
     else:
         check_identity(ckpt_dir, p.identity, "resume" if plan.resume else "search again", _threads())
+        if plan.stage == "all":  # a resumed run keeps the --set options it now runs with
+            ctx.write(write_identity, ckpt_dir, p.identity, _threads(), sc.overrides)
     log_dir = sc.workdir / f"log_{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     file_log = ctx.file_log(log_dir / "dopt.log")
     writer = ctx.summary_writer(log_dir)
     log.info("dopt %s, seed %d, device %s%s", __version__, p.seed, p.probe.device, ", resuming" if plan.resume else "")
     for line in describe(p):
         log.info("%s", line)
+    if sc.overrides:
+        log.info("overrides: %s", " ".join(f"--set {t}" for t in sc.overrides))
     try:
         with stage("drawing the BN-calibration subset"):
             evaluator = Evaluator(p.session, p.costs, np.random.default_rng([p.seed, 1]))
@@ -188,12 +234,17 @@ def run(p: Prepared, plan: Plan, ctx: RunContext | None = None) -> RunSummary:
             archive, result = _search(p, ctx, writer, plan, evaluator)
         with stage("writing results"):
             front = _finish(p, ctx, writer, plan, evaluator, archive, result)
+        feasible = sum(c.feasible for c in archive)
         log.info(
-            "finished: %d candidates evaluated, %d on the front, results in %s",
+            "finished: %d distinct candidates, %d within the constraint (evaluated), %d on the front; results in %s",
             len(archive),
+            feasible,
             len(front),
             plan.results_dir,
         )
+        if not front:
+            for line in empty_front(archive, p.cost_range[0]):
+                log.warning("%s", line)
     except BaseException as exc:
         # The plain-text log keeps the traceback of a failed run; the console gets cli.py's report.
         if file_log is not None:
@@ -213,7 +264,29 @@ def run(p: Prepared, plan: Plan, ctx: RunContext | None = None) -> RunSummary:
         writer.close()
         if file_log is not None:
             remove_file(file_log)
-    return RunSummary(plan.results_dir, log_dir, archive, front, result, p.seed)
+    return RunSummary(plan.results_dir, log_dir, archive, front, result, p.seed, p.cost_range[0], p.metric_name)
+
+
+def empty_front(archive: Archive, smallest: float) -> list[str]:
+    """What to tell the user when no candidate made the front (docs/search.md#an-empty-front)."""
+    kind, value = archive.constraint.kind, archive.constraint.value
+    unit = cost_kinds.get(kind).unit
+    within = [c for c in archive if c.feasible]
+    if within:
+        return [
+            f"the Pareto front is empty: {len(within)} of {len(archive)} candidates met {kind} ≤ {_num(value)}, but "
+            "the metric of every one was NaN or infinite",
+            "Fix: check metrics_func / metrics_op on a trained model (dopt validate shows one metric), then search "
+            "again: dopt -c scen.yaml --stage search",
+        ]
+    seen = min((c.cost(kind) for c in archive), default=math.nan)
+    return [
+        f"the Pareto front is empty: none of {len(archive)} candidates met {kind} ≤ {_num(value)} {unit}; the "
+        f"smallest seen had {_num(seen)} (the smallest subnet of the space has {_num(smallest)})",
+        "Fix: raise constraint_value, or a larger pop_size / generation_num, then search the trained supernet "
+        "again without retraining: dopt -c scen.yaml --stage search --set "
+        f"scenario.strategy.constraint.constraint_value={_num(seen).replace(',', '')}",
+    ]
 
 
 def _threads() -> int | None:
@@ -221,6 +294,10 @@ def _threads() -> int | None:
 
     env = os.environ.get("OMP_NUM_THREADS", "")
     return int(env) if env.isdigit() else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None)
+
+
+def _metric_label(p: Prepared) -> str:
+    return p.metric_name
 
 
 def _cost_label(sc: Scenario) -> str:
@@ -319,14 +396,27 @@ def _search(
     journal = Journal(plan.search_dir / "journal.jsonl", key)
     elapsed = max((float(r.get("elapsed_s", 0.0)) for r in journal), default=0.0)
     evaluate = _journaled(p, ctx, evaluator, journal, time.monotonic() - elapsed)
+    state = plan.search_dir / "search_state.json"
+    before = search_state(plan.search_dir)
+    if before.get("finished"):  # the plan let it through: these settings take it further
+        log.info(
+            "extending the finished search: %d generations done (stopped by %s), now up to %d",
+            before.get("generations", 0),
+            before.get("stopped_by"),
+            sc.searcher.generation_num,
+        )
+    if not state.exists():  # records the search's --set options before its first generation ends
+        ctx.write(_save_search_state, state, p, archive, 0, None)
     progress = Progress(sc.searcher.generation_num * sc.searcher.pop_size, "searching", "candidates")
 
     def on_candidate(c: Candidate, cached: bool) -> None:
-        progress.update(1, distinct=len(archive), best=archive.best_metric() or 0.0)
+        best = archive.best_metric()
+        feasible = sum(c.feasible for c in archive)
+        progress.update(1, distinct=len(archive), feasible=feasible, best="n/a" if best is None else best)
 
     def on_generation(g: int, a: Archive) -> None:
         _report_generation(p, writer, g, a)
-        ctx.write(_save_search_state, plan.search_dir / "search_state.json", a, g + 1, p.seed, False)
+        ctx.write(_save_search_state, plan.search_dir / "search_state.json", p, a, g + 1, None)
 
     with progress:
         hooks = SearchHooks(on_generation, on_candidate)
@@ -382,30 +472,48 @@ def _report_generation(p: Prepared, writer: Any, g: int, a: Archive) -> None:
     from dopt.results.plot import figure_to_rgb_array, pareto_figure
 
     hv, best, front = a.hypervolume(), a.best_metric(), a.front()
-    writer.add_scalar("search/hypervolume", hv, g)
+    step = g + 1  # generations are 1-based everywhere: log, JSON, CSV, plot, TensorBoard
+    writer.add_scalar("search/hypervolume", hv, step)
     if best is not None:
-        writer.add_scalar("search/best_metric", best, g)
-    writer.add_scalar("search/front_size", len(front), g)
-    writer.add_image(
-        "search/pareto", figure_to_rgb_array(pareto_figure(a, cost_label=_cost_label(p.scenario))), g, dataformats="HWC"
-    )
+        writer.add_scalar("search/best_metric", best, step)
+    writer.add_scalar("search/front_size", len(front), step)
+    fig = pareto_figure(a, cost_label=_cost_label(p.scenario), metric_label=_metric_label(p))
+    writer.add_image("search/pareto", figure_to_rgb_array(fig), step, dataformats="HWC")
     writer.flush()
     log.info(
-        "generation %d/%d: %d distinct candidates so far, front %d, best metric %s, hypervolume %.4f",
-        g + 1,
+        "generation %d/%d: %d distinct candidates so far (%d within the constraint), front %d, best metric %s, "
+        "hypervolume %.4f",
+        step,
         p.scenario.searcher.generation_num,
         len(a),
+        sum(c.feasible for c in a),
         len(front),
         "n/a" if best is None else f"{best:.4f}",
         hv,
     )
 
 
-def _save_search_state(path: Path, archive: Archive, generations: int, seed: int, finished: bool) -> None:
-    """For people and for telling a finished search apart; resuming reads the journal."""
+def _save_search_state(
+    path: Path, p: Prepared, archive: Archive, generations: int, result: SearchResult | None
+) -> None:
+    """For people, for re-applying the search's ``--set`` options, and for telling a finished
+    search apart (``result`` given) and whether more generations or budget extend it; resuming
+    reads the journal (docs/resume.md#the-journal)."""
     import json
 
-    state = {"generations": generations, "seed": seed, "finished": finished, "archive": archive.to_records()}
+    state = {
+        "generations": generations,
+        "seed": p.seed,
+        "finished": result is not None,
+        "stopped_by": None if result is None else result.stopped_by,
+        "evaluations": None if result is None else result.evaluations,
+        "budgets": {
+            "max_evaluations": p.scenario.searcher.max_evaluations,
+            "max_duration_s": p.scenario.searcher.max_duration_s,
+        },
+        "overrides": list(p.scenario.overrides),
+        "archive": archive.to_records(),
+    }
     atomic_write_text(path, json.dumps(state, indent=1, allow_nan=True))
 
 
@@ -417,9 +525,9 @@ def _finish(
 
     front = archive.front()
     ctx.write(_write_results, p, evaluator, archive, plan.results_dir, result)
-    fig = pareto_figure(archive, cost_label=_cost_label(p.scenario), metric_label="metric")
+    fig = pareto_figure(archive, cost_label=_cost_label(p.scenario), metric_label=_metric_label(p))
     writer.add_image("search/pareto_final", figure_to_rgb_array(fig), result.generations, dataformats="HWC")
-    ctx.write(_save_search_state, plan.search_dir / "search_state.json", archive, result.generations, p.seed, True)
+    ctx.write(_save_search_state, plan.search_dir / "search_state.json", p, archive, result.generations, result)
     return front
 
 
@@ -430,34 +538,50 @@ def _write_results(
 
     sc = p.scenario
     results_dir.mkdir(parents=True, exist_ok=True)
-    for n, index in enumerate(archive.front(), start=1):
-        c = archive[index]
-        script = results_dir / f"model_arch_result_{n}.py"
-        measured = evaluator.write_result(c.arch, script, _header(c))
-        wrong = [k.name for k in cost_kinds.kinds() if k.measured and measured.get(k.name) != c.costs.get(k.name)]
-        if wrong:
-            raise RuntimeError(
-                f"{script.name}: the header says {_costs_text(c.costs, wrong)} but the written model "
-                f"has {_costs_text(measured, wrong)}"
-            )
+    front = archive.front()
+    stale = sorted(results_dir.glob("model_arch_result_*"))  # of an earlier end of this search (extended)
+    for path in stale:
+        path.unlink()
+    if front:
+        log.info(
+            "writing %d result scripts to %s: each is rebuilt, exported and checked against its subnet",
+            len(front),
+            results_dir.name,
+        )
+    with Progress(len(front), "writing results", "results") as progress:
+        for n, index in enumerate(front, start=1):
+            c = archive[index]
+            script = results_dir / f"model_arch_result_{n}.py"
+            measured = evaluator.write_result(c.arch, script, _header(c, p.metric_name))
+            wrong = [k.name for k in cost_kinds.kinds() if k.measured and measured.get(k.name) != c.costs.get(k.name)]
+            if wrong:
+                raise RuntimeError(
+                    f"{script.name}: the header says {_costs_text(c.costs, wrong)} but the written model "
+                    f"has {_costs_text(measured, wrong)}"
+                )
+            progress.update(1, last=script.name)
     extra = {
         "seed": p.seed,
+        "metric_name": p.metric_name,
         "framework": sc.framework,
         "space_size": p.space.size(),
         "stopped_by": result.stopped_by,
+        "overrides": list(sc.overrides),
         "dopt_version": __version__,
     }
     write_json(
         results_dir / "pareto.json", archive, objective={"metric": "maximise", "cost": sc.constraint.kind}, extra=extra
     )
     write_csv(results_dir / "pareto.csv", archive)
-    save_png(pareto_figure(archive, cost_label=_cost_label(sc)), results_dir / "pareto.png")
+    save_png(
+        pareto_figure(archive, cost_label=_cost_label(sc), metric_label=_metric_label(p)), results_dir / "pareto.png"
+    )
 
 
-def _header(c: Candidate) -> dict[str, Any]:
-    """A result script's header: the metric, every cost kind with a header key, the encoding."""
+def _header(c: Candidate, metric_name: str) -> dict[str, Any]:
+    """A result script's header: the metric under its name, every cost kind with a header key, the encoding."""
     costs = {k.header: c.costs[k.name] for k in cost_kinds.kinds() if k.header and k.name in c.costs}
-    return {"accuracy": c.metric, **costs, "encoding": list(c.encoding)}
+    return {metric_name: c.metric, **costs, "encoding": list(c.encoding)}
 
 
 def _costs_text(costs: Costs, names: list[str]) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from dopt.errors import UserError
 
-__all__ = ["CONTRACTS", "load_user_module", "file_sha256"]
+__all__ = ["CONTRACTS", "load_user_module", "file_sha256", "metric_name"]
 
 MODULE_NAME = "user_module"
 
@@ -57,6 +57,30 @@ CONTRACTS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
 ALTERNATIVES: dict[str, tuple[str, ...]] = {
     "UserModule.build_dataset_search": ("dataset_dir", "is_training", "is_shuffle"),
 }
+
+
+# The header key, plot label and summary column of the metric when UserModule names none: NASEA's
+# result headers say "accuracy".
+DEFAULT_METRIC_NAME = "accuracy"
+
+
+def metric_name(module: ModuleType) -> str:
+    """``UserModule.metric_name`` ("mIoU", "top1", ...), or "accuracy" when the class sets none
+    (docs/user-module.md#naming-the-metric).
+
+    Raises:
+        UserError: a name that is not a short single-line text a header line can carry.
+    """
+    name = getattr(module.UserModule, "metric_name", None)
+    if name is None:
+        return DEFAULT_METRIC_NAME
+    if not isinstance(name, str) or not 0 < len(name.strip()) <= 40 or any(ch in name for ch in ":#\n\r"):
+        raise UserError(
+            f"metric_name is {name!r}: expected a short text without ':', '#' or line breaks",
+            key="UserModule.metric_name",
+            fix='e.g. metric_name = "top1_accuracy" (class attribute), or remove it for "accuracy"',
+        )
+    return name.strip()
 
 
 def file_sha256(path: Path) -> str:

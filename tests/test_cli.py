@@ -261,3 +261,62 @@ def test_lazy_postnet_layers_are_counted_after_the_dry_run(tmp_path):
     _edit(work, "nn.Linear(48, 10)", "nn.LazyLinear(10)")
     proc = dopt(work, "validate", "-c", "scen.yaml")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_help_lists_every_command():
+    proc = subprocess.run([sys.executable, "-m", "dopt", "--help"], capture_output=True, text=True)
+    usage = proc.stdout.split("\n\n")[0]
+    assert "dopt validate -c scen.yaml" in usage and "dopt init" in usage, usage
+
+
+def _smallest_size(work: Path) -> int:
+    proc = dopt(work, "validate", "-c", "scen.yaml")
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("size: smallest subnet"))
+    return int(line.split("smallest subnet ")[1].split(", ")[0].replace(",", ""))
+
+
+def test_a_search_that_finds_nothing_ends_with_a_banner_and_exit_3(tmp_path):
+    """A constraint only the very smallest subnets meet: validate warns, the run warns before
+    searching, and ends with exit 3 and a banner naming the smallest cost seen and the fix."""
+    work = make_workdir(tmp_path)
+    tight = ["--set", f"scenario.strategy.constraint.constraint_value={_smallest_size(work)}"]
+    check = dopt(work, "validate", "-c", "scen.yaml", *tight)
+    assert check.returncode == 0, check.stderr
+    assert "of subnets drawn at random meet size" in check.stderr and "raise constraint_value" in check.stderr
+    assert "tiny" in check.stdout
+    proc = dopt(work, "-c", "scen.yaml", *tight)
+    assert proc.returncode == 3, proc.stderr
+    assert "NO RESULT: the Pareto front is empty" in proc.stdout and "the smallest seen had" in proc.stdout
+    assert "--stage search --set scenario.strategy.constraint.constraint_value=" in proc.stdout
+    assert "within the constraint" in proc.stderr and "best n/a" not in proc.stdout
+    doc = json.loads((work / "results" / "pareto.json").read_text())
+    assert doc["front"] == [] and doc["archive"] and not any(c["feasible"] for c in doc["archive"])
+    assert not list((work / "results").glob("model_arch_result_*"))
+
+
+def test_an_exception_in_user_code_during_validate_is_exit_2(tmp_path):
+    work = make_workdir(tmp_path)
+    _edit(
+        work,
+        "def dataset_define(self, dataset_dir, is_training):",
+        "def dataset_define(self, dataset_dir, is_training):\n        raise OSError('cannot open my data')",
+    )
+    proc = dopt(work, "validate", "-c", "scen.yaml")
+    assert proc.returncode == 2, proc.stderr
+    assert "error in user code" in proc.stderr and "cannot open my data" in proc.stderr
+    assert "user_module.py" in proc.stderr
+
+
+def test_the_metric_is_named_as_the_user_module_names_it(tmp_path):
+    work = make_workdir(tmp_path)
+    _edit(work, "class UserModule:", 'class UserModule:\n    metric_name = "top1"')
+    proc = dopt(work, "-c", "scen.yaml", "--set", "scenario.strategy.searcher.generation_num=1")
+    assert proc.returncode == 0, proc.stderr
+    assert "top1" in proc.stdout.split("Pareto front")[1].splitlines()[1]
+    doc = json.loads((work / "results" / "pareto.json").read_text())
+    assert doc["metric_name"] == "top1"
+    assert "top1" in header(work / "results" / "model_arch_result_1.py")
+    _edit(work, 'metric_name = "top1"', 'metric_name = "a: b"')
+    bad = dopt(work, "validate", "-c", "scen.yaml")
+    assert bad.returncode == 2 and "UserModule.metric_name" in bad.stderr

@@ -52,6 +52,8 @@ def test_init_output_runs_as_is(tmp_path, framework):
 
     check = dopt(tmp_path, "validate", "-c", "scen.yaml")
     assert check.returncode == 0, check.stderr
+    shape = "16x8x8 (CHW)" if framework == "pytorch" else "8x8x16 (HWC)"  # in the order input_shape is written
+    assert f"PreNet output {shape}" in check.stdout, check.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == written
 
     run = dopt(tmp_path, "-c", "scen.yaml", *SHORT)

@@ -101,8 +101,9 @@ def test_kill_during_training_then_resume_gives_the_same_archive(uninterrupted, 
     suffix = SUFFIX[framework]
     kill_when(work, lambda w: (w / "checkpoints" / f"supernet_epoch_1{suffix}").exists(), "-c", "scen.yaml", *LONGER)
     assert not (work / "checkpoints" / f"supernet_final{suffix}").exists(), "killed too late: training had finished"
-    proc = dopt(work, "-c", "scen.yaml", "--resume", *LONGER)
+    proc = dopt(work, "-c", "scen.yaml", "--resume")  # the run's --set options are re-applied by themselves
     assert proc.returncode == 0, proc.stderr
+    assert "re-applying the --set options recorded with the checkpoints" in proc.stderr
     log = next(iter(sorted(work.glob("log_*"))[-1:])).joinpath("dopt.log").read_text()
     assert "resuming supernet training after epoch" in log
     assert_same_archive(archive(work), archive(uninterrupted))
@@ -114,7 +115,7 @@ def test_kill_during_search_then_resume_reuses_the_journal(uninterrupted, tmp_pa
     state = work / "checkpoints" / "results" / "search_state.json"
     assert not (state.exists() and json.loads(state.read_text())["finished"]), "killed too late: search had finished"
     done = journal_lines(work)
-    proc = dopt(work, "-c", "scen.yaml", "--resume", *LONGER)
+    proc = dopt(work, "-c", "scen.yaml", "--resume")
     assert proc.returncode == 0, proc.stderr
     log = sorted(work.glob("log_*"))[-1].joinpath("dopt.log").read_text()
     assert "supernet already trained" in log and f"journal: {done} evaluated candidates reused" in log
@@ -138,7 +139,7 @@ def test_nothing_to_resume_is_exit_2(tmp_path, make_workdir):
 @pytest.mark.parametrize(
     ("args", "edit", "words"),
     [
-        (["--set", "scenario.strategy.epochs=5"], None, ["another scenario", "epochs: 4 → 5"]),
+        (["--set", "scenario.strategy.epochs=5"], None, ["another scenario", "epochs: 4 → 5", "--set"]),
         (["--set", "scenario.strategy.searcher.seed=8"], None, ["seed: 7 → 8"]),
         ([], True, ["user_module.py was edited"]),
     ],
@@ -169,13 +170,13 @@ def test_stage_search_trains_nothing_and_meets_the_new_constraint(uninterrupted,
         "scen.yaml",
         "--stage",
         "search",
-        *LONGER,
         "--set",
         "scenario.strategy.constraint.constraint_value=9000",
-    )
+    )  # the run's --set options (epochs=4) are re-applied by themselves
     assert proc.returncode == 0, proc.stderr
     doc = archive(work, "results_size_9000")
     assert doc["constraint"]["value"] == 9000 and doc["front"]
+    assert doc["overrides"] == [*LONGER[1::2], "scenario.strategy.constraint.constraint_value=9000"]
     assert all(doc["archive"][e["index"]]["size"] <= 9000 for e in doc["front"])
     log = sorted(work.glob("log_*"))[-1].joinpath("dopt.log").read_text()
     assert "no training step" in log and "supernet trained" not in log
@@ -209,6 +210,35 @@ def test_stage_search_trains_nothing_and_meets_the_new_constraint(uninterrupted,
     )
     assert flops.returncode == 0, flops.stderr
     assert all(c["flops"] <= 400000 for c in archive(work, "by_flops")["archive"] if c["feasible"])
+
+
+def test_the_run_records_its_overrides(uninterrupted):
+    assert archive(uninterrupted)["overrides"] == LONGER[1::2]
+    record = json.loads((uninterrupted / "checkpoints" / "run.json").read_text())
+    assert record["overrides"] == LONGER[1::2]
+    log = sorted(uninterrupted.glob("log_*"))[0].joinpath("dopt.log").read_text()
+    assert "overrides: --set scenario.strategy.epochs=4 --set scenario.strategy.searcher.generation_num=3" in log
+
+
+def test_a_finished_search_goes_on_with_more_generations(uninterrupted, tmp_path):
+    """--resume with a larger generation_num extends the finished search; it ends with the
+    archive of a search that asked for that many generations from the start (same supernet)."""
+    work = tmp_path / "w"
+    subprocess.run(["cp", "-r", str(uninterrupted), str(work)], check=True)
+    more = ["--set", "scenario.strategy.searcher.generation_num=5"]
+    proc = dopt(work, "-c", "scen.yaml", "--resume", *more)
+    assert proc.returncode == 0, proc.stderr
+    assert "extending the finished search: 3 generations done" in proc.stderr
+    extended = archive(work)
+    assert max(c["generation"] for c in extended["archive"]) == 5
+    fresh = dopt(work, "-c", "scen.yaml", "--stage", "search", "--results", "from_start", *more)
+    assert fresh.returncode == 0, fresh.stderr
+    assert_same_archive(extended, archive(work, "from_start"))
+    scripts = sorted(p.name for p in (work / "results").glob("model_arch_result_*.py"))
+    assert len(scripts) == len(extended["front"])  # no script left from the shorter search's front
+    # The extension is recorded: a later --resume has nothing more to do.
+    again = dopt(work, "-c", "scen.yaml", "--resume")
+    assert again.returncode == 0 and "nothing to resume" in again.stdout, again.stderr
 
 
 def test_stage_search_without_a_trained_supernet_is_exit_2(tmp_path, make_workdir):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
+import numpy as np
+
 from dopt.costs.kinds import CostKind, get, kinds, register
 from dopt.space import Arch, LayerChoice, SearchSpace
 
@@ -132,6 +134,13 @@ class CostModel:
         return Costs(
             {k.name: counted.get(k.name) if k.measured else self.cost(k, arch) for k in kinds() if k.available}
         )
+
+    def sampled(self, kind: str, samples: int = 2000) -> np.ndarray:
+        """Costs of ``kind`` of ``samples`` subnets drawn uniformly, as NSGA-II's first population
+        is, from a fixed seed (docs/search.md#a-tiny-feasible-region)."""
+        rng = np.random.default_rng(0)
+        k = get(kind)
+        return np.array([self.cost(k, self.space.decode(self.space.sample(rng))) for _ in range(samples)])
 
     def cost_range(self, kind: str) -> tuple[float, float]:
         """Exact (min, max) of a cost over every subnet of the space.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dopt.scenario.load import load
+from dopt.scenario.load import load, merge_overrides
 from dopt.scenario.model import (
     Constraint,
     Dataset,
@@ -17,6 +17,7 @@ from dopt.scenario.model import (
 
 __all__ = [
     "load",
+    "merge_overrides",
     "Constraint",
     "Dataset",
     "Optimizer",

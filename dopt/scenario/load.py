@@ -6,6 +6,7 @@ module walks the YAML tree against the table and remembers where every key was w
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -22,7 +23,7 @@ from dopt.scenario.model import Scenario
 from dopt.scenario.rules import build
 from dopt.scenario.schema import SCHEMA, Invalid, Key, Section, defaults, unknown_key
 
-__all__ = ["load"]
+__all__ = ["load", "merge_overrides", "override_key"]
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,24 @@ def load(
             column=1,
             fix="e.g. scenario: {strategy: ...} (see scen.yaml.example)",
         )
+    overrides = tuple(overrides)
     reader = _Reader(shown, _apply_overrides(root, overrides))
     reader.walk(root, SCHEMA, "")
     home = Path(workdir).resolve() if workdir is not None else Path.cwd()
-    return build(reader, Path(path).resolve(), home)
+    return dataclasses.replace(build(reader, Path(path).resolve(), home), overrides=overrides)
+
+
+def override_key(text: str) -> str:
+    """The dotted key an ``--set KEY=VALUE`` option sets, spaces removed."""
+    return ".".join(p.strip() for p in text.partition("=")[0].split("."))
+
+
+def merge_overrides(first: Iterable[str], then: Iterable[str]) -> tuple[str, ...]:
+    """``first`` followed by ``then``, where an option of ``then`` replaces one of ``first`` that
+    sets the same key (docs/resume.md#overrides)."""
+    merged = {override_key(t): t for t in first}
+    merged.update({override_key(t): t for t in then})
+    return tuple(merged.values())
 
 
 # --- text and YAML -------------------------------------------------------------------------------

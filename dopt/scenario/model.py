@@ -121,6 +121,9 @@ class Scenario:
     resource: Resource = field(default_factory=lambda: Resource(name="pytorch_standalone"))
     # Where each written key came from: {"file", "line", "column"} or {"file": "--set KEY=VALUE"}.
     places: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, compare=False, repr=False)
+    # The --set KEY=VALUE options applied, in order, recorded ones of the run continued included
+    # (docs/resume.md#overrides).
+    overrides: tuple[str, ...] = field(default=(), compare=False)
 
     def where(self, key: str) -> dict[str, Any]:
         """UserError location arguments for a dotted key path (its nearest written ancestor)."""
