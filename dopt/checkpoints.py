@@ -61,7 +61,8 @@ def training_identity(sc: Scenario, seed: int, user_sha256: str) -> dict[str, An
         "supernet": _plain(sc.supernet),
         "optimizer": _plain(sc.optimizer),
         "dataset": {k: _relative(v, sc.workdir) for k, v in _plain(sc.dataset).items()},
-        "training": _plain(sc.training),
+        # monitor_batches only decides what is watched after each epoch, not what is trained
+        "training": {k: v for k, v in _plain(sc.training).items() if k != "monitor_batches"},
         "seed": seed,
         "user_module_sha256": user_sha256,
     }

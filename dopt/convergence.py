@@ -1,11 +1,13 @@
-"""Is the supernet trained enough? The largest and smallest subnets watched over the last epochs
+"""Is the supernet trained enough? The largest and smallest subnets watched after every epoch
 (docs/search-space.md#is-the-supernet-trained-enough).
 
 A supernet given too few epochs scores every subnet near chance, and the search then ranks noise.
-After each of the last two epochs the largest and the smallest subnets are evaluated as any
-candidate is (BN recalibration, the user's metric); their metrics go to the log and TensorBoard,
-and the run warns when the largest subnet is still improving fast at the end (more epochs would
-change the results), or, under uniform sampling, when the smallest lags far behind the largest.
+After each epoch the largest and the smallest subnets are evaluated as any candidate is (BN
+recalibration, the user's metric), on at most ``training.monitor_batches`` validation batches;
+their metrics go to the log and TensorBoard, so that training can be judged before the search
+spends its time. At the end the run warns when the largest subnet was still improving fast over
+the last epoch (more epochs would change the results), or, under uniform sampling, when the
+smallest lags far behind the largest.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ APART = 0.8
 
 
 class ConvergenceCheck:
-    """Metrics of the largest and smallest subnets after each of the last two epochs.
+    """Metrics of the largest and smallest subnets after every epoch.
 
     Args:
         evaluator: the run's evaluator, which scores subnets as the search does.
@@ -36,22 +38,36 @@ class ConvergenceCheck:
         epochs: the training epochs of the run.
         sampling: the scenario's ``training.sampling``.
         writer: the run's TensorBoard writer.
+        batches: validation batches per evaluation (``training.monitor_batches``); 0 turns the
+            check off.
     """
 
-    def __init__(self, evaluator: Evaluator, ends: tuple[Arch, Arch], epochs: int, sampling: str, writer: Any) -> None:
+    def __init__(
+        self, evaluator: Evaluator, ends: tuple[Arch, Arch], epochs: int, sampling: str, writer: Any, batches: int
+    ) -> None:
         self.evaluator, self.ends, self.epochs, self.sampling, self.writer = evaluator, ends, epochs, sampling, writer
+        self.batches = batches
         self.history: dict[int, tuple[float, float]] = {}
 
     def on_epoch_end(self, epoch: int, step: int) -> None:
-        if epoch < self.epochs - 2:
+        if self.batches == 0:
             return
         self.evaluator.reset()  # the weights changed since anything was extracted
-        largest, smallest = (self.evaluator.evaluate(arch) for arch in self.ends)
+        largest, smallest = (self.evaluator.evaluate(arch, self.batches) for arch in self.ends)
         self.evaluator.reset()
         self.history[epoch] = (largest, smallest)
+        # At the training step, as train/loss is, so that the curves line up.
         self.writer.add_scalar("train/largest_subnet_metric", largest, step)
         self.writer.add_scalar("train/smallest_subnet_metric", smallest, step)
-        log.info("after epoch %d: largest subnet's metric %.4g, smallest's %.4g", epoch + 1, largest, smallest)
+        self.writer.flush()
+        log.info(
+            "epoch %d/%d: largest subnet's metric %.4g, smallest's %.4g (on at most %d validation batches)",
+            epoch + 1,
+            self.epochs,
+            largest,
+            smallest,
+            self.batches,
+        )
 
     def warnings(self) -> list[str]:
         """What the last two epochs say about training; empty when nothing is amiss."""

@@ -42,8 +42,9 @@ class EvalOps(Protocol):
         ``model`` in inference mode."""
         ...
 
-    def metric(self, model: Any) -> Any:
-        """The user's metric of ``model`` over the validation set, as the user's code returned it."""
+    def metric(self, model: Any, max_batches: int | None = None) -> Any:
+        """The user's metric of ``model`` over the validation set (its first ``max_batches``
+        batches when given), as the user's code returned it."""
         ...
 
     def count(self, model: Any) -> Costs:
@@ -79,9 +80,10 @@ class Evaluator:
         """Every cost kind of ``arch``, counted on its extracted model where the backend counts it."""
         return self.costs.measure(arch, self.ops.count(self._extracted(arch)))
 
-    def evaluate(self, arch: Arch) -> float:
-        """The user's metric of ``arch`` after BN recalibration; NaN where it is NaN or infinite."""
-        return metric_value(self.ops.metric(self._calibrated(arch)), self.ops.metric_name)
+    def evaluate(self, arch: Arch, max_batches: int | None = None) -> float:
+        """The user's metric of ``arch`` after BN recalibration, over at most ``max_batches``
+        validation batches when given; NaN where it is NaN or infinite."""
+        return metric_value(self.ops.metric(self._calibrated(arch), max_batches), self.ops.metric_name)
 
     def write_result(self, arch: Arch, script: Path, header: dict[str, Any]) -> Costs:
         """Write ``arch``'s result script and recalibrated weights; the costs of every kind of

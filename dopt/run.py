@@ -345,7 +345,7 @@ def _train(p: Prepared, ctx: RunContext, writer: Any, ckpt_dir: Path, resume: bo
         progress.update(1, epoch=s.epoch + 1, loss=s.loss, lr=s.lr)
 
     ends = (p.space.decode(p.space.largest()), p.space.decode(p.space.smallest()))
-    check = ConvergenceCheck(evaluator, ends, sc.epochs, sc.training.sampling, writer)
+    check = ConvergenceCheck(evaluator, ends, sc.epochs, sc.training.sampling, writer, sc.training.monitor_batches)
 
     def on_epoch_end(epoch: int) -> None:
         ctx.write(p.session.save, ckpt_dir / f"supernet_epoch_{epoch + 1}{suffix}", state.step)

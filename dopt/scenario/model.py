@@ -97,6 +97,9 @@ class Training:
     sampling: Literal["uniform", "sandwich"] = "sandwich"
     distill: bool = True  # the default only with sandwich sampling (rules.py)
     warmup_epochs: int = 0
+    # Validation batches the largest and smallest subnets are scored on after every epoch; 0: off
+    # (docs/search-space.md#is-the-supernet-trained-enough).
+    monitor_batches: int = 20
 
 
 @dataclass(frozen=True)

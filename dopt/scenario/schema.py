@@ -485,6 +485,13 @@ _TRAINING_SECTION = Section(
             "largest subnet teaches; needs sandwich",
         ),
         Key("warmup_epochs", integer(0), _TRAINING.warmup_epochs, "warmup_epochs: 5", "fewer than epochs"),
+        Key(
+            "monitor_batches",
+            integer(0),
+            _TRAINING.monitor_batches,
+            "monitor_batches: 10",
+            "per-epoch check of the largest and smallest subnets; 0: off",
+        ),
     ),
     "training: {sampling: sandwich}",
     "supernet training (dopt extension, docs/search-space.md#training)",

@@ -255,8 +255,11 @@ class TFSession:
     def recalibrate(self, model: Any, calibration: list[Any]) -> None:
         recalibrate(model, calibration)
 
-    def metric(self, model: Any) -> Any:
-        return evaluate(model, self.setup.user.metrics_op, self.setup.val_batches)
+    def metric(self, model: Any, max_batches: int | None = None) -> Any:
+        batches = self.setup.val_batches
+        return evaluate(
+            model, self.setup.user.metrics_op, batches if max_batches is None else batches.take(max_batches)
+        )
 
     def count(self, model: Any) -> Costs:
         return Costs(size=count_params(model), flops=count_macs(model, self.setup.example))

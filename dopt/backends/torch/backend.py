@@ -254,8 +254,13 @@ class TorchSession:
         recalibrate(model, calibration)
         model.eval()
 
-    def metric(self, model: nn.Module) -> Any:
-        return evaluate(model, self.setup.user.metrics_func, self.setup.eval_loader, self.setup.device)
+    def metric(self, model: nn.Module, max_batches: int | None = None) -> Any:
+        s = self.setup
+        loader = s.eval_loader
+        if max_batches is not None:
+            limit = s.scenario.searcher.eval_batches
+            loader = data.eval_loader(s.val_ds, s.scenario.batch_size, s.device, min(max_batches, limit or max_batches))
+        return evaluate(model, s.user.metrics_func, loader, s.device)
 
     def count(self, model: nn.Module) -> Costs:
         return Costs(size=count_params(model), flops=count_macs(model, self.setup.example.to(self.setup.device)))
