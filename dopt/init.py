@@ -26,7 +26,7 @@ def init(target: Path, framework: str, task: str) -> list[Path]:
     if task != "classification":
         raise UserError(
             f"--task {task}: this version of dopt searches image classification only",
-            fix="use --task classification (detection and segmentation come in a later version)",
+            fix="use --task classification (detection and segmentation are not available yet in this version)",
         )
     template = resources.files("dopt") / "templates" / framework / task
     if not template.is_dir():

@@ -28,7 +28,9 @@ def pick_device(gpu_ids: tuple[int, ...]) -> str:
         )
     if len(gpu_ids) > 1 and wanted is not None:
         log.warning(
-            "gpu_id lists %d GPUs; multi-process runs come in a later version, using GPU %d", len(gpu_ids), gpu_ids[0]
+            "gpu_id lists %d GPUs; runs of several processes are not available yet in this version: using GPU %d only",
+            len(gpu_ids),
+            gpu_ids[0],
         )
     try:
         tf.config.set_visible_devices([wanted] if wanted is not None else [], "GPU")

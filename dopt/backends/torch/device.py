@@ -25,7 +25,9 @@ def pick_device(gpu_ids: tuple[int, ...]) -> torch.device:
         return torch.device("cpu")
     if len(gpu_ids) > 1:
         log.warning(
-            "gpu_id lists %d GPUs; multi-process runs come in a later version, using cuda:%d", len(gpu_ids), gpu_ids[0]
+            "gpu_id lists %d GPUs; runs of several processes are not available yet in this version: using cuda:%d only",
+            len(gpu_ids),
+            gpu_ids[0],
         )
     return torch.device(f"cuda:{gpu_ids[0]}")
 
