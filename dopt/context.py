@@ -3,8 +3,8 @@
 
 A run writes its identity record, plain-text log, TensorBoard events, checkpoints, journal and
 results. With several processes only the main one may write them; the others compute and read.
-``RunContext()`` is the single-process context, under which every write happens as it always
-did; the multi-process launchers fill in ``rank`` and ``world_size``.
+``RunContext()`` is the single-process context, the only one this version runs: every write
+happens in this process. ``rank`` and ``world_size`` are the seam a multi-process run would use.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ CALIBRATION_IMAGES = 2000
 class EvalOps(Protocol):
     """What a backend does for one candidate; the sequence around it is :class:`Evaluator`'s."""
 
-    metric_name: str  # the user's metric function, as error messages name it
+    metric_function: str  # the user's metric function, as error messages name it
 
     def calibration_set(self, rng: np.random.Generator) -> Any:
         """Draw the BN-calibration subset once from ``rng`` and materialise it."""
@@ -83,7 +83,7 @@ class Evaluator:
     def evaluate(self, arch: Arch, max_batches: int | None = None) -> float:
         """The user's metric of ``arch`` after BN recalibration, over at most ``max_batches``
         validation batches when given; NaN where it is NaN or infinite."""
-        return metric_value(self.ops.metric(self._calibrated(arch), max_batches), self.ops.metric_name)
+        return metric_value(self.ops.metric(self._calibrated(arch), max_batches), self.ops.metric_function)
 
     def write_result(self, arch: Arch, script: Path, header: dict[str, Any]) -> Costs:
         """Write ``arch``'s result script and recalibrated weights; the costs of every kind of

@@ -145,9 +145,10 @@ def prepare(scenario: Scenario, seed: int | None = None) -> Prepared:
 def _tiny_feasible(sc: Scenario, costs: CostModel, share: float) -> str:
     kind, value, pop = sc.constraint.kind, sc.constraint.value, sc.searcher.pop_size
     median = float(np.median(costs.sampled(kind)))
+    expected = f"about {share * pop:.1f} of them" if share * pop >= 0.1 else "probably none of them"
     return (
         f"only {share:.1%} of subnets drawn at random meet {kind} ≤ {_num(value)}: the search's first population "
-        f"of {pop} holds about {share * pop:.1f} of them, and the search may end with no feasible subnet. Fix: "
+        f"of {pop} holds {expected}, and the search may end with no feasible subnet. Fix: "
         f"raise constraint_value (half of random subnets have {kind} ≤ {_num(round(median))}), raise pop_size, or "
         "shrink the space (filters, search_space)"
     )
@@ -271,13 +272,19 @@ def empty_front(archive: Archive, smallest: float) -> list[str]:
     """What to tell the user when no candidate made the front (docs/search.md#an-empty-front)."""
     kind, value = archive.constraint.kind, archive.constraint.value
     unit = cost_kinds.get(kind).unit
+    if not len(archive):
+        return [
+            "the Pareto front is empty: the search stopped (a budget, max_evaluations or max_duration_s) before "
+            "its first candidate",
+            "Fix: raise or remove that budget under searcher, then: dopt -c scen.yaml --resume",
+        ]
     within = [c for c in archive if c.feasible]
     if within:
         return [
             f"the Pareto front is empty: {len(within)} of {len(archive)} candidates met {kind} ≤ {_num(value)}, but "
             "the metric of every one was NaN or infinite",
-            "Fix: check metrics_func / metrics_op on a trained model (dopt validate shows one metric), then search "
-            "again: dopt -c scen.yaml --stage search",
+            "Fix: check your metric function on a trained model (dopt validate shows one metric), then start a new "
+            "run with --overwrite (an edited user_module.py cannot reuse this supernet)",
         ]
     seen = min((c.cost(kind) for c in archive), default=math.nan)
     return [

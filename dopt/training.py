@@ -72,7 +72,7 @@ class Forward:
 class StepOps(Protocol):
     """What a backend does for one optimizer step; the policy around it is :func:`train_epoch`'s."""
 
-    loss_name: str  # the user's loss function, as error messages name it
+    loss_function: str  # the user's loss function, as error messages name it
 
     def begin_epoch(self, epoch: int) -> Iterable[Any]:
         """Reseed every RNG from ``(seed, epoch)``, set training mode; the epoch's batches."""
@@ -182,7 +182,7 @@ def train_epoch(
             if state.bad_in_row >= MAX_BAD_STEPS:
                 raise NonFiniteLoss(
                     f"the loss was NaN/inf for {state.bad_in_row} steps in a row (last at epoch {epoch}, step "
-                    f"{state.step}); lower learning_rate or check {ops.loss_name}"
+                    f"{state.step}); lower learning_rate or check {ops.loss_function}"
                 )
         seconds = time.perf_counter() - t0
         n = ops.batch_len(batch)

@@ -64,6 +64,20 @@ def test_run_writes_results_logs_and_checkpoints(finished_run):
     logs = list(work.glob("log_*"))
     assert len(logs) == 1 and list(logs[0].glob("events.out.tfevents.*")) and (logs[0] / "dopt.log").exists()
     assert "Pareto front" in proc.stdout
+    # No silent phase: every stage is announced, writing results shows progress.
+    for line in (
+        "dopt: checking the user module",
+        "dopt: reading the first batch and dry-running PreNet/PostNet",
+        "dopt: drawing the BN-calibration subset",
+        "dopt: training the supernet",
+        "dopt: searching",
+        "dopt: writing results",
+        "dopt: writing results: 1/",
+        "largest subnet's metric",
+    ):
+        assert line in proc.stderr, line
+    # TensorFlow, installed beside PyTorch, stays out of a PyTorch run (its start-up lines included).
+    assert "absl" not in proc.stderr and "oneDNN" not in proc.stderr, proc.stderr
     assert not list(work.rglob("__pycache__")), "dopt must not write bytecode into the user's directory"
 
 

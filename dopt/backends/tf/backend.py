@@ -124,8 +124,8 @@ class TFSession:
     ``dopt.training.StepOps`` and ``dopt.evaluation.EvalOps`` with tf.GradientTape."""
 
     checkpoint_suffix = ".weights.npz"
-    loss_name = "loss_op"
-    metric_name = "metrics_op"
+    loss_function = "loss_op"
+    metric_function = "metrics_op"
 
     def __init__(self, setup: TFSetup, space: SearchSpace) -> None:
         self.setup = s = setup
@@ -157,7 +157,7 @@ class TFSession:
             lines.append(f"loss {float(tf.reshape(loss, [])):.4g}")
         probe.check_distillable(outputs, s.scenario.training.distill)
         lr_value(s.user.lr_scheduler, self.lr_init, 0)
-        metric = metric_value(evaluate(self.extract(archs[0]), s.user.metrics_op, [s.first_val]), self.metric_name)
+        metric = metric_value(evaluate(self.extract(archs[0]), s.user.metrics_op, [s.first_val]), self.metric_function)
         lines[0] += f", metric on one validation batch {metric:.4g} (untrained)"
         return lines
 

@@ -122,8 +122,8 @@ class TorchSession:
     ``dopt.training.StepOps`` and ``dopt.evaluation.EvalOps`` in PyTorch."""
 
     checkpoint_suffix = ".pt"
-    loss_name = "loss_func"
-    metric_name = "metrics_func"
+    loss_function = "loss_func"
+    metric_function = "metrics_func"
 
     def __init__(self, setup: TorchSetup, space: SearchSpace) -> None:
         self.setup = s = setup
@@ -160,7 +160,7 @@ class TorchSession:
         n_val = len(cast(Sized, s.val_ds))
         one_batch = data.eval_loader(Subset(s.val_ds, range(min(n_val, bs))), bs, torch.device("cpu"), None)
         metric = metric_value(
-            evaluate(self.extract(archs[0]).eval(), s.user.metrics_func, one_batch, s.device), self.metric_name
+            evaluate(self.extract(archs[0]).eval(), s.user.metrics_func, one_batch, s.device), self.metric_function
         )
         lines[0] += f", metric on one validation batch {metric:.4g} (untrained)"
         return lines

@@ -29,8 +29,14 @@ def build_model() -> Net:
 
 def export(model: nn.Module, directory: str = ".") -> list:
     """Write NAME.pt (TorchScript), NAME.onnx (any batch size) and log_NAME/ (TensorBoard graph) into ``directory``."""
+    import types
     import warnings
 
+    if "tensorflow" not in sys.modules:
+        # TensorBoard's writer would import TensorFlow, when installed, only for file I/O that its
+        # own stub also provides, printing TensorFlow's start-up lines; the "notf" marker module
+        # of TensorBoard's no-TensorFlow build makes it take the stub.
+        sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
     from torch.utils.tensorboard import SummaryWriter
 
     model.eval()
