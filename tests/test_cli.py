@@ -81,6 +81,16 @@ def test_run_writes_results_logs_and_checkpoints(finished_run):
     assert not list(work.rglob("__pycache__")), "dopt must not write bytecode into the user's directory"
 
 
+def test_tensorboard_generations_are_1_based_as_in_the_json(finished_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    work, _ = finished_run
+    events = EventAccumulator(str(next(work.glob("log_*")))).Reload()
+    steps = [e.step for e in events.Scalars("search/hypervolume")]
+    doc = json.loads((work / "results" / "pareto.json").read_text())
+    assert steps == [1, 2] == sorted({c["generation"] for c in doc["archive"]})
+
+
 def test_result_script_exports_match_its_header(finished_run, tmp_path):
     from tests.backends.torch.onnx_macs import onnx_macs
 
