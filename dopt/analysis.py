@@ -87,7 +87,7 @@ def dimensions(space: SearchSpace, encoding: Sequence[int]) -> dict[str, list[An
         if skipped:
             continue
         kept += 1
-        values = {"kernel": space.kernel_sizes[genes[0]], "expand": space.expand_ratios[genes[1]]}
+        values: dict[str, float] = {"kernel": space.kernel_sizes[genes[0]], "expand": space.expand_ratios[genes[1]]}
         if not spec.fixed_width:
             values["width"] = space.width_ratios[genes[2]]
         for gene, value in values.items():
