@@ -82,8 +82,8 @@ def dimensions(space: SearchSpace, encoding: Sequence[int]) -> dict[str, list[An
         genes = encoding[GENES_PER_LAYER * spec.index : GENES_PER_LAYER * (spec.index + 1)]
         skipped = bool(genes[3])
         if spec.skippable:
-            _add(out, f"skip@{spec.index}", skipped)
-            _add(out, "skip", skipped)
+            _add(out, f"skip@{spec.index}", "skipped" if skipped else "kept")
+            _add(out, "skip", "skipped" if skipped else "kept")
         if skipped:
             continue
         kept += 1

@@ -61,7 +61,7 @@ def _init_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argparse.ArgumentParser]:
     run = _Parser(
         prog="dopt",
         description="Evolutionary, hardware-aware neural architecture search: "
@@ -70,9 +70,10 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         usage="%(prog)s [-h] [--version] -c scen.yaml [--resume] [--stage {all,search}] [--results DIR] "
         "[--overwrite] [--set KEY=VALUE] [--workdir DIR] [-v] [-q]\n"
         "       dopt validate -c scen.yaml [--set KEY=VALUE] [--workdir DIR]\n"
+        "       dopt analyze -c scen.yaml [--samples N] [--cost-range LO:HI] [--split-by DIM]\n"
         "       dopt init [--framework {pytorch,tensorflow}] [--task classification] [--dir DIR]",
         epilog="Other commands: `dopt validate -c scen.yaml` checks a scenario without training; "
-        "`dopt init` writes a user module, a scenario and data to start from (each has its own --help).",
+        "`dopt analyze -c scen.yaml` shows which choices of the space matter; `dopt init` writes a user module, a scenario and data to start from (each has its own --help).",
     )
     run.add_argument("--version", action="version", version=f"dopt {__version__}")
     _common(run)
@@ -98,6 +99,25 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         help="replace the results, logs and checkpoints of an earlier run (with --stage search: "
         "that search's results folder)",
     )
+    analyze = _Parser(
+        prog="dopt analyze",
+        description="Search-space analysis of the trained supernet: evaluate subnets drawn uniformly "
+        "and write results/space_analysis.{json,png} (error EDF per choice of every gene, metric vs "
+        "cost, the choices that matter most). Continues where an interrupted analysis stopped.",
+    )
+    _common(analyze)
+    analyze.add_argument("--samples", type=int, default=200, metavar="N", help="subnets to evaluate (default 200)")
+    analyze.add_argument(
+        "--cost-range",
+        metavar="LO:HI",
+        help="only subnets whose cost of the scenario's constraint_type lies in [LO, HI]",
+    )
+    analyze.add_argument(
+        "--split-by",
+        metavar="DIM",
+        help="also analyse each group of one dimension separately, e.g. depth or skip@2",
+    )
+    analyze.set_defaults(resume=False, stage="search", results=None)
     validate = _Parser(
         prog="dopt validate",
         description="Check scen.yaml and user_module.py, run one "
@@ -105,7 +125,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "its cost range against the constraint. Writes nothing.",
     )
     _common(validate)
-    return run, validate
+    return run, validate, analyze
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,13 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     # writer imports TensorFlow when it is installed, even in a PyTorch run. A value set by the
     # user wins.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    run_parser, validate_parser = _parsers()
+    run_parser, validate_parser, analyze_parser = _parsers()
     workdir = Path.cwd()
     try:
         if argv[:1] == ["init"]:
             return _init(_init_parser().parse_args(argv[1:]))
         if argv[:1] == ["validate"]:
             args = validate_parser.parse_args(argv[1:])
+        elif argv[:1] == ["analyze"]:
+            args = analyze_parser.parse_args(argv[1:])
         else:
             args = run_parser.parse_args(argv)
         dlog.configure(args.verbose - args.quiet)
@@ -138,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             except Exception as exc:  # validate exists to find the user's mistakes: exit 2 for theirs
                 return _report_failure(exc, workdir, user_code_exit=EXIT_USAGE)
+        if argv[:1] == ["analyze"]:
+            return _analyze(_load(args, workdir), args)
         return _run(_load(args, workdir), args)
     except UserError as exc:
         _fill_file(exc, workdir)
@@ -201,6 +225,32 @@ def _run(scenario: Scenario, args: argparse.Namespace) -> int:
     summary = run(prepared, todo)
     _print_summary(summary)
     return EXIT_OK if summary.front else EXIT_EMPTY_FRONT
+
+
+def _analyze(scenario: Scenario, args: argparse.Namespace) -> int:
+    from dopt.analyze import run_analysis
+
+    if args.samples < 1:
+        raise UserError(f"--samples {args.samples}: expected at least 1", fix="e.g. --samples 200")
+    cost_range = _cost_range(args.cost_range) if args.cost_range else None
+    summary = run_analysis(scenario, args.samples, cost_range, args.split_by)
+    here = Path.cwd()
+    print(f"\nsearch-space analysis of {summary.samples} subnets ({summary.reused} from earlier evaluations):")
+    for line in summary.summary:
+        print(f"  {line}")
+    print(f"\nwritten: {_rel(summary.json_path, here)}, {_rel(summary.png_path, here)}")
+    return EXIT_OK
+
+
+def _cost_range(text: str) -> tuple[float, float]:
+    lo, sep, hi = text.partition(":")
+    try:
+        low, high = float(lo.replace(",", "")), float(hi.replace(",", ""))
+    except ValueError:
+        low = high = float("nan")
+    if not sep or not low <= high:
+        raise UserError(f"--cost-range {text}: expected LO:HI with LO ≤ HI", fix="e.g. --cost-range 10000:30000")
+    return low, high
 
 
 def _validate(scenario: Scenario) -> int:

@@ -13,7 +13,7 @@ from dopt.errors import UserError
 from dopt.scenario import Scenario
 from dopt.user_module import file_sha256
 
-__all__ = ["Plan", "plan", "OUTPUTS", "search_state", "extends", "results_dir_of"]
+__all__ = ["Plan", "plan", "OUTPUTS", "search_state", "extends", "results_dir_of", "trained"]
 
 OUTPUTS = ("results", "checkpoints", "log_*")  # what a new run would replace (docs/resume.md#overwriting)
 
@@ -92,6 +92,23 @@ def plan(
             fix="pass --resume to continue that search, --overwrite to replace it, or --results DIR for another folder",
         )
     return p
+
+
+def trained(sc: Scenario, what: str) -> int:
+    """The seed of this working directory's trained supernet, for a command that only reads it
+    (``dopt analyze``).
+
+    Raises:
+        UserError: no checkpoints, checkpoints of another scenario, or training unfinished.
+    """
+    ckpt = sc.workdir / "checkpoints"
+    seed = _check_checkpoints(sc, ckpt, what)
+    if not any(ckpt.glob("supernet_final*")):
+        raise UserError(
+            f"{ckpt} holds no trained supernet (supernet_final): training did not finish",
+            fix="finish the run first: dopt -c scen.yaml --resume",
+        )
+    return seed
 
 
 def results_dir_of(sc: Scenario, results: Path | None) -> Path:

@@ -45,7 +45,7 @@ from dopt.space import SearchSpace
 from dopt.training import StepLog, TrainState, sampler, train
 from dopt.user_module import file_sha256, load_user_module, metric_name
 
-__all__ = ["Prepared", "prepare", "run", "RunSummary"]
+__all__ = ["Prepared", "prepare", "run", "RunSummary", "load_final", "describe", "empty_front"]
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ def run(p: Prepared, plan: Plan, ctx: RunContext | None = None) -> RunSummary:
             if plan.stage == "all":
                 _train(p, ctx, writer, ckpt_dir, plan.resume, evaluator)
             else:
-                _load_final(p, ckpt_dir)
+                load_final(p, ckpt_dir)
             evaluator.reset()
         with stage("searching"):
             archive, result = _search(p, ctx, writer, plan, evaluator)
@@ -377,7 +377,7 @@ def _train(p: Prepared, ctx: RunContext, writer: Any, ckpt_dir: Path, resume: bo
         log.warning("%s", warning)
 
 
-def _load_final(p: Prepared, ckpt_dir: Path) -> None:
+def load_final(p: Prepared, ckpt_dir: Path) -> None:
     final = final_checkpoint(ckpt_dir, p.session.checkpoint_suffix)
     try:
         p.session.load(final)

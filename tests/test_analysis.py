@@ -26,7 +26,7 @@ def test_dimensions_name_each_layer_and_pool_the_kept_ones():
     encoding = space.canonical([2, 2, 0, 0, 0, 0, 0, 1, 0, 1, 2, 0])
     d = dimensions(space, encoding)
     assert d["kernel@0"] == [7] and d["kernel@2"] == [3] and "kernel@1" not in d
-    assert d["kernel"] == [7, 3] and d["skip@1"] == [True] and "skip@2" not in d and "width@2" not in d
+    assert d["kernel"] == [7, 3] and d["skip@1"] == ["skipped"] and "skip@2" not in d and "width@2" not in d
     assert d["depth"] == [2]
 
 
@@ -55,9 +55,9 @@ def test_split_by_a_dimension_analyses_each_group_on_its_own():
 
     result = analyze(space, records(space, metric, n=600), seed=1, split_by="skip@1")
     groups = result["split"]["groups"]
-    assert set(groups) == {"False", "True"}
-    assert groups["True"]["effects"][0]["dimension"] in ("kernel@2", "kernel")
-    assert not any(e["clear"] for e in groups["False"]["effects"] if e["dimension"] == "kernel@2")
+    assert set(groups) == {"kept", "skipped"}
+    assert groups["skipped"]["effects"][0]["dimension"] in ("kernel@2", "kernel")
+    assert not any(e["clear"] for e in groups["kept"]["effects"] if e["dimension"] == "kernel@2")
 
 
 def test_errors_of_an_unbounded_metric_are_gaps_to_the_best():

@@ -344,3 +344,76 @@ def test_the_metric_is_named_as_the_user_module_names_it(tmp_path):
     _edit(work, 'metric_name = "top1"', 'metric_name = "a: b"')
     bad = dopt(work, "validate", "-c", "scen.yaml")
     assert bad.returncode == 2 and "UserModule.metric_name" in bad.stderr
+
+
+@pytest.fixture
+def analysed(finished_run, tmp_path):
+    work = tmp_path / "w"
+    subprocess.run(["cp", "-r", str(finished_run[0]), str(work)], check=True)
+    return work
+
+
+def test_analyze_writes_the_figure_and_summary_and_reuses_evaluations(analysed):
+    work = analysed
+    proc = dopt(work, "analyze", "-c", "scen.yaml", "--samples", "12", "--split-by", "depth")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((work / "results" / "space_analysis.json").read_text())
+    assert doc["samples"] == len(doc["subnets"]) == 12 and doc["error"] == "1 - metric"
+    assert "kernel" in doc["edf"] and doc["summary"] and doc["split"]["by"] == "depth"
+    assert (work / "results" / "space_analysis.png").stat().st_size > 0
+    # Subnets the search already evaluated are taken from its journal, not evaluated again.
+    lines = (work / "checkpoints" / "results" / "journal.jsonl").read_text().splitlines()
+    searched = {tuple(r["encoding"]) for r in map(json.loads, lines) if r["metric"] is not None}
+    overlap = sum(tuple(s["encoding"]) in searched for s in doc["subnets"])
+    assert f"search-space analysis of 12 subnets ({overlap} from earlier evaluations)" in proc.stdout
+    # More samples: the first twelve are the same draws, taken from the analysis' own journal.
+    more = dopt(work, "analyze", "-c", "scen.yaml", "--samples", "16")
+    assert more.returncode == 0, more.stderr
+    assert "search-space analysis of 16 subnets (12 from earlier evaluations)" in more.stdout
+
+
+def test_an_interrupted_analysis_continues(analysed):
+    import signal
+    import time
+
+    work = analysed
+    journal = work / "checkpoints" / "space_analysis" / "journal.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dopt", "analyze", "-c", "scen.yaml", "--samples", "30"],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while not (journal.exists() and journal.read_bytes().count(b"\n") >= 3):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = journal.read_bytes().count(b"\n")
+    again = dopt(work, "analyze", "-c", "scen.yaml", "--samples", "30")
+    assert again.returncode == 0, again.stderr
+    reused = int(again.stdout.split("(")[1].split(" from")[0])
+    assert reused >= done
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--samples", "0"], ["--samples 0", "at least 1"]),
+        (["--cost-range", "9:1"], ["--cost-range 9:1", "LO ≤ HI"]),
+        (["--cost-range", "1:2"], ["holds no subnet", "pick a range within"]),
+        (["--split-by", "colour"], ["--split-by colour", "depth"]),
+    ],
+)
+def test_analyze_mistakes_exit_2(analysed, args, words):
+    proc = dopt(analysed, "analyze", "-c", "scen.yaml", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for word in words:
+        assert word in proc.stderr, proc.stderr
+
+
+def test_analyze_needs_a_trained_supernet(tmp_path):
+    proc = dopt(make_workdir(tmp_path), "analyze", "-c", "scen.yaml")
+    assert proc.returncode == 2 and "nothing to analyse" in proc.stderr, proc.stderr
