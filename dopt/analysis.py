@@ -6,16 +6,20 @@ empirical distribution function (EDF) of the error is computed for each group, a
 space analyses of Radosavovic et al. ("On Network Design Spaces for Visual Recognition", 2019).
 An effect is the difference of mean error between the worst and the best choice; its spread is
 the standard deviation of that difference over bootstrap resamples of the subnets, so that pooled
-dimensions, where one subnet contributes several layers, are not over-counted.
+dimensions, where one subnet contributes several layers, are not over-counted. An effect is clear
+when it exceeds its spread by a Bonferroni-corrected normal quantile for the number of dimensions
+compared.
 
 Everything here is plain numpy on evaluated records; evaluating them is the caller's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -120,11 +124,12 @@ class Effect:
     difference: float  # mean error of the worst choice minus that of the best
     spread: float  # bootstrap standard deviation of ``difference``
     counts: dict[str, int]  # subnets (pooled: layers) per choice
+    z: float = 2.0  # how many spreads ``difference`` must exceed to be clear
 
     @property
     def clear(self) -> bool:
-        """The difference is at least twice its spread: more than the luck of the draw."""
-        return self.difference > 2 * self.spread
+        """The difference exceeds ``z`` spreads: more than the luck of the draw."""
+        return self.difference > self.z * self.spread
 
     def sentence(self) -> str:
         verdict = "matters" if self.clear else "within noise"
@@ -175,7 +180,12 @@ def _edfs(dims: Sequence[dict[str, list[Any]]], err: np.ndarray) -> dict[str, di
 
 
 def _effects_and_summary(dims: Sequence[dict[str, list[Any]]], err: np.ndarray, seed: int) -> dict[str, Any]:
-    effects = [e for name in _names(dims) if (e := _effect(name, dims, err, seed)) is not None]
+    found = [e for name in _names(dims) if (e := _effect(name, dims, err, seed)) is not None]
+    # Many dimensions are compared at once, so a fixed 2-spread rule calls some noise "clear"
+    # (benchmarks/space_analysis_check.py found one on the digits demo). Bonferroni: each of the
+    # m comparisons is held to a two-sided level of 5 % / m, about 3 spreads for m = 20.
+    z = NormalDist().inv_cdf(1 - 0.05 / (2 * max(len(found), 1)))
+    effects = [dataclasses.replace(e, z=z) for e in found]
     effects.sort(key=lambda e: -e.difference)
     return {
         "effects": [
@@ -186,6 +196,7 @@ def _effects_and_summary(dims: Sequence[dict[str, list[Any]]], err: np.ndarray, 
                 "difference": e.difference,
                 "spread": e.spread,
                 "clear": e.clear,
+                "z": e.z,
                 "counts": e.counts,
             }
             for e in effects
