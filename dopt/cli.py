@@ -61,7 +61,7 @@ def _init_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argparse.ArgumentParser]:
+def _parsers() -> tuple[argparse.ArgumentParser, ...]:
     run = _Parser(
         prog="dopt",
         description="Evolutionary, hardware-aware neural architecture search: "
@@ -71,6 +71,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argpar
         "[--overwrite] [--set KEY=VALUE] [--workdir DIR] [-v] [-q]\n"
         "       dopt validate -c scen.yaml [--set KEY=VALUE] [--workdir DIR]\n"
         "       dopt analyze -c scen.yaml [--samples N] [--cost-range LO:HI] [--split-by DIM]\n"
+        "       dopt train -c scen.yaml --result N [--epochs E] [--from-scratch] [--resume]\n"
         "       dopt init [--framework {pytorch,tensorflow}] [--task classification] [--dir DIR]",
         epilog="Other commands: `dopt validate -c scen.yaml` checks a scenario without training; "
         "`dopt analyze -c scen.yaml` shows which choices of the space matter; `dopt init` writes a user module, a scenario and data to start from (each has its own --help).",
@@ -118,6 +119,24 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argpar
         help="also analyse each group of one dimension separately, e.g. depth or skip@2",
     )
     analyze.set_defaults(resume=False, stage="search", results=None)
+    train = _Parser(
+        prog="dopt train",
+        description="Train a result's model fully with the user module's data, loss and schedule and the "
+        "scenario's optimizer, from its inherited weights (or from scratch); the trained weights are saved "
+        "beside the script, which then loads them. Resumable.",
+    )
+    _common(train)
+    which = train.add_mutually_exclusive_group(required=True)
+    which.add_argument("--result", type=int, metavar="N", help="results/model_arch_result_N.py")
+    which.add_argument(
+        "--script", metavar="PATH", help="a result script by its path (what the script's --train passes)"
+    )
+    train.add_argument("--results", metavar="DIR", help="the results folder of --result (default results/)")
+    train.add_argument("--epochs", type=int, metavar="E", help="training epochs (default: the scenario's epochs)")
+    train.add_argument("--from-scratch", action="store_true", help="start from fresh weights, not the inherited ones")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted training of this result")
+    train.add_argument("--overwrite", action="store_true", help="replace an earlier training of this result")
+    train.set_defaults(stage="train")
     validate = _Parser(
         prog="dopt validate",
         description="Check scen.yaml and user_module.py, run one "
@@ -125,7 +144,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser, argpar
         "its cost range against the constraint. Writes nothing.",
     )
     _common(validate)
-    return run, validate, analyze
+    return run, validate, analyze, train
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     # writer imports TensorFlow when it is installed, even in a PyTorch run. A value set by the
     # user wins.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    run_parser, validate_parser, analyze_parser = _parsers()
+    run_parser, validate_parser, analyze_parser, train_parser = _parsers()
     workdir = Path.cwd()
     try:
         if argv[:1] == ["init"]:
@@ -143,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             args = validate_parser.parse_args(argv[1:])
         elif argv[:1] == ["analyze"]:
             args = analyze_parser.parse_args(argv[1:])
+        elif argv[:1] == ["train"]:
+            args = train_parser.parse_args(argv[1:])
         else:
             args = run_parser.parse_args(argv)
         dlog.configure(args.verbose - args.quiet)
@@ -162,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                 return _report_failure(exc, workdir, user_code_exit=EXIT_USAGE)
         if argv[:1] == ["analyze"]:
             return _analyze(_load(args, workdir), args)
+        if argv[:1] == ["train"]:
+            return _train(_load(args, workdir), args)
         return _run(_load(args, workdir), args)
     except UserError as exc:
         _fill_file(exc, workdir)
@@ -185,7 +208,7 @@ def _load(args: argparse.Namespace, workdir: Path) -> Scenario:
     from dopt.scenario.load import override_key
 
     config, explicit = Path(args.config), tuple(args.overrides)
-    if not (args.resume or args.stage == "search"):
+    if not args.resume and args.stage == "all":  # a new run: nothing recorded applies
         return load(config, workdir=workdir, overrides=explicit)
     recorded = recorded_overrides(workdir / "checkpoints")
     scenario = load(config, workdir=workdir, overrides=merge_overrides(recorded, explicit))
@@ -239,6 +262,38 @@ def _analyze(scenario: Scenario, args: argparse.Namespace) -> int:
     for line in summary.summary:
         print(f"  {line}")
     print(f"\nwritten: {_rel(summary.json_path, here)}, {_rel(summary.png_path, here)}")
+    return EXIT_OK
+
+
+def _train(scenario: Scenario, args: argparse.Namespace) -> int:
+    from dopt.train_result import result_script, train_result
+
+    if args.script:
+        script = Path(args.script).resolve()
+        if not script.is_file():
+            raise UserError(f"--script {args.script}: no such file", fix="pass the path of a model_arch_result_N.py")
+    else:
+        results = Path(args.results) if args.results else None
+        if results is not None and not results.is_absolute():
+            results = scenario.workdir / results
+        script = result_script(scenario.workdir, args.result, results)
+    if args.resume and args.overwrite:
+        raise UserError("--resume and --overwrite contradict each other", fix="pass one of them")
+    summary = train_result(scenario, script, args.epochs, args.from_scratch, args.resume, args.overwrite)
+    here = Path.cwd()
+    if summary is None:
+        print(f"dopt: nothing to resume: the training of {script.name} finished")
+        return EXIT_OK
+    header = "n/a" if summary.header_metric is None else f"{summary.header_metric:.4f}"
+    verdict = "raised" if summary.after > summary.before else "did NOT raise"
+    print(
+        f"\n{script.name}: {summary.metric_name} {summary.after:.4f} after {summary.epochs} epochs "
+        f"({'from scratch' if summary.from_scratch else 'from inherited weights'}; before {summary.before:.4f}, "
+        f"header {header}): training {verdict} it"
+    )
+    print(f"trained weights: {_rel(summary.weights, here)} (the script loads them from now on)")
+    print(f"record:          {_rel(summary.record, here)}")
+    print(f"logs:            tensorboard --logdir {_rel(summary.log_dir, here)}")
     return EXIT_OK
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dopt.costs import Costs
 from dopt.evaluation import EvalOps
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from dopt.scenario import Scenario
     from dopt.space import Arch, SearchSpace
 
-__all__ = ["Probe", "Backend", "Setup", "Session", "CorruptCheckpoint", "epoch_seed"]
+__all__ = ["Probe", "Backend", "Setup", "Session", "ResultTrainer", "CorruptCheckpoint", "epoch_seed"]
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -58,6 +58,16 @@ class Setup(Protocol):
         """Create the weight-sharing supernet, its optimizer and the user's LR schedule."""
         ...
 
+    @property
+    def result_weights_suffix(self) -> str:
+        """What a result script's weights file adds to its name: ".weights.pth", ".weights.h5"."""
+        ...
+
+    def build_result(self, script: Any, weights: Path | None) -> ResultTrainer:
+        """The static model of a result script (``script.build_model()``) with ``weights`` loaded,
+        or freshly initialised from the seed when None, its optimizer and the user's schedule."""
+        ...
+
 
 class Session(StepOps, EvalOps, Protocol):
     """One supernet with its optimizer and schedule: the training primitives the core's loop
@@ -81,6 +91,30 @@ class Session(StepOps, EvalOps, Protocol):
         Raises:
             CorruptCheckpoint: the file is unreadable or does not fit the supernet.
         """
+        ...
+
+
+class ResultTrainer(StepOps, Protocol):
+    """A result's static model being trained fully (docs/training-a-result.md)."""
+
+    checkpoint_suffix: str
+
+    def save(self, path: Path, step: int) -> None: ...
+
+    def load(self, path: Path) -> int:
+        """As :meth:`Session.load`.
+
+        Raises:
+            CorruptCheckpoint: the file is unreadable or does not fit the model.
+        """
+        ...
+
+    def evaluate(self) -> float:
+        """The user's metric over the whole validation set, BatchNorm statistics as trained."""
+        ...
+
+    def save_weights(self, path: Path) -> None:
+        """The model's weights in the form the result script loads, written atomically."""
         ...
 
 

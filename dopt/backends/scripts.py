@@ -26,6 +26,33 @@ _CHECK_USER_MODULE = """def _check_user_module() -> None:
             print(f"warning: {user_module.__file__} differs from the user_module.py this file was generated with")
 """
 
+# Shared by both frameworks' main(): --train hands the model to `dopt train` (docs/training-a-result.md).
+_TRAIN = """def _arguments():
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\\n\\n")[0])
+    parser.add_argument("--train", type=int, metavar="EPOCHS", help="first train this model fully for EPOCHS epochs "
+                        "(needs dopt, and scen.yaml in the working directory)")
+    parser.add_argument("--from-scratch", action="store_true", help="with --train: start from fresh weights")
+    parser.add_argument("--resume", action="store_true", help="with --train: continue an interrupted training")
+    parser.add_argument("--overwrite", action="store_true", help="with --train: replace an earlier training")
+    parser.add_argument("-c", "--config", default="scen.yaml", help="with --train: the scenario (default scen.yaml)")
+    return parser.parse_args()
+
+
+def _train(args) -> None:
+    try:
+        from dopt.cli import main as dopt
+    except ImportError:
+        sys.exit("--train needs dopt: pip install dopt")
+    argv = ["train", "-c", args.config, "--script", os.path.abspath(__file__), "--epochs", str(args.train)]
+    argv += [flag for flag, on in (("--from-scratch", args.from_scratch), ("--resume", args.resume),
+                                   ("--overwrite", args.overwrite)) if on]
+    code = dopt(argv)
+    if code:
+        sys.exit(code)
+"""
+
 _PATH_SETUP = (
     "_HERE = os.path.dirname(os.path.abspath(__file__))\n"
     "for _path in (os.path.dirname(_HERE), _HERE):  # its own directory first, then the parent\n"
@@ -70,7 +97,8 @@ def render(
     lines = [f"# {key}: {header_value(value)}" for key, value in header.items()]
     usage = textwrap.fill(
         f"Copy it next to user_module.py (or leave it in results/) and run `python3 {name}.py`: it builds the "
-        f"model, loads the inherited weights saved beside it and writes {exports} into the current directory.",
+        f"model, loads the inherited weights saved beside it (the trained ones once `--train EPOCHS` has trained it; "
+        f"--help lists the options) and writes {exports} into the current directory.",
         width=100,
         break_on_hyphens=False,
         break_long_words=False,
@@ -92,6 +120,7 @@ def render(
         "\n".join(table),
         parts.static_source,
         _CHECK_USER_MODULE,
+        _TRAIN,
         parts.body,
     )
     return "\n".join(lines) + "\n" + doc + "\n\n" + "\n\n\n".join(part.strip("\n") for part in code) + "\n"

@@ -23,7 +23,7 @@ from dopt.backends.tf import data, probe
 from dopt.backends.tf.bn_calib import recalibrate
 from dopt.backends.tf.device import check_data_format, pick_device, seed_everything, set_threads
 from dopt.backends.tf.evaluate import evaluate
-from dopt.backends.tf.export import render_script, write_and_verify
+from dopt.backends.tf.export import render_script, save_weights, write_and_verify
 from dopt.backends.tf.profile import count_macs, count_params
 from dopt.backends.tf.supernet import Supernet
 from dopt.backends.tf.train import distill_loss, is_logits, lr_value, make_optimizer, traced_apply
@@ -118,48 +118,41 @@ class TFSetup:
     def build_supernet(self, space: SearchSpace) -> TFSession:
         return TFSession(self, space)
 
+    result_weights_suffix = ".weights.h5"
 
-class TFSession:
-    """One supernet, its optimizer and the user's schedule; the primitives of
-    ``dopt.training.StepOps`` and ``dopt.evaluation.EvalOps`` with tf.GradientTape."""
+    def build_result(self, script: Any, weights: Path | None) -> TFResultTrainer:
+        """The static model of a result script (its ``build_model()``), with ``weights`` loaded, or
+        freshly initialised from the run's seed when None, ready to train (docs/training-a-result.md)."""
+        seed_everything(self.seed)
+        model = script.build_model()
+        if weights is not None:
+            model.load_weights(str(weights))
+        return TFResultTrainer(self, model)
+
+
+class TFTrainer:
+    """A Keras network, its optimizer and the user's schedule: the primitives of
+    ``dopt.training.StepOps`` and checkpoints with tf.GradientTape, for the supernet
+    (:class:`TFSession`) and for a result's static model (:class:`TFResultTrainer`) alike."""
 
     checkpoint_suffix = ".weights.npz"
     loss_function = "loss_op"
     metric_function = "metrics_op"
 
-    def __init__(self, setup: TFSetup, space: SearchSpace) -> None:
+    def __init__(self, setup: TFSetup, net: Any) -> None:
         self.setup = s = setup
-        seed_everything(s.seed)
-        sn = s.scenario.supernet
-        self.supernet = Supernet(s.pre, s.post, space, sn.feature_choose, sn.input_shape, sn.data_format)
+        self.net = net
         opt = s.scenario.optimizer
         self.optimizer = make_optimizer(opt.type, opt.learning_rate, opt.betas, opt.momentum)
-        self.optimizer.build(self.supernet.trainable_variables)
+        self.optimizer.build(self.net.trainable_variables)
         self.lr_init = opt.learning_rate
-        self.variables = self.supernet.trainable_variables
+        self.variables = self.net.trainable_variables
         self._epochs = data.TrainEpochs(s.train_data)
         self._apply = traced_apply(self.optimizer, self.variables)  # traced on its first call
         self._summed: list[Any] = []  # gradients accumulated in the current step
 
-    def rehearse(self, archs: list[Arch]) -> list[str]:
-        """One forward/backward per arch on the first training batch (inference mode: no BN
-        statistics change, no optimizer step) and the metric of the first on one validation
-        batch, so contract mistakes surface before training."""
-        s = self.setup
-        inputs, labels = s.first
-        lines = []
-        for arch in archs:
-            self.supernet.set_active(arch)
-            with tf.GradientTape() as tape:
-                outputs = self.supernet(inputs, training=False)
-                loss = s.user.loss_op(labels, outputs)
-            probe.check_loss(loss, tape.gradient(loss, self.variables) if isinstance(loss, tf.Tensor) else [])
-            lines.append(f"loss {float(tf.reshape(loss, [])):.4g}")
-        probe.check_distillable(outputs, s.scenario.training.distill)
-        lr_value(s.user.lr_scheduler, self.lr_init, 0)
-        metric = metric_value(evaluate(self.extract(archs[0]), s.user.metrics_op, [s.first_val]), self.metric_function)
-        lines[0] += f", metric on one validation batch {metric:.4g} (untrained)"
-        return lines
+    def _activate(self, arch: Arch) -> None:
+        """Make ``arch`` the network that the next forward runs (a static model has only one)."""
 
     # -- training primitives (dopt.training.StepOps) ---------------------------------------------
     def begin_epoch(self, epoch: int) -> Iterator[Any]:
@@ -176,9 +169,9 @@ class TFSession:
 
     def forward(self, batch: Any, arch: Arch, teacher: Any) -> Forward:
         inputs, labels = batch
-        self.supernet.set_active(arch)
+        self._activate(arch)
         with tf.GradientTape() as tape:
-            outputs = self.supernet(inputs, training=True)
+            outputs = self.net(inputs, training=True)
             loss = self.setup.user.loss_op(labels, outputs)
             if teacher is not None and is_logits(outputs):
                 loss = loss + distill_loss(outputs, teacher)
@@ -203,7 +196,7 @@ class TFSession:
     def save(self, path: Path, step: int) -> None:
         """Every variable of the supernet (weights, BN statistics, dropout seed states) and of the
         optimizer (its step count included), plus dopt's step counter, as one .npz."""
-        arrays = {f"model/{i:05d}": v.numpy() for i, v in enumerate(self.supernet.variables)}
+        arrays = {f"model/{i:05d}": v.numpy() for i, v in enumerate(self.net.variables)}
         arrays.update({f"optimizer/{i:05d}": v.numpy() for i, v in enumerate(self.optimizer.variables)})
         arrays["step"] = np.array(step, np.int64)
         buffer = io.BytesIO()
@@ -213,7 +206,7 @@ class TFSession:
     def load(self, path: Path) -> int:
         try:
             with np.load(path, allow_pickle=False) as archive:  # arrays only: no code runs
-                for prefix, variables in (("model", self.supernet.variables), ("optimizer", self.optimizer.variables)):
+                for prefix, variables in (("model", self.net.variables), ("optimizer", self.optimizer.variables)):
                     keys = sorted(k for k in archive.files if k.startswith(prefix + "/"))
                     if len(keys) != len(variables):
                         raise ValueError(
@@ -230,6 +223,39 @@ class TFSession:
             raise CorruptCheckpoint(
                 f"{path.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             ) from exc
+
+
+class TFSession(TFTrainer):
+    """One supernet: the trainer's primitives plus ``dopt.evaluation.EvalOps``."""
+
+    def __init__(self, setup: TFSetup, space: SearchSpace) -> None:
+        seed_everything(setup.seed)
+        sn = setup.scenario.supernet
+        self.supernet = Supernet(setup.pre, setup.post, space, sn.feature_choose, sn.input_shape, sn.data_format)
+        super().__init__(setup, self.supernet)
+
+    def _activate(self, arch: Arch) -> None:
+        self.supernet.set_active(arch)
+
+    def rehearse(self, archs: list[Arch]) -> list[str]:
+        """One forward/backward per arch on the first training batch (inference mode: no BN
+        statistics change, no optimizer step) and the metric of the first on one validation
+        batch, so contract mistakes surface before training."""
+        s = self.setup
+        inputs, labels = s.first
+        lines = []
+        for arch in archs:
+            self.supernet.set_active(arch)
+            with tf.GradientTape() as tape:
+                outputs = self.supernet(inputs, training=False)
+                loss = s.user.loss_op(labels, outputs)
+            probe.check_loss(loss, tape.gradient(loss, self.variables) if isinstance(loss, tf.Tensor) else [])
+            lines.append(f"loss {float(tf.reshape(loss, [])):.4g}")
+        probe.check_distillable(outputs, s.scenario.training.distill)
+        lr_value(s.user.lr_scheduler, self.lr_init, 0)
+        metric = metric_value(evaluate(self.extract(archs[0]), s.user.metrics_op, [s.first_val]), self.metric_function)
+        lines[0] += f", metric on one validation batch {metric:.4g} (untrained)"
+        return lines
 
     # -- evaluation primitives (dopt.evaluation.EvalOps) -----------------------------------------
     def calibration_set(self, rng: np.random.Generator) -> list[Any]:
@@ -278,3 +304,16 @@ class TFSession:
             user_sha256=s.user_sha256,
         )
         return write_and_verify(model, text, script, s.example)
+
+
+class TFResultTrainer(TFTrainer):
+    """A result's static model trained on its own (``dopt train``)."""
+
+    def evaluate(self) -> float:
+        """The user's metric of the model over the whole validation set, BatchNorm as trained."""
+        s = self.setup
+        return metric_value(evaluate(self.net, s.user.metrics_op, s.val_data.dataset), self.metric_function)
+
+    def save_weights(self, path: Path) -> None:
+        """The weights as the result script loads them (``model.load_weights``)."""
+        save_weights(self.net, path)

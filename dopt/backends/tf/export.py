@@ -51,12 +51,17 @@ def export(model: keras.Model, directory: str = ".") -> list:
 
 
 def main() -> None:
+    args = _arguments()
     _check_user_module()
+    if args.train:
+        _train(args)
     model = build_model()
-    weights = os.path.join(_HERE, NAME + ".weights.h5")
+    trained = os.path.join(_HERE, NAME + ".trained.weights.h5")
+    weights = trained if os.path.exists(trained) else os.path.join(_HERE, NAME + ".weights.h5")
     if os.path.exists(weights):
         model.load_weights(weights)
-        print(f"loaded inherited weights (BN recalibrated) from {weights}")
+        what = "trained weights" if weights == trained else "inherited weights (BN recalibrated)"
+        print(f"loaded {what} from {weights}")
     else:
         print(f"no {NAME}.weights.h5 beside this file: weights are freshly initialised")
     export(model, os.getcwd())

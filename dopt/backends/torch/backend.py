@@ -116,54 +116,38 @@ class TorchSetup:
     def build_supernet(self, space: SearchSpace) -> TorchSession:
         return TorchSession(self, space)
 
+    result_weights_suffix = ".weights.pth"
 
-class TorchSession:
-    """One supernet, its optimizer and the user's schedule; the primitives of
-    ``dopt.training.StepOps`` and ``dopt.evaluation.EvalOps`` in PyTorch."""
+    def build_result(self, script: Any, weights: Path | None) -> TorchResultTrainer:
+        """The static model of a result script (its ``build_model()``), with ``weights`` loaded, or
+        freshly initialised from the run's seed when None, ready to train (docs/training-a-result.md)."""
+        seed_everything(self.seed, self.device)
+        model = script.build_model()
+        if weights is not None:
+            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        return TorchResultTrainer(self, model)
+
+
+class TorchTrainer:
+    """A network, its optimizer and the user's schedule: the primitives of
+    ``dopt.training.StepOps`` and checkpoints in PyTorch, for the supernet (:class:`TorchSession`)
+    and for a result's static model (:class:`TorchResultTrainer`) alike."""
 
     checkpoint_suffix = ".pt"
     loss_function = "loss_func"
     metric_function = "metrics_func"
+    _state_key = "net"  # the network's entry in a checkpoint
 
-    def __init__(self, setup: TorchSetup, space: SearchSpace) -> None:
+    def __init__(self, setup: TorchSetup, net: nn.Module) -> None:
         self.setup = s = setup
-        # Re-seeded: every DataLoader iterator draws from torch's global RNG, so without this the
-        # initial weights would depend on how many checks read a batch before.
-        seed_everything(s.seed, s.device)
-        sc = s.scenario
-        self.supernet = Supernet(s.pre, s.post, space, sc.supernet.feature_choose).to(s.device)
-        opt = sc.optimizer
-        self.optimizer = make_optimizer(
-            self.supernet.parameters(), opt.type, opt.learning_rate, opt.betas, opt.momentum
-        )
+        self.net = net.to(s.device)
+        opt = s.scenario.optimizer
+        self.optimizer = make_optimizer(self.net.parameters(), opt.type, opt.learning_rate, opt.betas, opt.momentum)
         self.scheduler = s.user.scheduler_define(self.optimizer, len(s.train_loader))
         probe.check_scheduler(self.scheduler)
 
-    def rehearse(self, archs: list[Arch]) -> list[str]:
-        """One forward/backward per arch on the first training batch and the metric of the first on
-        one validation batch, so contract mistakes surface before training. BatchNorm statistics,
-        weights and RNG streams are left as they were."""
-        s = self.setup
-        inputs, labels = data.to_device(s.first, s.device)
-        lines = []
-        self.supernet.eval()
-        for arch in archs:
-            self.supernet.set_active(arch)
-            outputs = self.supernet(inputs)
-            loss = s.user.loss_func(labels, outputs)
-            probe.check_loss(loss)
-            loss.backward()
-            lines.append(f"loss {float(loss.detach()):.4g}")
-        probe.check_distillable(outputs, s.scenario.training.distill)
-        self.supernet.zero_grad(set_to_none=True)
-        bs = s.scenario.batch_size
-        n_val = len(cast(Sized, s.val_ds))
-        one_batch = data.eval_loader(Subset(s.val_ds, range(min(n_val, bs))), bs, torch.device("cpu"), None)
-        metric = metric_value(
-            evaluate(self.extract(archs[0]).eval(), s.user.metrics_func, one_batch, s.device), self.metric_function
-        )
-        lines[0] += f", metric on one validation batch {metric:.4g} (untrained)"
-        return lines
+    def _activate(self, arch: Arch) -> None:
+        """Make ``arch`` the network that the next forward runs (a static model has only one)."""
 
     # -- training primitives (dopt.training.StepOps) ---------------------------------------------
     def begin_epoch(self, epoch: int) -> Iterator[Any]:
@@ -172,7 +156,7 @@ class TorchSession:
         seed_everything(seed, self.setup.device)
         loader = self.setup.train_loader
         cast(torch.Generator, loader.generator).manual_seed(seed)
-        self.supernet.train()
+        self.net.train()
         return (data.to_device(batch, self.setup.device) for batch in loader)
 
     def start_step(self) -> float:
@@ -181,8 +165,8 @@ class TorchSession:
 
     def forward(self, batch: Any, arch: Arch, teacher: Any) -> Forward:
         inputs, labels = batch
-        self.supernet.set_active(arch)
-        outputs = self.supernet(inputs)
+        self._activate(arch)
+        outputs = self.net(inputs)
         loss = self.setup.user.loss_func(labels, outputs)
         if teacher is not None:
             loss = loss + distill_loss(outputs, teacher)
@@ -214,7 +198,7 @@ class TorchSession:
         buffer = io.BytesIO()
         torch.save(
             {
-                "supernet": self.supernet.state_dict(),
+                self._state_key: self.net.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if hasattr(self.scheduler, "state_dict") else {},
                 "step": step,
@@ -226,7 +210,7 @@ class TorchSession:
     def load(self, path: Path) -> int:
         try:
             state = torch.load(path, map_location=self.setup.device, weights_only=True)
-            self.supernet.load_state_dict(state["supernet"])
+            self.net.load_state_dict(state[self._state_key])
             self.optimizer.load_state_dict(state["optimizer"])
             if state["scheduler"] and hasattr(self.scheduler, "load_state_dict"):
                 self.scheduler.load_state_dict(state["scheduler"])
@@ -235,6 +219,48 @@ class TorchSession:
             raise CorruptCheckpoint(
                 f"{path.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             ) from exc
+
+
+class TorchSession(TorchTrainer):
+    """One supernet: the trainer's primitives plus ``dopt.evaluation.EvalOps``."""
+
+    _state_key = "supernet"
+
+    def __init__(self, setup: TorchSetup, space: SearchSpace) -> None:
+        # Re-seeded: every DataLoader iterator draws from torch's global RNG, so without this the
+        # initial weights would depend on how many checks read a batch before.
+        seed_everything(setup.seed, setup.device)
+        self.supernet = Supernet(setup.pre, setup.post, space, setup.scenario.supernet.feature_choose)
+        super().__init__(setup, self.supernet)
+
+    def _activate(self, arch: Arch) -> None:
+        self.supernet.set_active(arch)
+
+    def rehearse(self, archs: list[Arch]) -> list[str]:
+        """One forward/backward per arch on the first training batch and the metric of the first on
+        one validation batch, so contract mistakes surface before training. BatchNorm statistics,
+        weights and RNG streams are left as they were."""
+        s = self.setup
+        inputs, labels = data.to_device(s.first, s.device)
+        lines = []
+        self.supernet.eval()
+        for arch in archs:
+            self.supernet.set_active(arch)
+            outputs = self.supernet(inputs)
+            loss = s.user.loss_func(labels, outputs)
+            probe.check_loss(loss)
+            loss.backward()
+            lines.append(f"loss {float(loss.detach()):.4g}")
+        probe.check_distillable(outputs, s.scenario.training.distill)
+        self.supernet.zero_grad(set_to_none=True)
+        bs = s.scenario.batch_size
+        n_val = len(cast(Sized, s.val_ds))
+        one_batch = data.eval_loader(Subset(s.val_ds, range(min(n_val, bs))), bs, torch.device("cpu"), None)
+        metric = metric_value(
+            evaluate(self.extract(archs[0]).eval(), s.user.metrics_func, one_batch, s.device), self.metric_function
+        )
+        lines[0] += f", metric on one validation batch {metric:.4g} (untrained)"
+        return lines
 
     # -- evaluation primitives (dopt.evaluation.EvalOps) -----------------------------------------
     def calibration_set(self, rng: np.random.Generator) -> list[Any]:
@@ -277,3 +303,19 @@ class TorchSession:
             user_sha256=s.user_sha256,
         )
         return write_and_verify(model, text, script, s.example)
+
+
+class TorchResultTrainer(TorchTrainer):
+    """A result's static model trained on its own (``dopt train``)."""
+
+    def evaluate(self) -> float:
+        """The user's metric of the model over the whole validation set, BatchNorm as trained."""
+        s = self.setup
+        loader = data.eval_loader(s.val_ds, s.scenario.batch_size, s.device, None)
+        return metric_value(evaluate(self.net.eval(), s.user.metrics_func, loader, s.device), self.metric_function)
+
+    def save_weights(self, path: Path) -> None:
+        """The weights as the result script loads them: a CPU state dict."""
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in self.net.state_dict().items()}, buffer)
+        atomic_write_bytes(path, buffer.getvalue())

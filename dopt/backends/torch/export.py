@@ -86,12 +86,17 @@ def _tensors(value) -> list:
 
 
 def main() -> None:
+    args = _arguments()
     _check_user_module()
+    if args.train:
+        _train(args)
     model = build_model()
-    weights = os.path.join(_HERE, NAME + ".weights.pth")
+    trained = os.path.join(_HERE, NAME + ".trained.weights.pth")
+    weights = trained if os.path.exists(trained) else os.path.join(_HERE, NAME + ".weights.pth")
     if os.path.exists(weights):
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        print(f"loaded inherited weights (BN recalibrated) from {weights}")
+        what = "trained weights" if weights == trained else "inherited weights (BN recalibrated)"
+        print(f"loaded {what} from {weights}")
     else:
         print(f"no {NAME}.weights.pth beside this file: weights are freshly initialised")
     export(model, os.getcwd())
