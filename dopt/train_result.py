@@ -135,6 +135,7 @@ def train_result(
         "optimizer": dataclasses.asdict(sc.optimizer),
         "dataset": dataclasses.asdict(sc.dataset),
     }
+    identity = json.loads(json.dumps(identity, default=str))  # as read back from train.json (tuples as lists)
     if not _plan(out, identity, resume, overwrite, ctx):
         return None
     with stage("reading the first batch"):
@@ -177,17 +178,18 @@ def train_result(
             progress.update(1, epoch=s.epoch + 1, loss=s.loss)
 
         def on_epoch_end(epoch: int) -> None:
+            metric = trainer.evaluate()
+            per_epoch.append(metric)
+            writer.add_scalar("val/metric", metric, epoch + 1)
+            writer.flush()
+            log.info("epoch %d/%d: %s %.4g", epoch + 1, epochs, metric_name, metric)
+            # The metrics first, then the checkpoint: a resume keeps as many metrics as epochs it loads.
+            ctx.write(_record_state, out, identity, before, per_epoch, False)
             suffix = trainer.checkpoint_suffix
             ctx.write(trainer.save, out / f"epoch_{epoch + 1}{suffix}", state.step)
             stale = out / f"epoch_{epoch - 1}{suffix}"
             if stale.exists():
                 ctx.write(stale.unlink)
-            metric = trainer.evaluate()
-            per_epoch.append(metric)
-            writer.add_scalar("val/metric", metric, epoch + 1)
-            writer.flush()
-            ctx.write(_record_state, out, identity, before, per_epoch, False)
-            log.info("epoch %d/%d: %s %.4g", epoch + 1, epochs, metric_name, metric)
 
         with stage(f"training {script.name}"), progress:
             train(trainer, lambda epoch: [arch], range(done, epochs), state, False, log_step, on_epoch_end)
