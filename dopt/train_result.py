@@ -220,6 +220,16 @@ def train_result(
             )
             ctx.write(_record_state, out, identity, before, per_epoch, True)
         verdict = "raised" if after > before else "did not raise"
+        if after <= before:
+            log.warning(
+                "%s scores %.4g after training, not above the %.4g it started from: the script now loads these "
+                "weights; delete %s to go back to the inherited ones, or train again (more epochs, or a lower "
+                "learning_rate with --set for fine-tuning)",
+                script.name,
+                after,
+                before,
+                weights.name,
+            )
         log.info(
             "%s: %s %.4g after %d epochs (%.4g before): training %s it; weights in %s",
             script.name,
