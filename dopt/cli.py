@@ -148,7 +148,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _command_first(list(sys.argv[1:] if argv is None else argv))
     # TensorFlow's C++ start-up lines (CPU features, absl) would drown dopt's own; TensorBoard's
     # writer imports TensorFlow when it is installed, even in a PyTorch run. A value set by the
     # user wins.
@@ -196,6 +196,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # a failure during the run: user code or our own bug
         return _report_failure(exc, workdir)
+
+
+COMMANDS = ("init", "validate", "analyze", "train")
+_VERBOSITY = ("-v", "-vv", "-vvv", "-q", "-qq", "--verbose", "--quiet")
+
+
+def _command_first(argv: list[str]) -> list[str]:
+    """``dopt -q train ...`` as ``dopt train -q ...``: verbosity flags may come before a command."""
+    lead = 0
+    while lead < len(argv) and argv[lead] in _VERBOSITY:
+        lead += 1
+    if 0 < lead < len(argv) and argv[lead] in COMMANDS:
+        return [argv[lead], *argv[:lead], *argv[lead + 1 :]]
+    return argv
 
 
 def _load(args: argparse.Namespace, workdir: Path) -> Scenario:

@@ -287,6 +287,13 @@ def test_lazy_postnet_layers_are_counted_after_the_dry_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
+def test_verbosity_flags_may_come_before_a_command(tmp_path):
+    work = make_workdir(tmp_path)
+    proc = dopt(work, "-q", "validate", "-c", "scen.yaml")
+    assert proc.returncode == 0 and "scen.yaml: OK" in proc.stdout, proc.stderr
+    assert "checking the user module" not in proc.stderr  # -q took effect
+
+
 def test_help_lists_every_command():
     proc = subprocess.run([sys.executable, "-m", "dopt", "--help"], capture_output=True, text=True)
     usage = proc.stdout.split("\n\n")[0]
