@@ -19,13 +19,13 @@ from dopt import __version__
 from dopt import costs as cost_kinds
 from dopt.analysis import Record, analyze, dimensions, draw
 from dopt.atomic import atomic_write_text
-from dopt.checkpoints import Journal, evaluation_key
+from dopt.checkpoints import Journal, evaluation_key, journal_entry
 from dopt.context import RunContext
 from dopt.errors import UserError
 from dopt.evaluation import Evaluator
 from dopt.log import Progress, remove_file, stage
 from dopt.plan import trained
-from dopt.run import Prepared, load_final, prepare
+from dopt.run import Prepared, format_number, load_final, prepare
 from dopt.scenario import Scenario
 
 __all__ = ["AnalysisSummary", "run_analysis", "JOURNAL_DIR"]
@@ -65,9 +65,9 @@ def run_analysis(
         lo, hi = p.costs.cost_range(kind)
         if cost_range[1] < lo or cost_range[0] > hi:
             raise UserError(
-                f"--cost-range {_num(cost_range[0])}:{_num(cost_range[1])} holds no subnet: the space's {kind} runs "
-                f"from {_num(lo)} to {_num(hi)}",
-                fix=f"pick a range within {_num(lo)}:{_num(hi)}",
+                f"--cost-range {format_number(cost_range[0])}:{format_number(cost_range[1])} holds no subnet: the space's {kind} runs "
+                f"from {format_number(lo)} to {format_number(hi)}",
+                fix=f"pick a range within {format_number(lo)}:{format_number(hi)}",
             )
     encodings = draw(p.space, p.costs, samples, seed, kind, cost_range)
     if split_by is not None:
@@ -137,13 +137,7 @@ def _evaluate(
                 costs = evaluator.measure(arch)
                 t0 = time.perf_counter()
                 metric = evaluator.evaluate(arch)
-                entry = {
-                    "encoding": list(encoding),
-                    "metric": metric,
-                    **{k.column: costs.get(k.name) for k in cost_kinds.kinds() if k.name in costs},
-                    "eval_seconds": time.perf_counter() - t0,
-                }
-                ctx.write(journal.append, entry)
+                ctx.write(journal.append, journal_entry(encoding, metric, costs, time.perf_counter() - t0))
                 records.append(Record(encoding, metric, float(costs[kind.name])))
             progress.update(1)
     if reused:
@@ -192,7 +186,3 @@ def _write(
     writer.add_image("analysis/space", figure_to_rgb_array(fig), 0, dataformats="HWC")
     writer.add_text("analysis/summary", "\n\n".join(result["summary"]), 0)
     return json_path, png_path
-
-
-def _num(value: float) -> str:
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,}"

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from dopt.atomic import atomic_write_text
+from dopt.costs import Costs
+from dopt.costs import kinds as cost_kinds
 from dopt.errors import UserError
 from dopt.scenario import Scenario
 
@@ -40,6 +42,7 @@ __all__ = [
     "final_checkpoint",
     "Journal",
     "evaluation_key",
+    "journal_entry",
 ]
 
 log = logging.getLogger(__name__)
@@ -171,6 +174,13 @@ def epoch_checkpoints(ckpt_dir: Path, suffix: str) -> list[tuple[int, Path]]:
 
 def final_checkpoint(ckpt_dir: Path, suffix: str) -> Path:
     return ckpt_dir / f"supernet_final{suffix}"
+
+
+def journal_entry(encoding: tuple[int, ...], metric: float | None, costs: Costs, seconds: float) -> dict[str, Any]:
+    """A journal line of an evaluated candidate: its encoding, metric, each measured cost under its
+    column name, and the evaluation's seconds."""
+    measured = {k.column: costs.get(k.name) for k in cost_kinds() if k.name in costs}
+    return {"encoding": list(encoding), "metric": metric, **measured, "eval_seconds": seconds}
 
 
 def evaluation_key(identity: dict[str, Any], bn_calib_batches: int | None, eval_batches: int | None) -> str:

@@ -28,6 +28,7 @@ from dopt.checkpoints import (
     epoch_checkpoints,
     evaluation_key,
     final_checkpoint,
+    journal_entry,
     training_identity,
     write_identity,
 )
@@ -45,7 +46,7 @@ from dopt.space import SearchSpace
 from dopt.training import StepLog, TrainState, sampler, train
 from dopt.user_module import file_sha256, load_user_module, metric_name
 
-__all__ = ["Prepared", "prepare", "run", "RunSummary", "load_final", "describe", "empty_front"]
+__all__ = ["Prepared", "prepare", "run", "RunSummary", "load_final", "describe", "empty_front", "format_number"]
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def prepare(scenario: Scenario, seed: int | None = None) -> Prepared:
     lo, hi = costs.cost_range(kind)
     if lo > value:
         raise UserError(
-            f"constraint_value {_num(value)} is below the smallest subnet's {kind} ({lo} {cost_kinds.get(kind).unit}, "
+            f"constraint_value {format_number(value)} is below the smallest subnet's {kind} ({lo} {cost_kinds.get(kind).unit}, "
             "PreNet and PostNet included): no subnet can meet it",
             key="scenario.strategy.constraint.constraint_value",
             fix=f"set constraint_value ≥ {lo}, or shrink filters / PreNet / PostNet",
@@ -147,9 +148,9 @@ def _tiny_feasible(sc: Scenario, costs: CostModel, share: float) -> str:
     median = float(np.median(costs.sampled(kind)))
     expected = f"about {share * pop:.1f} of them" if share * pop >= 0.1 else "probably none of them"
     return (
-        f"only {share:.1%} of subnets drawn at random meet {kind} ≤ {_num(value)}: the search's first population "
+        f"only {share:.1%} of subnets drawn at random meet {kind} ≤ {format_number(value)}: the search's first population "
         f"of {pop} holds {expected}, and the search may end with no feasible subnet. Fix: "
-        f"raise constraint_value (half of random subnets have {kind} ≤ {_num(round(median))}), raise pop_size, or "
+        f"raise constraint_value (half of random subnets have {kind} ≤ {format_number(round(median))}), raise pop_size, or "
         "shrink the space (filters, search_space)"
     )
 
@@ -160,7 +161,7 @@ def describe(p: Prepared) -> list[str]:
     lo, hi = p.cost_range
     return [
         f"search space: {len(p.space.layers)} layers, {p.space.size():,} distinct subnets, PreNet output {_shape(p)}",
-        f"{kind}: smallest subnet {_num(lo)}, largest {_num(hi)} {cost_kinds.get(kind).unit}; constraint {_num(value)} "
+        f"{kind}: smallest subnet {format_number(lo)}, largest {format_number(hi)} {cost_kinds.get(kind).unit}; constraint {format_number(value)} "
         + ("(every subnet fits)" if hi <= value else f"({_fraction_note(lo, hi, value)}; {_share_note(p)})"),
     ]
 
@@ -177,7 +178,7 @@ def _shape(p: Prepared) -> str:
     return f"{c}x{h}x{w} (CHW)" if p.scenario.supernet.data_format == "channels_first" else f"{h}x{w}x{c} (HWC)"
 
 
-def _num(value: float) -> str:
+def format_number(value: float) -> str:
     """12,000 or 0.5: thousands separated, no exponent."""
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,}"
 
@@ -281,18 +282,18 @@ def empty_front(archive: Archive, smallest: float) -> list[str]:
     within = [c for c in archive if c.feasible]
     if within:
         return [
-            f"the Pareto front is empty: {len(within)} of {len(archive)} candidates met {kind} ≤ {_num(value)}, but "
+            f"the Pareto front is empty: {len(within)} of {len(archive)} candidates met {kind} ≤ {format_number(value)}, but "
             "the metric of every one was NaN or infinite",
             "Fix: check your metric function on a trained model (dopt validate shows one metric), then start a new "
             "run with --overwrite (an edited user_module.py cannot reuse this supernet)",
         ]
     seen = min((c.cost(kind) for c in archive), default=math.nan)
     return [
-        f"the Pareto front is empty: none of {len(archive)} candidates met {kind} ≤ {_num(value)} {unit}; the "
-        f"smallest seen had {_num(seen)} (the smallest subnet of the space has {_num(smallest)})",
+        f"the Pareto front is empty: none of {len(archive)} candidates met {kind} ≤ {format_number(value)} {unit}; the "
+        f"smallest seen had {format_number(seen)} (the smallest subnet of the space has {format_number(smallest)})",
         "Fix: raise constraint_value, or a larger pop_size / generation_num, then search the trained supernet "
         "again without retraining: dopt -c scen.yaml --stage search --set "
-        f"scenario.strategy.constraint.constraint_value={_num(seen).replace(',', '')}",
+        f"scenario.strategy.constraint.constraint_value={format_number(seen).replace(',', '')}",
     ]
 
 
@@ -460,16 +461,8 @@ def _journaled(
         t0 = time.perf_counter()
         metric = evaluator.evaluate(arch) if feasible else None  # infeasible: decided by cost alone
         seconds = time.perf_counter() - t0 if feasible else 0.0
-        ctx.write(
-            journal.append,
-            {
-                "encoding": list(encoding),
-                "metric": metric,
-                **{k.column: costs.get(k.name) for k in kinds if k.name in costs},
-                "eval_seconds": seconds,
-                "elapsed_s": time.monotonic() - t_start,
-            },
-        )
+        entry = journal_entry(encoding, metric, costs, seconds)
+        ctx.write(journal.append, {**entry, "elapsed_s": time.monotonic() - t_start})
         return Candidate(encoding, arch, metric, costs, feasible, generation + 1, seconds)
 
     return evaluate

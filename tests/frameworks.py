@@ -21,3 +21,14 @@ def require(module: str) -> ModuleType:
         if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
             pytest.fail(f"{module} is required in CI but cannot be imported: {exc}")
         pytest.skip(f"{module} is not installed", allow_module_level=True)
+
+
+def _workdir_makers() -> dict:
+    from tests.backends.tf import tf_workdir
+    from tests.digits_workdir import make_workdir
+
+    return {"pytorch": make_workdir, "tensorflow": tf_workdir.make_workdir}
+
+
+# make_workdir(path) of a tiny digits working directory, per framework
+MAKE_WORKDIR = _workdir_makers()

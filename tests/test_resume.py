@@ -13,12 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.backends.tf import tf_workdir
-from tests.digits_workdir import make_workdir as torch_workdir
-from tests.frameworks import require
+from tests.frameworks import MAKE_WORKDIR
 
 SUFFIX = {"pytorch": ".pt", "tensorflow": ".weights.npz"}
-MAKE = {"pytorch": torch_workdir, "tensorflow": tf_workdir.make_workdir}
 
 LONGER = ["--set", "scenario.strategy.epochs=4", "--set", "scenario.strategy.searcher.generation_num=3"]
 
@@ -77,15 +74,9 @@ def assert_same_archive(a: dict, b: dict) -> None:
     assert a["front"] == b["front"]
 
 
-@pytest.fixture(scope="module", params=["pytorch", "tensorflow"])
-def framework(request):
-    require("torch" if request.param == "pytorch" else "tensorflow")
-    return request.param
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, framework):
-    work = MAKE[framework](tmp_path_factory.mktemp("whole"))
+    work = MAKE_WORKDIR[framework](tmp_path_factory.mktemp("whole"))
     proc = dopt(work, "-c", "scen.yaml", *LONGER)
     assert proc.returncode == 0, proc.stderr
     return work
@@ -93,7 +84,7 @@ def uninterrupted(tmp_path_factory, framework):
 
 @pytest.fixture
 def make_workdir(framework):
-    return MAKE[framework]
+    return MAKE_WORKDIR[framework]
 
 
 def test_kill_during_training_then_resume_gives_the_same_archive(uninterrupted, tmp_path, make_workdir, framework):

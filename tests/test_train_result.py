@@ -13,11 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.backends.tf import tf_workdir
-from tests.digits_workdir import make_workdir as torch_workdir
-from tests.frameworks import require
+from tests.frameworks import MAKE_WORKDIR
 
-MAKE = {"pytorch": torch_workdir, "tensorflow": tf_workdir.make_workdir}
 WEIGHTS = {"pytorch": ".weights.pth", "tensorflow": ".weights.h5"}
 SHORT = ["--set", "scenario.strategy.searcher.generation_num=1"]
 
@@ -37,15 +34,9 @@ def dopt(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return run(workdir, "-m", "dopt", *args)
 
 
-@pytest.fixture(scope="module", params=["pytorch", "tensorflow"])
-def framework(request):
-    require("torch" if request.param == "pytorch" else "tensorflow")
-    return request.param
-
-
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory, framework):
-    work = MAKE[framework](tmp_path_factory.mktemp("searched"))
+    work = MAKE_WORKDIR[framework](tmp_path_factory.mktemp("searched"))
     proc = dopt(work, "-c", "scen.yaml", *SHORT)
     assert proc.returncode == 0, proc.stderr
     return work

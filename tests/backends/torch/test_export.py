@@ -24,17 +24,10 @@ def user_module(monkeypatch):
     return module
 
 
-@pytest.mark.parametrize(
-    ("post", "feature_choose", "scripted"),
-    [
-        (nets.PostNet, (), True),
-        (nets.ListPostNet, (1,), True),
-        (nets.DictPostNet, (), False),
-    ],
-)
-def test_script_rebuilds_the_subnet_and_exports_it(tmp_path, user_module, capsys, post, feature_choose, scripted):
+def largest_subnet_script(user_module, post, feature_choose):
+    """The largest subnet of a briefly trained supernet with ``post`` as PostNet, and its script's text."""
     user_module.PreNet, user_module.PostNet = nets.PreNet, post
-    net, space, rng = trained_supernet(feature_choose)
+    net, space, _ = trained_supernet(feature_choose)
     net.post = post()
     arch = space.decode(space.largest())
     net.set_active(arch)
@@ -47,6 +40,19 @@ def test_script_rebuilds_the_subnet_and_exports_it(tmp_path, user_module, capsys
         input_shape=(1, 8, 8),
         user_sha256="0",
     )
+    return static, text
+
+
+@pytest.mark.parametrize(
+    ("post", "feature_choose", "scripted"),
+    [
+        (nets.PostNet, (), True),
+        (nets.ListPostNet, (1,), True),
+        (nets.DictPostNet, (), False),
+    ],
+)
+def test_script_rebuilds_the_subnet_and_exports_it(tmp_path, user_module, capsys, post, feature_choose, scripted):
+    static, text = largest_subnet_script(user_module, post, feature_choose)
     costs = write_and_verify(static, text, tmp_path / "model_arch_result_1.py", torch.zeros(1, 1, 8, 8))
     assert costs["size"] == sum(p.numel() for p in static.parameters())
     script = load_script(tmp_path / "model_arch_result_1.py")
@@ -74,20 +80,7 @@ def test_onnx_export_takes_any_batch_size(tmp_path, user_module, post, feature_c
     from dopt.backends.torch.profile import count_macs
     from tests.backends.torch.onnx_macs import onnx_macs
 
-    user_module.PreNet, user_module.PostNet = nets.PreNet, post
-    net, space, _ = trained_supernet(feature_choose)
-    net.post = post()
-    arch = space.decode(space.largest())
-    net.set_active(arch)
-    static = net.extract().eval()
-    text = render_script(
-        name="model_arch_result_1",
-        header={"model_param_size": 1, "encoding": [0]},
-        rows=net.layer_rows(arch),
-        features=net.static_features(arch),
-        input_shape=(1, 8, 8),
-        user_sha256="0",
-    )
+    static, text = largest_subnet_script(user_module, post, feature_choose)
     write_and_verify(static, text, tmp_path / "model_arch_result_1.py", torch.zeros(1, 1, 8, 8))
     script = load_script(tmp_path / "model_arch_result_1.py")
     model = script.build_model()
