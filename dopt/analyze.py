@@ -59,7 +59,7 @@ def run_analysis(
     """
     ctx = ctx or RunContext()
     seed = trained(sc, "analyse")
-    p = prepare(sc, seed=seed)
+    p = prepare(sc, seed=seed, continuing=True)
     kind = sc.constraint.kind
     if cost_range is not None:
         lo, hi = p.costs.cost_range(kind)

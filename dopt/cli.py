@@ -258,7 +258,7 @@ def _run(scenario: Scenario, args: argparse.Namespace) -> int:
             "--resume --set scenario.strategy.searcher.generation_num=N)"
         )
         return EXIT_OK
-    prepared = prepare(scenario, seed=todo.seed)
+    prepared = prepare(scenario, seed=todo.seed, continuing=todo.resume or todo.stage != "all")
     summary = run(prepared, todo)
     _print_summary(summary)
     return EXIT_OK if summary.front else EXIT_EMPTY_FRONT
@@ -331,7 +331,7 @@ def _validate(scenario: Scenario) -> int:
         print(line)
     for name, encoding, report in zip(("smallest", "largest"), (space.smallest(), space.largest()), prepared.rehearsal):
         costs = prepared.costs.costs(space.decode(encoding))
-        listed = ", ".join(f"{kind} {value:,}" for kind, value in costs.items())
+        listed = ", ".join(f"{kind} {_cost_text(value)}" for kind, value in costs.items())
         print(f"{name} subnet: {listed}; forward/backward ok ({report})")
     print(f"{prepared.scenario.path.name}: OK")
     return EXIT_OK
@@ -375,14 +375,30 @@ def _print_summary(s: RunSummary) -> None:
         print(f"logs:       tensorboard --logdir {_rel(s.log_dir, here)}")
         return
     print(f"\nPareto front ({len(s.front)} of {len(s.archive)} distinct candidates, seed {s.seed}):")
-    kinds = [k for k in cost_kinds() if k.available]
+    kinds = [k for k in cost_kinds() if all(k.name in s.archive[i].costs for i in s.front)]
+    measured = {r["result"]: r for r in (s.latency or {}).get("results", [])}
     name = s.metric_name[:14]
-    print(f"  {'N':>3}  {name:>14}" + "".join(f"  {k.name:>14}" for k in kinds))
+    heads = ["predicted ms" if k.name == "latency" and measured else k.name for k in kinds]
+    print(f"  {'N':>3}  {name:>14}" + "".join(f"  {h:>14}" for h in heads) + ("    measured ms" if measured else ""))
     for n, i in enumerate(s.front, start=1):
         c = s.archive[i]
-        print(f"  {n:>3}  {c.metric:>14.4f}" + "".join(f"  {c.costs[k.name]:>14,}" for k in kinds))
+        row = f"  {n:>3}  {c.metric:>14.4f}" + "".join(f"  {_cost_text(c.costs[k.name]):>14}" for k in kinds)
+        if n in measured:
+            r = measured[n]
+            row += f"  {r['measured_ms']:>13.4g}" + ("  OVER THE CONSTRAINT" if r["over_constraint"] else "")
+        print(row)
+    over = [r["result"] for r in measured.values() if r["over_constraint"]]
+    if over:
+        print(
+            f"\nresults {', '.join(map(str, over))} measured over the latency constraint on this machine now "
+            "(flagged in their headers and the plot); docs/latency.md#a-result-over-the-constraint"
+        )
     print(f"\nresults: {_rel(s.results_dir, here)}/ (model_arch_result_N.py, pareto.json/.csv/.png)")
     print(f"logs:    tensorboard --logdir {_rel(s.log_dir, here)}")
+
+
+def _cost_text(value: float) -> str:
+    return f"{value:,}" if float(value).is_integer() else f"{value:.4g}"
 
 
 def _rel(path: Path, base: Path) -> str:

@@ -8,6 +8,7 @@ the primitives of :class:`EvalOps`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,9 +52,9 @@ class EvalOps(Protocol):
         """The costs the backend measures on a static model (parameters, MACs)."""
         ...
 
-    def write_result(self, model: Any, arch: Arch, script: Path, header: dict[str, Any]) -> Costs:
+    def write_result(self, model: Any, arch: Arch, script: Path, header: dict[str, Any]) -> tuple[Costs, Any]:
         """Write the result script of ``arch`` and ``model``'s weights; rebuild, export and verify
-        them; the costs counted on the rebuilt model."""
+        them; the costs counted on the rebuilt model, and that model."""
         ...
 
 
@@ -66,8 +67,16 @@ class Evaluator:
     measured is exactly the model exported.
     """
 
-    def __init__(self, ops: EvalOps, costs: CostModel, rng: np.random.Generator) -> None:
-        self.ops, self.costs = ops, costs
+    def __init__(
+        self,
+        ops: EvalOps,
+        costs: CostModel,
+        rng: np.random.Generator,
+        latency: Callable[[Any, Arch], float] | None = None,
+    ) -> None:
+        """``latency``: the user's latency_func, checked (dopt.latency.source), when it measures
+        each candidate's latency on its extracted model."""
+        self.ops, self.costs, self.latency = ops, costs, latency
         self.calibration = ops.calibration_set(rng)
         self._last: tuple[Arch, Any] | None = None
 
@@ -78,18 +87,22 @@ class Evaluator:
 
     def measure(self, arch: Arch) -> Costs:
         """Every cost kind of ``arch``, counted on its extracted model where the backend counts it."""
-        return self.costs.measure(arch, self.ops.count(self._extracted(arch)))
+        model = self._extracted(arch)
+        counted = dict(self.ops.count(model))
+        if self.latency is not None:
+            counted["latency"] = self.latency(model, arch)
+        return self.costs.measure(arch, counted)
 
     def evaluate(self, arch: Arch, max_batches: int | None = None) -> float:
         """The user's metric of ``arch`` after BN recalibration, over at most ``max_batches``
         validation batches when given; NaN where it is NaN or infinite."""
         return metric_value(self.ops.metric(self._calibrated(arch), max_batches), self.ops.metric_function)
 
-    def write_result(self, arch: Arch, script: Path, header: dict[str, Any]) -> Costs:
-        """Write ``arch``'s result script and recalibrated weights; the costs of every kind of
-        the model the written script builds."""
-        counted = self.ops.write_result(self._calibrated(arch), arch, script, header)
-        return self.costs.measure(arch, counted)
+    def write_result(self, arch: Arch, script: Path, header: dict[str, Any]) -> tuple[Costs, Any]:
+        """Write ``arch``'s result script and recalibrated weights; the costs the backend counts
+        on the model the written script builds (the others from the formula or table), and that model."""
+        counted, model = self.ops.write_result(self._calibrated(arch), arch, script, header)
+        return self.costs.measure(arch, counted), model
 
     def _extracted(self, arch: Arch) -> Any:
         if self._last is None or self._last[0] != arch:

@@ -37,6 +37,7 @@ from dopt.convergence import ConvergenceCheck
 from dopt.costs import CostModel, Costs
 from dopt.errors import UserError
 from dopt.evaluation import Evaluator
+from dopt.latency.source import LatencySource, latency_source, write_run_copy
 from dopt.log import Progress, current_stage, remove_file, stage
 from dopt.plan import OUTPUTS, Plan, search_state
 from dopt.results import write_csv, write_json
@@ -66,10 +67,11 @@ class Prepared:
     costs: CostModel
     seed: int
     cost_range: tuple[float, float]
-    feasible_share: float  # of subnets drawn uniformly, as NSGA-II's first population is
+    feasible_share: float | None  # of subnets drawn uniformly, as NSGA-II's first population is; None: unknown
     rehearsal: list[str]  # one line per rehearsed subnet (smallest, largest)
     user_sha256: str  # of user_module.py as imported
     metric_name: str  # UserModule.metric_name, or "accuracy"
+    latency: LatencySource | None = None  # when the constraint is latency (docs/latency.md)
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -86,12 +88,15 @@ class RunSummary:
     seed: int
     smallest: float  # the smallest subnet's cost of the constraint's kind
     metric_name: str
+    latency: dict[str, Any] | None = None  # pareto.json's latency section (docs/latency.md)
 
 
-def prepare(scenario: Scenario, seed: int | None = None) -> Prepared:
+def prepare(scenario: Scenario, seed: int | None = None, continuing: bool = False) -> Prepared:
     """Import and check the user module, read a batch, dry-run PreNet/PostNet, size the space.
 
     ``seed`` (that of a checkpointed run being continued) takes the place of a scenario without one.
+    ``continuing``: a resumed run or another search of a trained supernet, which predicts latency
+    with the table it was started with.
 
     Raises:
         UserError: any mistake the user can fix, before anything is trained or written.
@@ -117,20 +122,34 @@ def prepare(scenario: Scenario, seed: int | None = None) -> Prepared:
         setup = backend.setup(scenario, module, seed)
     probe = setup.probe
     space = SearchSpace(scenario.supernet, probe.in_channels)
-    costs = CostModel(space, probe.in_hw, probe.fixed)
+    with stage("building the supernet"):
+        session = setup.build_supernet(space)
     kind, value = scenario.constraint.kind, scenario.constraint.value
-    lo, hi = costs.cost_range(kind)
+    latency = None
+    if kind == "latency":
+        with stage("measuring latency"):
+            latency = latency_source(
+                scenario, setup.user, setup.latency_meter, session.extract, space, probe.in_hw, continuing
+            )
+    costs = CostModel(space, probe.in_hw, probe.fixed, **(latency.cost_model_args() if latency else {}))
+    if latency is not None and latency.user_range is not None:
+        lo, hi = latency.user_range  # measured on the smallest and largest subnets only
+    else:
+        lo, hi = costs.cost_range(kind)
     if lo > value:
+        what = "fastest subnet's predicted latency" if kind == "latency" else f"smallest subnet's {kind}"
         raise UserError(
-            f"constraint_value {format_number(value)} is below the smallest subnet's {kind} ({lo} {cost_kinds.get(kind).unit}, "
-            "PreNet and PostNet included): no subnet can meet it",
+            f"constraint_value {format_number(value)} is below the {what} ({format_number(_rounded(lo))} "
+            f"{cost_kinds.get(kind).unit}, PreNet and PostNet included): no subnet can meet it",
             key="scenario.strategy.constraint.constraint_value",
-            fix=f"set constraint_value ≥ {lo}, or shrink filters / PreNet / PostNet",
+            fix=f"set constraint_value ≥ {format_number(_rounded(lo, up=True))}, or shrink filters / PreNet / PostNet",
             **scenario.where("scenario.strategy.constraint.constraint_value"),
         )
-    share = float(np.mean(costs.sampled(kind) <= value))
-    if share < TINY_FEASIBLE:
-        log.warning("%s", _tiny_feasible(scenario, costs, share))
+    share = None
+    if latency is None or latency.user is None:  # latency_func is too slow to call 2000 times
+        share = float(np.mean(costs.sampled(kind) <= value))
+        if share < TINY_FEASIBLE:
+            log.warning("%s", _tiny_feasible(scenario, costs, share))
     if scenario.searcher.pop_size > space.size():
         log.warning(
             "pop_size %d exceeds the %d distinct subnets of the space: the search will stop once it has seen them all",
@@ -138,9 +157,17 @@ def prepare(scenario: Scenario, seed: int | None = None) -> Prepared:
             space.size(),
         )
     with stage("rehearsing one step of the smallest and the largest subnet"):
-        session = setup.build_supernet(space)
         rehearsal = session.rehearse([space.decode(space.smallest()), space.decode(space.largest())])
-    return Prepared(scenario, session, probe, space, costs, seed, (lo, hi), share, rehearsal, user_sha256, metric)
+    return Prepared(
+        scenario, session, probe, space, costs, seed, (lo, hi), share, rehearsal, user_sha256, metric, latency
+    )
+
+
+def _rounded(value: float, up: bool = False) -> float:
+    """Integers stay; milliseconds get 3 decimals (rounded up for a bound the user should set)."""
+    if float(value).is_integer():
+        return value
+    return math.ceil(value * 1000) / 1000 if up else round(value, 3)
 
 
 def _tiny_feasible(sc: Scenario, costs: CostModel, share: float) -> str:
@@ -158,16 +185,22 @@ def _tiny_feasible(sc: Scenario, costs: CostModel, share: float) -> str:
 def describe(p: Prepared) -> list[str]:
     """Lines about the space and the constraint, for the log and `dopt validate`."""
     kind, value = p.scenario.constraint.kind, p.scenario.constraint.value
-    lo, hi = p.cost_range
-    return [
+    lo, hi = (_rounded(v) for v in p.cost_range)
+    lines = [
         f"search space: {len(p.space.layers)} layers, {p.space.size():,} distinct subnets, PreNet output {_shape(p)}",
         f"{kind}: smallest subnet {format_number(lo)}, largest {format_number(hi)} {cost_kinds.get(kind).unit}; constraint {format_number(value)} "
         + ("(every subnet fits)" if hi <= value else f"({_fraction_note(lo, hi, value)}; {_share_note(p)})"),
     ]
+    if kind == "latency":
+        how = "measured by latency_func" if p.latency and p.latency.user else "predicted"
+        lines[1] = lines[1].replace("smallest subnet", f"{how}: fastest subnet", 1).replace("largest", "slowest", 1)
+    return lines + (p.latency.describe() if p.latency else [])
 
 
 def _share_note(p: Prepared) -> str:
     share = p.feasible_share
+    if share is None:
+        return "share of random subnets that meet it unknown: latency_func is not called on samples"
     text = f"{share:.1%} of random subnets meet it"
     return text + (" — tiny, see the warning above" if share < TINY_FEASIBLE else "")
 
@@ -223,9 +256,12 @@ def run(p: Prepared, plan: Plan, ctx: RunContext | None = None) -> RunSummary:
         log.info("%s", line)
     if sc.overrides:
         log.info("overrides: %s", " ".join(f"--set {t}" for t in sc.overrides))
+    if p.latency is not None and p.latency.table is not None:
+        ctx.write(write_run_copy, p.latency.table, ckpt_dir)
     try:
         with stage("drawing the BN-calibration subset"):
-            evaluator = Evaluator(p.session, p.costs, np.random.default_rng([p.seed, 1]))
+            user_latency = p.latency.user if p.latency else None
+            evaluator = Evaluator(p.session, p.costs, np.random.default_rng([p.seed, 1]), user_latency)
         with stage("training the supernet" if plan.stage == "all" else "loading the trained supernet"):
             if plan.stage == "all":
                 _train(p, ctx, writer, ckpt_dir, plan.resume, evaluator)
@@ -266,7 +302,19 @@ def run(p: Prepared, plan: Plan, ctx: RunContext | None = None) -> RunSummary:
         writer.close()
         if file_log is not None:
             remove_file(file_log)
-    return RunSummary(plan.results_dir, log_dir, archive, front, result, p.seed, p.cost_range[0], p.metric_name)
+    latency = _read_latency(plan.results_dir) if p.latency is not None else None
+    return RunSummary(
+        plan.results_dir, log_dir, archive, front, result, p.seed, p.cost_range[0], p.metric_name, latency
+    )
+
+
+def _read_latency(results_dir: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        return json.loads((results_dir / "pareto.json").read_text()).get("latency")
+    except (OSError, ValueError):
+        return None
 
 
 def empty_front(archive: Archive, smallest: float) -> list[str]:
@@ -548,19 +596,22 @@ def _write_results(
             len(front),
             results_dir.name,
         )
+    written: list[tuple[Candidate, Path, Any]] = []
     with Progress(len(front), "writing results", "results") as progress:
         for n, index in enumerate(front, start=1):
             c = archive[index]
             script = results_dir / f"model_arch_result_{n}.py"
-            measured = evaluator.write_result(c.arch, script, _header(c, p.metric_name))
+            measured, model = evaluator.write_result(c.arch, script, _header(c, p.metric_name))
             wrong = [k.name for k in cost_kinds.kinds() if k.measured and measured.get(k.name) != c.costs.get(k.name)]
             if wrong:
                 raise RuntimeError(
                     f"{script.name}: the header says {_costs_text(c.costs, wrong)} but the written model "
                     f"has {_costs_text(measured, wrong)}"
                 )
+            written.append((c, script, model))
             progress.update(1, last=script.name)
-    extra = {
+    latency = _verify_latency(p, written) if p.latency is not None else None
+    extra: dict[str, Any] = {
         "seed": p.seed,
         "metric_name": p.metric_name,
         "framework": sc.framework,
@@ -569,19 +620,76 @@ def _write_results(
         "overrides": list(sc.overrides),
         "dopt_version": __version__,
     }
+    if latency is not None:
+        extra["latency"] = latency
     write_json(
         results_dir / "pareto.json", archive, objective={"metric": "maximise", "cost": sc.constraint.kind}, extra=extra
     )
     write_csv(results_dir / "pareto.csv", archive)
-    save_png(
-        pareto_figure(archive, cost_label=_cost_label(sc), metric_label=_metric_label(p)), results_dir / "pareto.png"
-    )
+    remeasured = [r["measured_ms"] for r in latency["results"]] if latency is not None else None
+    figure = pareto_figure(archive, cost_label=_cost_label(sc), metric_label=_metric_label(p), remeasured=remeasured)
+    save_png(figure, results_dir / "pareto.png")
 
 
-def _header(c: Candidate, metric_name: str) -> dict[str, Any]:
-    """A result script's header: the metric under its name, every cost kind with a header key, the encoding."""
+def _header(c: Candidate, metric_name: str, latency: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A result script's header: the metric under its name, every cost kind with a header key
+    (latency as re-measured, with its prediction and how it was measured), the encoding."""
     costs = {k.header: c.costs[k.name] for k in cost_kinds.kinds() if k.header and k.name in c.costs}
+    if latency is not None:
+        costs.pop("latency_ms", None)
+        costs.update(latency)
     return {metric_name: c.metric, **costs, "encoding": list(c.encoding)}
+
+
+def _verify_latency(p: Prepared, written: list[tuple[Candidate, Path, Any]]) -> dict[str, Any]:
+    """Measure every written result again, as the exported model, in the runtime of the table (or
+    with latency_func); rewrite each header with the measured latency, the prediction and, when the
+    measurement exceeds the constraint, a flag (docs/latency.md#verification-of-the-results)."""
+    from dopt.backends.scripts import replace_header
+
+    assert p.latency is not None
+    value = p.scenario.constraint.value
+    with stage("measuring the latency of every result"):
+        measured = p.latency.verify([m for _, _, m in written], [c.arch for c, _, _ in written])
+    results: list[dict[str, Any]] = []
+    for n, ((c, script, _), ms) in enumerate(zip(written, measured), start=1):
+        over = ms > value
+        predicted = c.costs["latency"]
+        extra: dict[str, Any] = {"latency_ms": round(ms, 4), "latency_ms_predicted": round(predicted, 4)}
+        if p.latency.user is None:
+            extra.update(latency_threads=p.latency.threads, latency_device=str(p.latency.table.key["device"]))  # type: ignore[union-attr]
+        if over:
+            extra["latency_over_constraint"] = True
+            log.warning(
+                "%s: measured %.4g ms, over the constraint of %s ms (predicted %.4g ms); flagged in its header, the "
+                "summary and the plot",
+                script.name,
+                ms,
+                format_number(value),
+                predicted,
+            )
+        replace_header(script, _header(c, p.metric_name, extra))
+        results.append(
+            {
+                "result": n,
+                "encoding": list(c.encoding),
+                "predicted_ms": predicted,
+                "measured_ms": ms,
+                "error_percent": 100 * (predicted - ms) / ms,
+                "over_constraint": over,
+            }
+        )
+    if results:
+        errors = [abs(float(r["error_percent"])) for r in results]
+        log.info(
+            "latency of the %d results measured again as exported: prediction within ±10 %% for %d, median error "
+            "%.1f %%, %d over the constraint",
+            len(results),
+            sum(e <= 10 for e in errors),
+            float(np.median(errors)),
+            sum(r["over_constraint"] for r in results),
+        )
+    return {**p.latency.as_json(), "constraint_ms": value, "results": results}
 
 
 def _costs_text(costs: Costs, names: list[str]) -> str:

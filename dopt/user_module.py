@@ -59,6 +59,11 @@ ALTERNATIVES: dict[str, tuple[str, ...]] = {
 }
 
 
+# Methods a user module may define, checked like the required ones when it does: latency_func
+# measures a model on the user's own hardware (docs/latency.md#your-own-hardware-latency_func).
+OPTIONAL: dict[str, dict[str, tuple[str, ...]]] = {"UserModule": {"latency_func": ("model",)}}
+
+
 # The header key, plot label and summary column of the metric when UserModule names none: NASEA's
 # result headers say "accuracy".
 DEFAULT_METRIC_NAME = "accuracy"
@@ -168,6 +173,9 @@ def _check_contract(module: ModuleType, path: Path, framework: str) -> None:
             )
         for method, args in methods.items():
             _check_method(cls, cls_name, method, args, path)
+        for method, args in OPTIONAL.get(cls_name, {}).items():
+            if getattr(cls, method, None) is not None:
+                _check_method(cls, cls_name, method, args, path)
 
 
 def _check_method(cls: type, cls_name: str, method: str, args: tuple[str, ...], path: Path) -> None:

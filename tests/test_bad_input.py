@@ -89,10 +89,10 @@ CASES: dict[str, tuple[Edit, list[str], list[str]]] = {
         [],
         ["scen.yaml:8:25:", "semantic_segmentation is not available yet", "Fix: use image_classification for now"],
     ),
-    "latency-not-available": (
-        scen("constraint_type: size", "constraint_type: latency"),
+    "latency-processor-without-latency-func": (
+        scen("constraint_type: size", "constraint_type: latency\n      processor_version: npu_v1"),
         [],
-        ["scen.yaml:9:24:", "constraint_type: latency is not available yet", "Fix: use size or flops for now"],
+        ["scen.yaml:", "processor_version 'npu_v1'", "no latency_func", "Fix: define UserModule.latency_func"],
     ),
     "dataset-dir-missing": (
         scen("val_dir: data/val.npz", "val_dir: data/nope"),
@@ -171,7 +171,7 @@ def test_bad_input_exits_2_with_one_clear_line_and_writes_nothing(
 
 @pytest.mark.parametrize(
     ("old", "new"),
-    [("image_classification", "object_detection"), ("constraint_type: size", "constraint_type: latency")],
+    [("image_classification", "object_detection")],
 )
 def test_validate_refuses_what_is_not_available_yet_with_the_same_line(tmp_path, monkeypatch, capsys, old, new):
     work = make_workdir(tmp_path / "work")

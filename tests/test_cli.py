@@ -202,8 +202,13 @@ def _edit(work: Path, old: str, new: str) -> None:
         (lambda w: None, ["--bogus"], ["unrecognized arguments", "--help"]),
         (
             lambda w: None,
-            ["--set", "scenario.strategy.constraint.constraint_type=latency"],
-            ["latency is not available", "size or flops"],
+            [
+                "--set",
+                "scenario.strategy.constraint.constraint_type=latency",
+                "--set",
+                "scenario.strategy.constraint.processor_version=npu_v1",
+            ],
+            ["processor_version 'npu_v1'", "latency_func"],
         ),
         (
             lambda w: (w / "user_module.py").write_text(

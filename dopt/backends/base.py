@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from dopt.costs import Costs
 from dopt.evaluation import EvalOps
+from dopt.latency.build import LatencyMeter
 from dopt.training import StepOps
 
 if TYPE_CHECKING:
@@ -56,6 +57,15 @@ class Setup(Protocol):
 
     def build_supernet(self, space: SearchSpace) -> Session:
         """Create the weight-sharing supernet, its optimizer and the user's LR schedule."""
+        ...
+
+    @property
+    def user(self) -> Any:
+        """The user's UserModule instance."""
+        ...
+
+    def latency_meter(self) -> LatencyMeter:
+        """Timing of models and blocks in this run's runtime (docs/latency.md#how-latency-is-measured)."""
         ...
 
     @property

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["available_cpus", "cpu_threads"]
+__all__ = ["available_cpus", "cpu_threads", "cpu_name", "source_hash"]
 
 
 def available_cpus() -> int:
@@ -19,3 +19,33 @@ def cpu_threads() -> int:
     """
     env = os.environ.get("OMP_NUM_THREADS", "")
     return int(env) if env.isdigit() and int(env) > 0 else available_cpus()
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else the platform's processor string."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def source_hash(*objects: object) -> str:
+    """A short hash of the classes of ``objects`` (their source where readable, else their names):
+    PreNet and PostNet in a latency table's key."""
+    import hashlib
+    import inspect
+
+    digest = hashlib.sha256()
+    for obj in objects:
+        cls = type(obj)
+        try:
+            digest.update(inspect.getsource(cls).encode())
+        except (OSError, TypeError):
+            digest.update(f"{cls.__module__}.{cls.__qualname__}".encode())
+    return digest.hexdigest()[:16]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["header_value", "load_script", "ScriptParts", "render", "check_outputs", "TOLERANCE"]
+__all__ = ["header_value", "replace_header", "load_script", "ScriptParts", "render", "check_outputs", "TOLERANCE"]
 
 # Relative tolerance between the searched subnet's outputs and the rebuilt model's (float32, CPU).
 TOLERANCE = 1e-5
@@ -37,6 +37,8 @@ _TRAIN = """def _arguments():
     parser.add_argument("--resume", action="store_true", help="with --train: continue an interrupted training")
     parser.add_argument("--overwrite", action="store_true", help="with --train: replace an earlier training")
     parser.add_argument("-c", "--config", default="scen.yaml", help="with --train: the scenario (default scen.yaml)")
+    parser.add_argument("--latency", action="store_true", help="measure the model's latency at batch 1 as dopt does "
+                        "(always done when the header has latency_ms)")
     return parser.parse_args()
 
 
@@ -116,14 +118,24 @@ def render(
         f"FEATURE_LAYERS = {tuple(features)!r}  # positions in LAYERS whose outputs PostNet also receives",
     ]
     code = (
-        "import os\nimport sys\n" + parts.imports + "\n" + _PATH_SETUP,
+        "import os\nimport random\nimport sys\nimport time\n" + parts.imports + "\n" + _PATH_SETUP,
         "\n".join(table),
         parts.static_source,
+        _timing_source(),
         _CHECK_USER_MODULE,
         _TRAIN,
         parts.body,
     )
     return "\n".join(lines) + "\n" + doc + "\n\n" + "\n\n\n".join(part.strip("\n") for part in code) + "\n"
+
+
+def _timing_source() -> str:
+    """dopt/latency/timing.py below its imports: the timing method every latency comes from."""
+    import inspect
+
+    from dopt.latency import timing
+
+    return inspect.getsource(timing).split("import time\n", 1)[1].strip("\n")
 
 
 def check_outputs(script: Path, diff: float, scale: float) -> None:
@@ -137,10 +149,25 @@ def check_outputs(script: Path, diff: float, scale: float) -> None:
         raise RuntimeError(f"{script.name}: the rebuilt model's outputs differ from the searched subnet's by {diff:g}")
 
 
+def replace_header(script: Path, header: dict[str, Any]) -> None:
+    """Rewrite the ``# key: value`` lines at the top of a written script (the code is untouched)."""
+    from dopt.atomic import atomic_write_text
+
+    lines = script.read_text().splitlines(keepends=True)
+    body = 0
+    while body < len(lines) and lines[body].startswith("# ") and ": " in lines[body]:
+        body += 1
+    head = "".join(f"# {key}: {header_value(value)}\n" for key, value in header.items())
+    atomic_write_text(script, head + "".join(lines[body:]))
+
+
 def header_value(value: Any) -> str:
-    """A header value as a safe literal: plain digits (no separators), or a list of integers."""
+    """A header value as a safe literal: plain digits (no separators), a list of integers, or a
+    quoted one-line text."""
     if isinstance(value, bool) or value is None:
         return repr(value)
+    if isinstance(value, str):
+        return repr(" ".join(value.split()))
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, (list, tuple)):

@@ -9,13 +9,14 @@ known before anything is built. tests/costs checks them against the backends' co
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Protocol
 
 import numpy as np
 
 from dopt.costs.kinds import CostKind, get, kinds, register
 from dopt.space import Arch, LayerChoice, SearchSpace
 
-__all__ = ["Costs", "CostModel", "layer_costs", "out_hw"]
+__all__ = ["Costs", "CostModel", "LayerTable", "layer_costs", "out_hw"]
 
 
 class Costs(Mapping[str, float]):
@@ -88,14 +89,23 @@ class Flops(CostKind):
 
 
 class Latency(CostKind):
-    """Milliseconds at batch 1 on the target device: declared, so that every output keeps its
-    ``latency_ms`` column, but not measurable in this version (docs/scenario.md)."""
+    """Milliseconds at batch 1 on the target device. No formula: the run's latency table predicts
+    each layer (dopt/latency, docs/latency.md), or the user's ``latency_func`` measures the whole
+    candidate; a run that does not constrain latency does not compute it."""
 
-    name, unit, column, header, measured, available = "latency", "ms", "latency_ms", "latency_ms", True, False
+    name, unit, column, header, measured, formula = "latency", "ms", "latency_ms", "latency_ms", False, False
 
 
 for _kind in (Size(), Flops(), Latency()):
     register(_kind)
+
+
+class LayerTable(Protocol):
+    """Per-layer costs measured for a run, in place of a kind's formula (a latency table)."""
+
+    def layer(self, choice: LayerChoice, cin: int, stride: int, hw: tuple[int, int]) -> float: ...
+
+    def fixed(self, fixed: Costs) -> float: ...
 
 
 class CostModel:
@@ -105,16 +115,37 @@ class CostModel:
         space: the search space.
         in_hw: spatial size of PreNet's output.
         fixed: what the backend counted on PreNet and PostNet together.
+        tables: per-layer costs measured for this run, by kind name (the latency table).
+        counted: kinds without a formula or table whose value :meth:`measure` is always given
+            (latency measured by the user's ``latency_func``).
     """
 
-    def __init__(self, space: SearchSpace, in_hw: tuple[int, int], fixed: Costs) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        in_hw: tuple[int, int],
+        fixed: Costs,
+        tables: Mapping[str, LayerTable] | None = None,
+        counted: tuple[str, ...] = (),
+    ) -> None:
         self.space = space
         self.in_hw = in_hw
         self.fixed = fixed
+        self.tables = dict(tables or {})
+        self.counted = counted
+
+    def kinds(self) -> tuple[CostKind, ...]:
+        """The kinds this run computes: those with a formula, a table or a measurement."""
+        return tuple(
+            k for k in kinds() if k.available and (k.formula or k.name in self.tables or k.name in self.counted)
+        )
+
+    def _source(self, k: CostKind) -> CostKind | LayerTable:
+        return self.tables.get(k.name, k)
 
     def cost(self, kind: str | CostKind, arch: Arch) -> float:
-        """The analytic cost of ``arch`` of one kind."""
-        k = get(kind) if isinstance(kind, str) else kind
+        """The analytic (or tabled) cost of ``arch`` of one kind."""
+        k = self._source(get(kind) if isinstance(kind, str) else kind)
         total = k.fixed(self.fixed)
         cin, hw = self.space.in_channels, self.in_hw
         for spec, choice in zip(self.space.layers, arch):
@@ -125,14 +156,17 @@ class CostModel:
         return total
 
     def costs(self, arch: Arch) -> Costs:
-        """Analytic costs of ``arch`` of every available kind."""
-        return Costs({k.name: self.cost(k, arch) for k in kinds() if k.available})
+        """Analytic costs of ``arch`` of every kind this run computes without measuring."""
+        return Costs({k.name: self.cost(k, arch) for k in self.kinds() if k.name not in self.counted})
 
     def measure(self, arch: Arch, counted: Mapping[str, float]) -> Costs:
         """Every kind's cost of a candidate: the backend's count on its extracted model
-        (``counted``) for measured kinds, the formula for the others."""
+        (``counted``) for measured kinds and ``counted`` ones, the formula or table for the others."""
         return Costs(
-            {k.name: counted.get(k.name) if k.measured else self.cost(k, arch) for k in kinds() if k.available}
+            {
+                k.name: counted.get(k.name) if k.measured or k.name in self.counted else self.cost(k, arch)
+                for k in self.kinds()
+            }
         )
 
     def sampled(self, kind: str, samples: int = 2000) -> np.ndarray:
@@ -148,7 +182,7 @@ class CostModel:
         Layers interact only through the width one passes to the next, so a dynamic programme
         over that width is exact where per-layer minima would not be.
         """
-        k = get(kind)
+        k = self._source(get(kind))
         best: dict[int, tuple[float, float]] = {self.space.in_channels: (0, 0)}
         hw = self.in_hw
         for spec in self.space.layers:

@@ -31,6 +31,9 @@ class CostKind:
             again on every written result); False when :meth:`layer` and :meth:`fixed` give it.
         available: False for a kind that is declared (its column exists) but cannot be measured
             by this version; a scenario that constrains it is refused.
+        formula: False for a kind without a per-layer formula: its per-layer costs come from a
+            table measured for the run (latency, docs/latency.md), and a run that does not
+            constrain it does not compute it.
     """
 
     name: str = ""
@@ -39,6 +42,7 @@ class CostKind:
     header: str = ""
     measured: bool = False
     available: bool = True
+    formula: bool = True
 
     def layer(self, choice: LayerChoice, cin: int, stride: int, hw: tuple[int, int]) -> float:
         """The cost of one kept searched layer with ``cin`` input channels at spatial size ``hw``."""

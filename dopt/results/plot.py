@@ -6,7 +6,7 @@ import io
 import itertools
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import matplotlib
@@ -33,7 +33,9 @@ _ANGLES = sorted(range(0, 360, 30), key=lambda a: (abs((a - 135 + 180) % 360 - 1
 _OFFSETS = np.array([(r * math.cos(math.radians(a)), r * math.sin(math.radians(a))) for r in _RINGS for a in _ANGLES])
 
 
-def pareto_figure(archive: Archive, *, cost_label: str, metric_label: str = "metric") -> Figure:
+def pareto_figure(
+    archive: Archive, *, cost_label: str, metric_label: str = "metric", remeasured: Sequence[float] | None = None
+) -> Figure:
     """Draw the archive and its Pareto front, cost on x and metric on y.
 
     Feasible candidates are dots coloured by generation; the front is a step line with large
@@ -45,6 +47,9 @@ def pareto_figure(archive: Archive, *, cost_label: str, metric_label: str = "met
         archive: every evaluated candidate.
         cost_label: x-axis label, e.g. ``"flops (MACs)"``.
         metric_label: y-axis label, e.g. ``"accuracy"``.
+        remeasured: the cost of each front member measured again on its exported model (latency,
+            docs/latency.md#verification-of-the-results), drawn as open markers, red when over the
+            constraint.
 
     Returns:
         A figure attached to an Agg canvas; works with an empty archive or front.
@@ -59,6 +64,8 @@ def pareto_figure(archive: Archive, *, cost_label: str, metric_label: str = "met
     _draw_evaluated(fig, ax, archive, kind, bottom=lo - pad)
     front = [archive[i] for i in archive.front()]
     _draw_front(ax, front, kind)
+    if remeasured is not None:
+        _draw_remeasured(ax, front, remeasured, limit)
     _draw_constraint(ax, limit)
     ax.set_ylim(lo - 2 * pad, hi + pad)
     ax.set_xlabel(cost_label)
@@ -71,6 +78,31 @@ def pareto_figure(archive: Archive, *, cost_label: str, metric_label: str = "met
     # Labels go last: their placement is measured on the final layout.
     _label_front(fig, ax, [c.cost(kind) for c in front], [_metric(c) for c in front])
     return fig
+
+
+def _draw_remeasured(ax: Any, front: list[Candidate], remeasured: Sequence[float], limit: float) -> None:
+    ys = [_metric(c) for c in front]
+    ok = [(x, y) for x, y in zip(remeasured, ys) if x <= limit]
+    over = [(x, y) for x, y in zip(remeasured, ys) if x > limit]
+    if ok:
+        ax.scatter(
+            *zip(*ok),
+            s=60,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=1.0,
+            zorder=4,
+            label="result re-measured as exported",
+        )
+    if over:
+        ax.scatter(
+            *zip(*over),
+            s=90,
+            marker="X",
+            color="red",
+            zorder=5,
+            label=f"over the constraint when re-measured ({len(over)})",
+        )
 
 
 def _draw_evaluated(fig: Figure, ax: Any, archive: Archive, kind: str, bottom: float) -> None:

@@ -28,7 +28,8 @@ class Constraint:
     application: Application
     kind: str  # a registered cost kind: size, flops, latency, ... (dopt.costs)
     value: float
-    processor: str = "host"
+    processor: str = "host"  # latency only: "host" is measured here; anything else needs latency_func
+    threads: int = 1  # latency only: CPU threads of the latency measurements (docs/latency.md#threads)
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,13 @@ def build(r: _Reader, path: Path, workdir: Path) -> Scenario:
     _refuse_unavailable(r)
     framework = r.get(_S + "framework")
     app = r.get(_S + "constraint.application_type")
+    c = _S + "constraint."
     constraint = Constraint(
-        app, *(r.get(_S + "constraint." + k) for k in ("constraint_type", "constraint_value", "processor_version"))
+        app,
+        kind=r.get(c + "constraint_type"),
+        value=r.get(c + "constraint_value"),
+        processor=r.get(c + "processor_version"),
+        threads=r.get(c + "latency_threads"),
     )
     return Scenario(
         path=path,
@@ -80,14 +85,14 @@ def _refuse_unavailable(r: _Reader) -> None:
             f"{kind} is not available yet in this version of dopt (docs/scenario.md#not-available-yet-latency)",
             f"use {usable} for now",
         )
-    processor = r.get(p + "processor_version")
-    if p + "processor_version" in r.values and processor != "host":
-        r.warn(
-            p + "processor_version",
-            f"{processor!r} is ignored: processor_version is for constraint_type latency, which is not available "
-            "yet in this version",
-            "remove it",
-        )
+    if kind != "latency":
+        for extra, default in (("processor_version", "host"), ("latency_threads", 1)):
+            if p + extra in r.values and r.get(p + extra) != default:
+                r.warn(
+                    p + extra,
+                    f"{extra} is ignored: it is for constraint_type latency, and this scenario constrains {kind}",
+                    "remove it",
+                )
 
 
 def _section(r: _Reader, prefix: str) -> dict[str, Any]:

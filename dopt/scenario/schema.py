@@ -286,7 +286,7 @@ _CONSTRAINT = Section(
             _CostKindChoice(),
             REQUIRED,
             "constraint_type: size",
-            "what the constraint limits: parameters or FLOPs; latency is not available yet (docs/costs.md)",
+            "what the constraint limits: parameters, FLOPs or milliseconds at batch 1 (docs/costs.md, docs/latency.md)",
         ),
         Key(
             "constraint_value",
@@ -300,7 +300,15 @@ _CONSTRAINT = Section(
             TEXT,
             "host",
             "processor_version: host",
-            "latency only, not available yet: unused (docs/scenario.md#not-available-yet-latency)",
+            "latency only: host measures this machine (its CPU, or the GPU in use); another name needs "
+            "UserModule.latency_func (docs/latency.md)",
+        ),
+        Key(
+            "latency_threads",
+            integer(1),
+            1,
+            "latency_threads: 1",
+            "latency only: CPU threads of the latency measurements, part of the table's key (docs/latency.md#threads)",
         ),
     ),
     "constraint: {application_type: image_classification, constraint_type: size, constraint_value: 11000000}",

@@ -179,19 +179,10 @@ BAD = {
         8,
         [S + "constraint.application_type", "semantic_segmentation is not available yet", "Fix: use image_classif"],
     ),
-    "latency-not-available": (
-        [sub("constraint_type: size", "constraint_type: latency")],
-        9,
-        [":9:24:", S + "constraint.constraint_type", "latency is not available yet", "Fix: use size or flops for now"],
-    ),
-    "latency-before-other-rules": (
-        [
-            sub("constraint_type: size", "constraint_type: latency"),
-            sub("val_dir: data/val", "val_dir: data/nope"),
-            add("    supernet: {filters: [8, 8, 8]}\n"),
-        ],
-        9,
-        ["latency is not available yet"],
+    "latency-threads-zero": (
+        [sub("constraint_value: 100000", "constraint_value: 1\n      latency_threads: 0")],
+        11,
+        [S + "constraint.latency_threads", "got 0"],
     ),
     "constraint-value-zero": ([sub("constraint_value: 100000", "constraint_value: 0")], 10, ["a number > 0", "got 0"]),
     "constraint-value-text": ([sub("constraint_value: 100000", "constraint_value: 1M")], 10, ["got '1M'"]),
@@ -415,7 +406,7 @@ def test_bad_detection_scenario(
         assert word in str(caught.value), str(caught.value)
 
 
-def test_processor_version_other_than_host_is_ignored_with_a_warning(
+def test_latency_keys_are_ignored_with_a_warning_unless_latency_is_constrained(
     workdir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     written = "constraint_value: 100000\n      processor_version: {}"
@@ -428,7 +419,19 @@ def test_processor_version_other_than_host_is_ignored_with_a_warning(
     [record] = caplog.records
     message = record.getMessage()
     assert "scen.yaml:11:26:" in message and S + "constraint.processor_version" in message
-    assert "'npu_v1' is ignored" in message and "not available yet" in message and "Fix: remove it" in message
+    assert "processor_version is ignored" in message and "constrains size" in message and "Fix: remove it" in message
+    with caplog.at_level(logging.WARNING, logger="dopt.scenario"):
+        caplog.clear()
+        latency = written.format("npu_v1").replace("100000", "1") + "\n      latency_threads: 2"
+        s = _load(
+            workdir,
+            _edit(
+                MINIMAL,
+                [sub("constraint_type: size", "constraint_type: latency"), sub("constraint_value: 100000", latency)],
+            ),
+        )
+    assert (s.constraint.kind, s.constraint.processor, s.constraint.threads) == ("latency", "npu_v1", 2)
+    assert not caplog.records, "with constraint_type latency both keys are used"
 
 
 def test_minimal_gets_every_default(workdir: Path) -> None:

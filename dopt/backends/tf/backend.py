@@ -24,6 +24,7 @@ from dopt.backends.tf.bn_calib import recalibrate
 from dopt.backends.tf.device import check_data_format, pick_device, seed_everything, set_threads
 from dopt.backends.tf.evaluate import evaluate
 from dopt.backends.tf.export import render_script, save_weights, write_and_verify
+from dopt.backends.tf.latency import TFLatencyMeter
 from dopt.backends.tf.profile import count_macs, count_params
 from dopt.backends.tf.supernet import Supernet
 from dopt.backends.tf.train import distill_loss, is_logits, lr_value, make_optimizer, traced_apply
@@ -48,7 +49,10 @@ class TFBackend:
     def setup(self, scenario: Scenario, module: ModuleType, seed: int) -> TFSetup:
         sn = scenario.supernet
         device = pick_device(scenario.resource.gpu_ids)
-        threads = set_threads()
+        # TensorFlow's thread pools are fixed once it starts: a latency run times with, and therefore
+        # also trains with, latency_threads intra-op threads (docs/latency.md#threads).
+        latency = scenario.constraint.kind == "latency"
+        threads = set_threads(scenario.constraint.threads if latency else None)
         check_data_format(sn.data_format, device)
         log.info(
             "tensorflow %s, keras %s, %d CPU threads, device %s", tf.__version__, keras.__version__, threads, device
@@ -117,6 +121,15 @@ class TFSetup:
 
     def build_supernet(self, space: SearchSpace) -> TFSession:
         return TFSession(self, space)
+
+    def latency_meter(self) -> TFLatencyMeter:
+        """Timing in this run's runtime; TensorFlow's intra-op threads were fixed at start (docs/latency.md#threads)."""
+        sn = self.scenario.supernet
+        post_in = probe.postnet_input(sn.filters, sn.strides, sn.feature_choose, self.probe.in_hw, sn.data_format)
+        threads = tf.config.threading.get_intra_op_parallelism_threads()
+        return TFLatencyMeter(
+            type(self.pre), type(self.post), self.example, post_in, self.device, threads, sn.data_format
+        )
 
     result_weights_suffix = ".weights.h5"
 
@@ -290,7 +303,7 @@ class TFSession(TFTrainer):
     def count(self, model: Any) -> Costs:
         return Costs(size=count_params(model), flops=count_macs(model, self.setup.example))
 
-    def write_result(self, model: Any, arch: Arch, script: Path, header: dict[str, Any]) -> Costs:
+    def write_result(self, model: Any, arch: Arch, script: Path, header: dict[str, Any]) -> tuple[Costs, Any]:
         """Write script + weights (BN recalibrated for ``arch``); rebuild, export and verify them."""
         s = self.setup
         sn = s.scenario.supernet
@@ -302,6 +315,7 @@ class TFSession(TFTrainer):
             input_shape=sn.input_shape,
             data_format=sn.data_format,
             user_sha256=s.user_sha256,
+            latency=(s.scenario.constraint.kind == "latency", tf.config.threading.get_intra_op_parallelism_threads()),
         )
         return write_and_verify(model, text, script, s.example)
 

@@ -40,9 +40,10 @@ def pick_device(gpu_ids: tuple[int, ...]) -> str:
     return "/GPU:0" if wanted is not None else "/CPU:0"
 
 
-def set_threads() -> int:
-    """Fix the intra-op thread count (reproducible results for one count, docs/resume.md#resuming-a-run)."""
-    n = cpu_threads()
+def set_threads(n: int | None = None) -> int:
+    """Fix the intra-op thread count, ``n`` or the cores (reproducible results for one count,
+    docs/resume.md#resuming-a-run)."""
+    n = n or cpu_threads()
     try:
         tf.config.threading.set_intra_op_parallelism_threads(n)
         tf.config.threading.set_inter_op_parallelism_threads(min(n, 2))

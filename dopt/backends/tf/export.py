@@ -50,8 +50,22 @@ def export(model: keras.Model, directory: str = ".") -> list:
     return paths
 
 
+def measure_latency(model: keras.Model) -> float:
+    """Milliseconds of one inference at batch 1 (a traced function of model(x, training=False)),
+    timed as dopt timed latency_ms; main() sets LATENCY_THREADS intra-op threads first."""
+    example = tf.zeros((1, *INPUT_SHAPE))
+    concrete = tf.function(lambda x: model(x, training=False), autograph=False).get_concrete_function(
+        tf.TensorSpec(example.shape, example.dtype))
+    return measure_ms([lambda: concrete(example)])[0]
+
+
 def main() -> None:
     args = _arguments()
+    if args.latency or MEASURE_LATENCY:
+        try:  # TensorFlow fixes its thread pools when it first runs an op
+            tf.config.threading.set_intra_op_parallelism_threads(LATENCY_THREADS)
+        except RuntimeError:
+            print("warning: TensorFlow was already running; the latency is measured with its default threads")
     _check_user_module()
     if args.train:
         _train(args)
@@ -67,6 +81,11 @@ def main() -> None:
     export(model, os.getcwd())
     print(f"wrote {NAME}_saved_model/ (SavedModel), {NAME}.pb (frozen graph) and log_{NAME}/ (TensorBoard graph) "
           f"in {os.getcwd()}")
+    if args.latency or MEASURE_LATENCY:
+        threads = tf.config.threading.get_intra_op_parallelism_threads()
+        print(f"latency at batch 1 ({threads or 'default'} intra-op thread(s), traced inference): "
+              f"{measure_latency(model):.4g} ms, the fastest of {ROUNDS * REPEATS} timed calls as dopt measures it "
+              "(compare with latency_ms in the header)")
 
 
 if __name__ == "__main__":
@@ -89,8 +108,12 @@ def render_script(
     input_shape: tuple[int, int, int],
     data_format: str,
     user_sha256: str,
+    latency: tuple[bool, int] = (False, 1),
 ) -> str:
-    """The text of a TensorFlow result script (``dopt.backends.scripts.render``)."""
+    """The text of a TensorFlow result script (``dopt.backends.scripts.render``).
+
+    ``latency``: (measure it when run, intra-op threads), docs/latency.md.
+    """
     layout = "H, W, C" if data_format == "channels_last" else "C, H, W"
     parts = ScriptParts(
         exports="{name}_saved_model/ (SavedModel), {name}.pb (frozen graph) and a TensorBoard graph log",
@@ -102,6 +125,8 @@ def render_script(
         "INPUT_SHAPE": (tuple(input_shape), layout),
         "DATA_FORMAT": data_format,
         "USER_MODULE_SHA256": user_sha256,
+        "MEASURE_LATENCY": (latency[0], "print the latency after exporting (the run constrained latency)"),
+        "LATENCY_THREADS": (latency[1], "intra-op threads of the latency measurement"),
     }
     return render(parts, name=name, header=header, constants=constants, rows=rows, features=features)
 
@@ -114,12 +139,12 @@ def save_weights(model: Any, path: Path) -> None:
         atomic_write_bytes(path, tmp.read_bytes())
 
 
-def write_and_verify(static_model: Any, script_text: str, script: Path, example: np.ndarray) -> Costs:
+def write_and_verify(static_model: Any, script_text: str, script: Path, example: np.ndarray) -> tuple[Costs, Any]:
     """Write ``script`` and the weights of ``static_model`` beside it, then rebuild the model from
     the written file, run its exports once, and check its outputs against ``static_model`` (docs/outputs.md#working-directory-layout).
 
     Returns:
-        Params and MACs of the rebuilt model: what the user's exported model has.
+        Params and MACs of the rebuilt model (what the user's exported model has), and that model.
 
     Raises:
         RuntimeError: the rebuilt model's outputs differ from ``static_model``'s.
@@ -141,4 +166,4 @@ def write_and_verify(static_model: Any, script_text: str, script: Path, example:
     )
     scale = max((float(tf.reduce_max(tf.abs(a))) for a in tf.nest.flatten(expected)), default=0.0)
     check_outputs(script, diff, scale)
-    return Costs(size=count_params(model), flops=count_macs(model, example))
+    return Costs(size=count_params(model), flops=count_macs(model, example)), model

@@ -23,6 +23,7 @@ from dopt.backends.torch.bn_calib import recalibrate
 from dopt.backends.torch.device import cpu_threads, pick_device, seed_everything
 from dopt.backends.torch.evaluate import evaluate
 from dopt.backends.torch.export import render_script, write_and_verify
+from dopt.backends.torch.latency import TorchLatencyMeter
 from dopt.backends.torch.profile import count_macs, count_params
 from dopt.backends.torch.supernet import Supernet
 from dopt.backends.torch.train import distill_loss, make_optimizer
@@ -115,6 +116,14 @@ class TorchSetup:
 
     def build_supernet(self, space: SearchSpace) -> TorchSession:
         return TorchSession(self, space)
+
+    def latency_meter(self) -> TorchLatencyMeter:
+        """Timing in this run's runtime with the scenario's latency_threads (docs/latency.md)."""
+        sn = self.scenario.supernet
+        post_in = probe.postnet_input(sn.filters, sn.strides, sn.feature_choose, self.probe.in_hw)
+        return TorchLatencyMeter(
+            self.pre, self.post, self.example, post_in, self.device, self.scenario.constraint.threads
+        )
 
     result_weights_suffix = ".weights.pth"
 
@@ -291,7 +300,9 @@ class TorchSession(TorchTrainer):
     def count(self, model: nn.Module) -> Costs:
         return Costs(size=count_params(model), flops=count_macs(model, self.setup.example.to(self.setup.device)))
 
-    def write_result(self, model: nn.Module, arch: Arch, script: Path, header: dict[str, Any]) -> Costs:
+    def write_result(
+        self, model: nn.Module, arch: Arch, script: Path, header: dict[str, Any]
+    ) -> tuple[Costs, nn.Module]:
         """Write script + weights (BN recalibrated for ``arch``); rebuild, export and verify them."""
         s = self.setup
         text = render_script(
@@ -301,6 +312,7 @@ class TorchSession(TorchTrainer):
             features=self.supernet.static_features(arch),
             input_shape=s.scenario.supernet.chw,
             user_sha256=s.user_sha256,
+            latency=(s.scenario.constraint.kind == "latency", s.scenario.constraint.threads, s.device.type == "cuda"),
         )
         return write_and_verify(model, text, script, s.example)
 

@@ -85,6 +85,18 @@ def _tensors(value) -> list:
     return []
 
 
+def measure_latency(model: nn.Module) -> float:
+    """Milliseconds of one inference at batch 1 (eval, no_grad, LATENCY_THREADS CPU threads; on the
+    GPU when dopt measured on one and this machine has it), timed as dopt timed latency_ms."""
+    device = torch.device("cuda" if LATENCY_ON_GPU and torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(LATENCY_THREADS)
+    model = model.to(device).eval()
+    example = torch.zeros(1, *INPUT_SHAPE, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    with torch.no_grad():
+        return measure_ms([lambda: model(example)], sync=sync)[0]
+
+
 def main() -> None:
     args = _arguments()
     _check_user_module()
@@ -101,6 +113,10 @@ def main() -> None:
         print(f"no {NAME}.weights.pth beside this file: weights are freshly initialised")
     export(model, os.getcwd())
     print(f"wrote {NAME}.pt (TorchScript), {NAME}.onnx and log_{NAME}/ (TensorBoard graph) in {os.getcwd()}")
+    if args.latency or MEASURE_LATENCY:
+        where = "GPU" if LATENCY_ON_GPU and torch.cuda.is_available() else f"CPU, {LATENCY_THREADS} thread(s)"
+        print(f"latency at batch 1 ({where}, eval + no_grad): {measure_latency(model):.4g} ms, the fastest of "
+              f"{ROUNDS * REPEATS} timed calls as dopt measures it (compare with latency_ms in the header)")
 
 
 if __name__ == "__main__":
@@ -122,24 +138,36 @@ def render_script(
     features: tuple[int, ...],
     input_shape: tuple[int, int, int],
     user_sha256: str,
+    latency: tuple[bool, int, bool] = (False, 1, False),
 ) -> str:
-    """The text of a PyTorch result script (``dopt.backends.scripts.render``)."""
+    """The text of a PyTorch result script (``dopt.backends.scripts.render``).
+
+    ``latency``: (measure it when run, CPU threads, on the GPU), docs/latency.md.
+    """
     parts = ScriptParts(
         exports="{name}.pt (TorchScript), {name}.onnx (any batch size) and a TensorBoard graph log",
         imports="from typing import Final, List\n\nimport torch\nfrom torch import nn\n",
         static_source=_static_source(),
         body=_MAIN,
     )
-    constants = {"INPUT_SHAPE": (tuple(input_shape), "C, H, W"), "USER_MODULE_SHA256": user_sha256}
+    constants = {
+        "INPUT_SHAPE": (tuple(input_shape), "C, H, W"),
+        "USER_MODULE_SHA256": user_sha256,
+        "MEASURE_LATENCY": (latency[0], "print the latency after exporting (the run constrained latency)"),
+        "LATENCY_THREADS": (latency[1], "CPU threads of the latency measurement"),
+        "LATENCY_ON_GPU": (latency[2], "dopt measured latency on a GPU"),
+    }
     return render(parts, name=name, header=header, constants=constants, rows=rows, features=features)
 
 
-def write_and_verify(static: torch.nn.Module, script_text: str, script: Path, example: torch.Tensor) -> Costs:
+def write_and_verify(
+    static: torch.nn.Module, script_text: str, script: Path, example: torch.Tensor
+) -> tuple[Costs, torch.nn.Module]:
     """Write ``script`` and the weights of ``static`` beside it, then rebuild the model from the
     written file, run its exports once, and check its outputs against ``static`` (docs/outputs.md#working-directory-layout).
 
     Returns:
-        Params and MACs of the rebuilt model: what the user's exported model has.
+        Params and MACs of the rebuilt model (what the user's exported model has), and that model.
 
     Raises:
         RuntimeError: the rebuilt model's outputs differ from ``static``'s.
@@ -163,7 +191,7 @@ def write_and_verify(static: torch.nn.Module, script_text: str, script: Path, ex
         expected, got = reference(probe), model(probe)
     diff = _max_abs_diff(expected, got)
     check_outputs(script, diff, _max_abs(expected))
-    return Costs(size=count_params(model), flops=count_macs(model, example.cpu()))
+    return Costs(size=count_params(model), flops=count_macs(model, example.cpu())), model
 
 
 def _max_abs(a: Any) -> float:
