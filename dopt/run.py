@@ -139,10 +139,10 @@ def prepare(scenario: Scenario, seed: int | None = None, continuing: bool = Fals
     if lo > value:
         what = "fastest subnet's predicted latency" if kind == "latency" else f"smallest subnet's {kind}"
         raise UserError(
-            f"constraint_value {format_number(value)} is below the {what} ({format_number(_rounded(lo))} "
+            f"constraint_value {format_number(value)} is below the {what} ({_plain(_rounded(lo))} "
             f"{cost_kinds.get(kind).unit}, PreNet and PostNet included): no subnet can meet it",
             key="scenario.strategy.constraint.constraint_value",
-            fix=f"set constraint_value ≥ {format_number(_rounded(lo, up=True))}, or shrink filters / PreNet / PostNet",
+            fix=f"set constraint_value ≥ {_plain(_rounded(lo, up=True))}, or shrink filters / PreNet / PostNet",
             **scenario.where("scenario.strategy.constraint.constraint_value"),
         )
     share = None
@@ -161,6 +161,11 @@ def prepare(scenario: Scenario, seed: int | None = None, continuing: bool = Fals
     return Prepared(
         scenario, session, probe, space, costs, seed, (lo, hi), share, rehearsal, user_sha256, metric, latency
     )
+
+
+def _plain(value: float) -> str:
+    """6650 or 0.494: as one would type it in scen.yaml."""
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _rounded(value: float, up: bool = False) -> float:

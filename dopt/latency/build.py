@@ -213,7 +213,9 @@ def poor_fit_warning(table: LatencyTable) -> str | None:
         return None
     return (
         f"the latency table predicts only {acc.within_10:.0%} of {acc.subnets} held-out subnets within ±10 % "
-        f"(median error {acc.median_ape:.1f} %): the search may rank subnets by noise. Fix: measure on a quiet "
-        "machine (other jobs disturb the timing) with latency_threads: 1, then delete the table "
-        f"({cache_file(dict(table.key))}) so that the next run measures it again"
+        f"(median error {acc.median_ape:.1f} %): the search may rank subnets by noise. Either the machine was busy "
+        "while it measured, or the models are so small that the runtime's per-call overhead outweighs their "
+        "arithmetic (docs/latency.md#calibration). Fix: measure on a quiet machine with latency_threads: 1 and "
+        f"delete the table ({cache_file(dict(table.key))}) so that the next run measures it again; or constrain "
+        "flops, which tracks latency where the arithmetic dominates"
     )

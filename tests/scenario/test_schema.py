@@ -83,9 +83,7 @@ def test_user_facing_files_cite_only_the_docs(path: Path) -> None:
         assert (ROOT / "docs" / page).is_file(), f"{path} cites docs/{page}, which does not exist"
 
 
-@pytest.mark.parametrize(
-    "name", ["application_type", "constraint_type", "processor_version", "feature_choose", "pre_train_dir", "gpu_id"]
-)
+@pytest.mark.parametrize("name", ["application_type", "feature_choose", "pre_train_dir", "gpu_id"])
 def test_example_marks_what_is_not_available_yet(name: str) -> None:
     """The comment block above each of these keys says plainly that (part of) it does not work yet."""
     lines = EXAMPLE.splitlines()
