@@ -17,7 +17,8 @@ def test_the_core_never_imports_a_framework():
         "import sys\n"
         "import dopt.cli, dopt.run, dopt.search, dopt.space, dopt.costs, dopt.archive, dopt.results.plot, "
         "dopt.scenario, dopt.user_module, dopt.backends, dopt.backends.base, dopt.training, dopt.evaluation, "
-        "dopt.context, dopt.convergence, dopt.plan, dopt.checkpoints\n"
+        "dopt.context, dopt.convergence, dopt.plan, dopt.checkpoints, dopt.latency.build, dopt.latency.source, "
+        "dopt.latency.table, dopt.latency.timing, dopt.analysis, dopt.analyze, dopt.train_result\n"
         "bad = sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules)\n"
         "print(bad)\n"
     )

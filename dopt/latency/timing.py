@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 
-ROUNDS = 20  # passes over every callable, in a shuffled order each time
+ROUNDS = 60  # passes over every callable, in a shuffled order each time
 REPEATS = 5  # timed calls of one callable per pass, after one untimed call
 
 

@@ -82,7 +82,7 @@ def _refuse_unavailable(r: _Reader) -> None:
         usable = " or ".join(k.name for k in kinds() if k.available)
         r.fail(
             p + "constraint_type",
-            f"{kind} is not available yet in this version of dopt (docs/scenario.md#not-available-yet-latency)",
+            f"{kind} is not available yet in this version of dopt (docs/scenario.md#not-available-yet)",
             f"use {usable} for now",
         )
     if kind != "latency":

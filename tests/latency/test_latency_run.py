@@ -78,7 +78,7 @@ def test_result_script_prints_the_latency_it_measures(finished):
     )
     assert out.returncode == 0, out.stderr
     line = next(line for line in out.stdout.splitlines() if line.startswith("latency at batch 1"))
-    assert " 1 " in line.replace("(", " ") and "thread(s)" in line and "fastest of 100 timed calls" in line
+    assert " 1 " in line.replace("(", " ") and "thread(s)" in line and "fastest of 300 timed calls" in line
     assert float(line.split("): ")[1].split(" ms")[0]) > 0
 
 

@@ -78,7 +78,8 @@ class TFLatencyMeter:
     def measure(self, jobs: Sequence[Job], on_round: Callable[[int], None] | None = None) -> list[float]:
         with tf.device(self.device):
             calls = [self._call(job) for job in jobs]
-            # A GPU's work is done when its result is read back: .numpy() of a tiny tensor is the sync.
+            if "GPU" in self.device:  # a GPU's work is done once its output is read back
+                calls = [_read_back(call) for call in calls]
             return measure_ms(calls, on_round=on_round)
 
     def _call(self, job: Job) -> Callable[[], Any]:
@@ -102,6 +103,10 @@ class TFLatencyMeter:
         if job.kind == "model":
             return traced_inference(job.model, x)
         raise ValueError(f"unknown latency job {job.kind!r}")
+
+
+def _read_back(call: Callable[[], Any]) -> Callable[[], Any]:
+    return lambda: tf.nest.map_structure(lambda t: t.numpy(), call())
 
 
 class _Identity:
