@@ -662,7 +662,8 @@ def _verify_latency(p: Prepared, written: list[tuple[Candidate, Path, Any]]) -> 
         predicted = c.costs["latency"]
         extra: dict[str, Any] = {"latency_ms": round(ms, 4), "latency_ms_predicted": round(predicted, 4)}
         if p.latency.user is None:
-            extra.update(latency_threads=p.latency.threads, latency_device=str(p.latency.table.key["device"]))  # type: ignore[union-attr]
+            key = p.latency.table.key  # type: ignore[union-attr]
+            extra.update(latency_threads=key["threads"], latency_device=str(key["device"]))
         if over:
             extra["latency_over_constraint"] = True
             log.warning(

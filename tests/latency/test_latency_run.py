@@ -49,16 +49,19 @@ def finished(framework, tmp_path_factory):
     return work
 
 
-def test_results_carry_measured_and_predicted_latency(finished, cache):
+def test_results_carry_measured_and_predicted_latency(finished, framework, cache):
     doc = json.loads((finished / "results" / "pareto.json").read_text())
     section = doc["latency"]
     assert section["source"] == "table" and section["constraint_ms"] == 50
-    assert section["key"]["threads"] == 1 and section["held_out"]["subnets"] == 20
+    # TensorFlow keeps the thread pools of the first test in this process that started it.
+    assert section["key"]["threads"] == 1 or framework == "tensorflow"
+    assert section["held_out"]["subnets"] == 20
     assert Path(section["table"]).parent == cache
     assert len(section["results"]) == len(doc["front"]) > 0
     for n, result in enumerate(section["results"], start=1):
         header = _header(finished / "results" / f"model_arch_result_{n}.py")
         assert all(key in header for key in LATENCY_KEYS) and "latency_over_constraint" not in header
+        assert header["latency_threads"] == section["key"]["threads"]
         assert header["latency_ms"] == pytest.approx(result["measured_ms"], rel=1e-3)
         assert header["latency_ms_predicted"] == pytest.approx(result["predicted_ms"], rel=1e-3)
         assert 0 < result["measured_ms"] <= 50 and not result["over_constraint"]

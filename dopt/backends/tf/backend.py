@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from dopt.atomic import atomic_write_bytes
 from dopt.backends.base import CorruptCheckpoint, Probe, epoch_seed
+from dopt.backends.cpus import available_cpus
 from dopt.backends.tf import data, probe
 from dopt.backends.tf.bn_calib import recalibrate
 from dopt.backends.tf.device import check_data_format, pick_device, seed_everything, set_threads
@@ -126,7 +127,16 @@ class TFSetup:
         """Timing in this run's runtime; TensorFlow's intra-op threads were fixed at start (docs/latency.md#threads)."""
         sn = self.scenario.supernet
         post_in = probe.postnet_input(sn.filters, sn.strides, sn.feature_choose, self.probe.in_hw, sn.data_format)
-        threads = tf.config.threading.get_intra_op_parallelism_threads()
+        # 0 is TensorFlow's default: one thread per core.
+        threads = tf.config.threading.get_intra_op_parallelism_threads() or available_cpus()
+        if threads != self.scenario.constraint.threads:
+            log.warning(
+                "TensorFlow was already running with %d intra-op threads: latency is measured with %d, not "
+                "latency_threads %d (docs/latency.md#threads)",
+                threads,
+                threads,
+                self.scenario.constraint.threads,
+            )
         return TFLatencyMeter(
             type(self.pre), type(self.post), self.example, post_in, self.device, threads, sn.data_format
         )
@@ -315,7 +325,10 @@ class TFSession(TFTrainer):
             input_shape=sn.input_shape,
             data_format=sn.data_format,
             user_sha256=s.user_sha256,
-            latency=(s.scenario.constraint.kind == "latency", tf.config.threading.get_intra_op_parallelism_threads()),
+            latency=(
+                s.scenario.constraint.kind == "latency",
+                tf.config.threading.get_intra_op_parallelism_threads() or available_cpus(),
+            ),
         )
         return write_and_verify(model, text, script, s.example)
 

@@ -53,7 +53,7 @@ def largest_subnet_script(user_module, post, feature_choose):
 )
 def test_script_rebuilds_the_subnet_and_exports_it(tmp_path, user_module, capsys, post, feature_choose, scripted):
     static, text = largest_subnet_script(user_module, post, feature_choose)
-    costs = write_and_verify(static, text, tmp_path / "model_arch_result_1.py", torch.zeros(1, 1, 8, 8))
+    costs, _ = write_and_verify(static, text, tmp_path / "model_arch_result_1.py", torch.zeros(1, 1, 8, 8))
     assert costs["size"] == sum(p.numel() for p in static.parameters())
     script = load_script(tmp_path / "model_arch_result_1.py")
     rebuilt = script.build_model()
