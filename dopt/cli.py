@@ -378,7 +378,8 @@ def _print_summary(s: RunSummary) -> None:
     kinds = [k for k in cost_kinds() if all(k.name in s.archive[i].costs for i in s.front)]
     measured = {r["result"]: r for r in (s.latency or {}).get("results", [])}
     name = s.metric_name[:14]
-    heads = ["predicted ms" if k.name == "latency" and measured else k.name for k in kinds]
+    search_ms = "predicted ms" if (s.latency or {}).get("source") == "table" else "search ms"
+    heads = [search_ms if k.name == "latency" and measured else k.name for k in kinds]
     print(f"  {'N':>3}  {name:>14}" + "".join(f"  {h:>14}" for h in heads) + ("    measured ms" if measured else ""))
     for n, i in enumerate(s.front, start=1):
         c = s.archive[i]

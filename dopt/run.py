@@ -137,7 +137,14 @@ def prepare(scenario: Scenario, seed: int | None = None, continuing: bool = Fals
     else:
         lo, hi = costs.cost_range(kind)
     if lo > value:
-        what = "fastest subnet's predicted latency" if kind == "latency" else f"smallest subnet's {kind}"
+        what = f"smallest subnet's {kind}"
+        if kind == "latency":
+            measured = latency is not None and latency.user is not None
+            what = (
+                "smallest subnet's latency measured by latency_func"
+                if measured
+                else "fastest subnet's predicted latency"
+            )
         raise UserError(
             f"constraint_value {format_number(value)} is below the {what} ({_plain(_rounded(lo))} "
             f"{cost_kinds.get(kind).unit}, PreNet and PostNet included): no subnet can meet it",
@@ -193,12 +200,17 @@ def describe(p: Prepared) -> list[str]:
     lo, hi = (_rounded(v) for v in p.cost_range)
     lines = [
         f"search space: {len(p.space.layers)} layers, {p.space.size():,} distinct subnets, PreNet output {_shape(p)}",
-        f"{kind}: smallest subnet {format_number(lo)}, largest {format_number(hi)} {cost_kinds.get(kind).unit}; constraint {format_number(value)} "
+        f"{kind}: smallest subnet {format_number(lo)}, largest {format_number(hi)} {cost_kinds.get(kind).unit}; "
+        f"constraint {format_number(value)} {cost_kinds.get(kind).unit} "
         + ("(every subnet fits)" if hi <= value else f"({_fraction_note(lo, hi, value)}; {_share_note(p)})"),
     ]
     if kind == "latency":
-        how = "measured by latency_func" if p.latency and p.latency.user else "predicted"
-        lines[1] = lines[1].replace("smallest subnet", f"{how}: fastest subnet", 1).replace("largest", "slowest", 1)
+        if not (p.latency and p.latency.user):
+            lines[1] = (
+                lines[1].replace("smallest subnet", "predicted: fastest subnet", 1).replace("largest", "slowest", 1)
+            )
+        else:
+            lines[1] = lines[1].replace("smallest subnet", "by latency_func: smallest subnet", 1)
     return lines + (p.latency.describe() if p.latency else [])
 
 

@@ -326,7 +326,7 @@ class TFSession(TFTrainer):
             data_format=sn.data_format,
             user_sha256=s.user_sha256,
             latency=(
-                s.scenario.constraint.kind == "latency",
+                s.scenario.constraint.kind == "latency" and getattr(s.user, "latency_func", None) is None,
                 tf.config.threading.get_intra_op_parallelism_threads() or available_cpus(),
             ),
         )

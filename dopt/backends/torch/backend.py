@@ -312,9 +312,14 @@ class TorchSession(TorchTrainer):
             features=self.supernet.static_features(arch),
             input_shape=s.scenario.supernet.chw,
             user_sha256=s.user_sha256,
-            latency=(s.scenario.constraint.kind == "latency", s.scenario.constraint.threads, s.device.type == "cuda"),
+            latency=(_host_latency(s), s.scenario.constraint.threads, s.device.type == "cuda"),
         )
         return write_and_verify(model, text, script, s.example)
+
+
+def _host_latency(s: TorchSetup) -> bool:
+    """Whether result scripts print this machine's latency: a latency run measured here, not by latency_func."""
+    return s.scenario.constraint.kind == "latency" and getattr(s.user, "latency_func", None) is None
 
 
 class TorchResultTrainer(TorchTrainer):
