@@ -29,7 +29,6 @@ UserLatency = Callable[[Any, Arch], float]
 class LatencySource:
     """The table (``obtained``, timed by ``meter``) or the user's function (``user``)."""
 
-    threads: int
     meter: LatencyMeter | None = None
     obtained: Obtained | None = None
     user: UserLatency | None = None
@@ -138,7 +137,7 @@ def latency_source(
         ends = [space.decode(space.smallest()), space.decode(space.largest())]
         values = [wrapped(extract(a), a) for a in ends]
         log.info("latency: UserModule.latency_func replaces the table (processor_version %s)", sc.constraint.processor)
-        return LatencySource(sc.constraint.threads, user=wrapped, user_range=(min(values), max(values)))
+        return LatencySource(user=wrapped, user_range=(min(values), max(values)))
     if sc.constraint.processor != "host":
         raise UserError(
             f"processor_version {sc.constraint.processor!r}: dopt measures latency only on this machine (host), and "
@@ -154,7 +153,7 @@ def latency_source(
     warning = poor_fit_warning(obtained.table)
     if warning:
         log.warning("%s", warning)
-    return LatencySource(sc.constraint.threads, meter=timing, obtained=obtained)
+    return LatencySource(meter=timing, obtained=obtained)
 
 
 def _checked(func: Callable[[Any], Any]) -> UserLatency:
