@@ -1,0 +1,240 @@
+"""The shared space, dopt's PyTorch contender and the measurement every PyTorch worker runs.
+
+The space (dopt's genes, depth not searched): 3x32x32 input, batch 64, a 3x3 stem conv to 16
+channels, five inverted-residual layers of (filters, stride) = (16, 1) (24, 2) (24, 1) (32, 2)
+(32, 1), each with kernel {3, 5, 7} x expansion {3, 6} x width {0.5, 0.75, 1.0} (rounded to
+multiples of 8, the last layer at full width: dopt's rule), then average pooling and a linear
+head to 10 classes. A residual is added where a subnet's layer has stride 1 and equal widths.
+
+A contender is anything that can activate a subnet in a supernet and extract it as a static
+network (:class:`Contender`); :func:`measure` times all contenders of a process interleaved.
+"""
+
+from __future__ import annotations
+
+import copy
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from timing import Row, interleave, median
+from torch import nn
+
+__all__ = ["SPACE", "Contender", "dopt_contender", "measure", "stem", "head", "add_common_args", "arch_rows"]
+
+SPACE = {
+    "input": (3, 32, 32),
+    "batch": 64,
+    "stem": 16,
+    "filters": (16, 24, 24, 32, 32),
+    "strides": (1, 2, 1, 2, 1),
+    "kernels": (3, 5, 7),
+    "expands": (3, 6),
+    "widths": (0.5, 0.75, 1.0),
+    "classes": 10,
+}
+
+
+def stem() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, SPACE["stem"], 3, padding=1, bias=False), nn.BatchNorm2d(SPACE["stem"]), nn.ReLU()
+    )
+
+
+def head() -> nn.Module:
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(SPACE["filters"][-1], SPACE["classes"]))
+
+
+@dataclass
+class Contender:
+    """A supernet under test.
+
+    Args:
+        name: the table's name.
+        supernet: the module whose ``forward`` runs the active subnet.
+        sample: draws a random subnet (any object ``activate`` understands) from a numpy Generator.
+        activate: makes a subnet the one ``supernet`` runs.
+        extract: the active subnet as a static network sharing nothing with the supernet.
+        notes: where its space differs from the shared one.
+    """
+
+    name: str
+    supernet: nn.Module
+    sample: Callable[[np.random.Generator], Any]
+    activate: Callable[[Any], None]
+    extract: Callable[[], nn.Module]
+    notes: str = ""
+    own: bool = False
+
+
+def arch_rows(rng: np.random.Generator) -> list[tuple[int, int, int]]:
+    """A uniformly random (kernel, expand, out_channels) per layer of the shared space, as dopt
+    draws it; peers that can express the same choices use these too."""
+    from dopt.space import round_width
+
+    rows = []
+    last = len(SPACE["filters"]) - 1
+    for i, filters in enumerate(SPACE["filters"]):
+        k = SPACE["kernels"][rng.integers(len(SPACE["kernels"]))]
+        e = SPACE["expands"][rng.integers(len(SPACE["expands"]))]
+        w = 1.0 if i == last else SPACE["widths"][rng.integers(len(SPACE["widths"]))]
+        rows.append((int(k), int(e), round_width(filters, w)))
+    return rows
+
+
+def dopt_contender() -> Contender:
+    """dopt's PyTorch supernet over the shared space (SearchSpace with skip off)."""
+    from dopt.backends.torch.supernet import Supernet
+    from dopt.scenario.model import SearchSpaceChoices
+    from dopt.scenario.model import Supernet as SupernetConfig
+    from dopt.space import LayerChoice, SearchSpace
+
+    cfg = SupernetConfig(
+        input_shape=SPACE["input"],
+        data_format="channels_first",
+        filters=SPACE["filters"],
+        strides=SPACE["strides"],
+        search_space=SearchSpaceChoices(SPACE["kernels"], SPACE["expands"], SPACE["widths"], skip=False),
+    )
+    space = SearchSpace(cfg, in_channels=SPACE["stem"])
+    supernet = Supernet(stem(), head(), space, ())
+
+    def activate(rows: list[tuple[int, int, int]]) -> None:
+        supernet.set_active(tuple(LayerChoice(*r) for r in rows))
+
+    return Contender("dopt (PyTorch)", supernet, arch_rows, activate, supernet.extract, own=True)
+
+
+def add_common_args(parser: Any) -> None:
+    parser.add_argument("--threads", type=int, default=1, help="torch (and TensorFlow) CPU threads")
+    parser.add_argument("--subnets", type=int, default=5, help="random subnets timed; medians are reported")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per subnet")
+    parser.add_argument("--steps", type=int, default=3, help="training steps (or forwards) per timing")
+    parser.add_argument("--exact", type=int, default=50, help="random subnets of the exactness check")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _train_fn(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, steps: int):  # type: ignore[no-untyped-def]
+    def run() -> None:
+        model.train()
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+
+    return run
+
+
+def _eval_fn(model: nn.Module, x: torch.Tensor, steps: int):  # type: ignore[no-untyped-def]
+    def run() -> None:
+        model.eval()
+        with torch.no_grad():
+            for _ in range(steps):
+                model(x)
+
+    return run
+
+
+def _warm_up(c: Contender, rng: np.random.Generator, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Train a few steps on random subnets so BatchNorm statistics and weights are no longer at
+    their initial values (zeros and ones would hide a statistic sliced or copied wrongly)."""
+    opt = torch.optim.SGD(c.supernet.parameters(), lr=0.05, momentum=0.9)
+    c.supernet.train()
+    for _ in range(10):
+        c.activate(c.sample(rng))
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(c.supernet(x), y).backward()
+        opt.step()
+
+
+def _exactness(c: Contender, rng: np.random.Generator, x: torch.Tensor, n: int) -> float:
+    worst = 0.0
+    for _ in range(n):
+        c.activate(c.sample(rng))
+        static = c.extract()
+        c.supernet.eval()
+        static.eval()
+        with torch.no_grad():
+            worst = max(worst, float((c.supernet(x) - static(x)).abs().max()))
+    return worst
+
+
+def measure(contenders: list[Contender], args: Any, process: str) -> list[Row]:
+    """(a), (b), (c) for each contender, timings interleaved across contenders and sides.
+
+    A contender that raises gets a row with its error; the others go on.
+    """
+    torch.manual_seed(args.seed)
+    b, shape = SPACE["batch"], SPACE["input"]
+    x = torch.randn(b, *shape)
+    y = torch.randint(0, SPACE["classes"], (b,))
+    rows = {c.name: Row(c.name, process, own=c.own, notes=c.notes) for c in contenders}
+    live = list(contenders)
+
+    def guard(c: Contender, what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except Exception as exc:  # a peer's failure becomes its row, not a crash
+            traceback.print_exc()
+            rows[c.name].error = f"{what}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            live.remove(c)
+            return None
+
+    rngs = {c.name: np.random.default_rng(args.seed) for c in contenders}
+    for c in list(live):
+        guard(c, "warm-up", lambda: _warm_up(c, rngs[c.name], x, y))
+    ratios: dict[str, dict[str, list[float]]] = {c.name: {"train": [], "eval": []} for c in contenders}
+    static_ms: dict[str, list[float]] = {c.name: [] for c in contenders}
+    for _ in range(args.subnets):
+        timers: dict[str, Callable[[], None]] = {}
+        for c in list(live):
+
+            def prepare(c: Contender = c) -> None:
+                subnet = c.sample(rngs[c.name])
+                c.activate(subnet)
+                static = c.extract()
+                opt_super = torch.optim.SGD(c.supernet.parameters(), lr=1e-3, momentum=0.9)
+                opt_static = torch.optim.SGD(static.parameters(), lr=1e-3, momentum=0.9)
+                train_super = _train_fn(c.supernet, opt_super, x, y, args.steps)
+                eval_super = _eval_fn(c.supernet, x, args.steps)
+
+                def with_active(fn: Callable[[], None]) -> Callable[[], None]:
+                    def run() -> None:
+                        c.activate(subnet)  # other contenders ran in between: the choice is ours again
+                        fn()
+
+                    return run
+
+                timers[f"{c.name}/ts"] = with_active(train_super)
+                timers[f"{c.name}/tt"] = _train_fn(static, opt_static, x, y, args.steps)
+                timers[f"{c.name}/es"] = with_active(eval_super)
+                timers[f"{c.name}/et"] = _eval_fn(static, x, args.steps)
+
+            guard(c, "extract", prepare)
+        if not timers:
+            break
+        m = interleave(timers, args.rounds)
+        for c in live:
+            ratios[c.name]["train"].append(m[f"{c.name}/ts"] / m[f"{c.name}/tt"])
+            ratios[c.name]["eval"].append(m[f"{c.name}/es"] / m[f"{c.name}/et"])
+            static_ms[c.name].append(1e3 * m[f"{c.name}/tt"] / args.steps)
+    for c in list(live):
+        r = rows[c.name]
+        r.train, r.eval = median(ratios[c.name]["train"]), median(ratios[c.name]["eval"])
+        r.subnets = len(ratios[c.name]["train"])
+        r.detail = {"static_train_ms": median(static_ms[c.name]) or 0.0}
+        r.exact = guard(c, "exactness", lambda: _exactness(c, rngs[c.name], x, args.exact))
+    return [rows[c.name] for c in contenders]
+
+
+def configure(threads: int) -> None:
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(threads)
+
+
+def deepcopy_extract(fn: Callable[[nn.Module], nn.Module], model: nn.Module) -> Callable[[], nn.Module]:
+    """An extract() for libraries whose export converts the model in place: export a copy."""
+    return lambda: fn(copy.deepcopy(model))
