@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from dopt import __version__
 from dopt import log as dlog
 from dopt.errors import UserError
+from dopt.launcher import detect, refuse_many
+from dopt.workdir_lock import hold
 
 if TYPE_CHECKING:
     from dopt.run import RunSummary
@@ -171,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         if not workdir.is_dir():
             raise UserError(f"--workdir {args.workdir}: no such directory", fix="pass an existing directory")
         _check_workdir(workdir, Path(args.config))
+        refuse_many(detect())
         if argv[:1] == ["validate"]:
             from dopt.scenario import load
 
@@ -181,11 +184,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             except Exception as exc:  # validate exists to find the user's mistakes: exit 2 for theirs
                 return _report_failure(exc, workdir, user_code_exit=EXIT_USAGE)
-        if argv[:1] == ["analyze"]:
-            return _analyze(_load(args, workdir), args)
-        if argv[:1] == ["train"]:
-            return _train(_load(args, workdir), args)
-        return _run(_load(args, workdir), args)
+        with hold(workdir, " ".join(["dopt", *argv])):
+            if argv[:1] == ["analyze"]:
+                return _analyze(_load(args, workdir), args)
+            if argv[:1] == ["train"]:
+                return _train(_load(args, workdir), args)
+            return _run(_load(args, workdir), args)
     except UserError as exc:
         _fill_file(exc, workdir)
         print(f"dopt: error: {exc}", file=sys.stderr)

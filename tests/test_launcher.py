@@ -1,0 +1,48 @@
+"""Launcher detection, and a launch of several processes refused with one line and nothing written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dopt.launcher import Launch, detect
+from tests.digits_workdir import make_workdir
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, Launch(None)),
+        ({"RANK": "1", "WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "x"}, Launch("torchrun", 1, 2)),
+        ({"HOROVOD_RANK": "3", "HOROVOD_SIZE": "4"}, Launch("horovodrun", 3, 4)),
+        (  # horovodrun over MPI sets both: Horovod's name wins
+            {"HOROVOD_RANK": "0", "HOROVOD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "2"},
+            Launch("horovodrun", 0, 2),
+        ),
+        ({"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2"}, Launch("mpirun", 1, 2)),
+        ({"PMI_RANK": "0", "PMI_SIZE": "8"}, Launch("mpirun", 0, 8)),
+        ({"WORLD_SIZE": "earth"}, Launch(None)),  # somebody else's variable
+    ],
+)
+def test_detect(environ, expected):
+    assert detect(environ) == expected
+
+
+def test_several_processes_are_refused_with_one_line_and_nothing_written(tmp_path):
+    work = make_workdir(tmp_path)
+    before = sorted(p.name for p in work.iterdir())
+    proc = subprocess.run(
+        [sys.executable, "-m", "dopt", "-c", "scen.yaml"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"},
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "process 1 of 2 by torchrun" in lines[0] and "Fix:" in lines[0], proc.stderr
+    assert sorted(p.name for p in work.iterdir()) == before

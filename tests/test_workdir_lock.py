@@ -1,0 +1,89 @@
+"""One dopt command per working directory: a second is refused, a killed one never blocks the next."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dopt.errors import UserError
+from dopt.workdir_lock import LOCK_NAME, hold
+from tests.digits_workdir import make_workdir
+from tests.frameworks import require
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from dopt.workdir_lock import hold
+with hold(Path(sys.argv[1]), "dopt -c scen.yaml --resume"):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def _hold_elsewhere(workdir: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(workdir)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_holder_is_refused_naming_the_first(tmp_path):
+    holder = _hold_elsewhere(tmp_path)
+    try:
+        with pytest.raises(UserError) as err, hold(tmp_path, "dopt -c scen.yaml"):
+            pass
+        message = str(err.value)
+        assert f"pid {holder.pid}" in message and "dopt -c scen.yaml --resume" in message
+        assert "Fix:" in message and str(tmp_path) in message
+    finally:
+        holder.send_signal(signal.SIGINT)  # Ctrl-C: the holder's own exit path
+        holder.wait()
+    assert not (tmp_path / LOCK_NAME).exists()  # released cleanly: removed
+    with hold(tmp_path, "dopt -c scen.yaml"):
+        assert (tmp_path / LOCK_NAME).exists()
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_killed_holder_leaves_the_folder_usable(tmp_path):
+    holder = _hold_elsewhere(tmp_path)
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    assert (tmp_path / LOCK_NAME).exists()  # kill -9 cannot remove it, but the kernel dropped the lock
+    with hold(tmp_path, "dopt -c scen.yaml --resume"):
+        pass
+
+
+def test_one_holder_at_a_time_within_a_process(tmp_path):
+    with hold(tmp_path, "first"), pytest.raises(UserError), hold(tmp_path, "second"):
+        pass
+
+
+def test_two_runs_started_at_once_in_one_folder(tmp_path):
+    require("torch")
+    work = make_workdir(tmp_path)
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": ""}
+    command = [sys.executable, "-m", "dopt", "-c", "scen.yaml"]
+    first = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (work / LOCK_NAME).exists():
+            assert first.poll() is None and time.monotonic() < deadline, "the first run never took the lock"
+            time.sleep(0.05)
+        second = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+        assert second.returncode == 2, second.stderr
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and "another dopt command is writing into" in lines[0], second.stderr
+        assert f"pid {first.pid}" in lines[0]
+        _, err = first.communicate(timeout=600)
+        assert first.returncode == 0, err
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert (work / "results" / "pareto.json").exists()
+    assert not (work / LOCK_NAME).exists()
