@@ -75,6 +75,7 @@ def ensure(peer: Peer, env: Path, torch_version: str, repo: Path, log: Path) -> 
     if marker.exists() and json.loads(marker.read_text()) == [list(s) for s in steps]:
         return _python(env)
     env.parent.mkdir(parents=True, exist_ok=True)
+    print(f"[peers] installing {peer.name} into {env} (log {log})", file=sys.stderr, flush=True)
     with log.open("w") as out:
         if not _python(env).exists():
             base = getattr(sys, "_base_executable", sys.executable)  # not the project venv's python

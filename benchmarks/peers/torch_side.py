@@ -23,7 +23,17 @@ import torch
 from timing import Row, interleave, median
 from torch import nn
 
-__all__ = ["SPACE", "Contender", "dopt_contender", "measure", "stem", "head", "add_common_args", "arch_rows"]
+__all__ = [
+    "SPACE",
+    "Contender",
+    "PlainNet",
+    "dopt_contender",
+    "measure",
+    "stem",
+    "head",
+    "add_common_args",
+    "arch_rows",
+]
 
 SPACE = {
     "input": (3, 32, 32),
@@ -48,6 +58,53 @@ def head() -> nn.Module:
     return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(SPACE["filters"][-1], SPACE["classes"]))
 
 
+class PlainBlock(nn.Module):
+    """An inverted-residual layer as plain PyTorch: 1x1 expand, kxk depthwise, 1x1 project."""
+
+    def __init__(self, cin: int, hidden: int, cout: int, kernel: int, stride: int, residual: bool) -> None:
+        super().__init__()
+        self.residual = residual
+        # expand
+        self.expand = nn.Sequential(nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6())
+        # depthwise
+        self.depthwise = nn.Sequential(
+            nn.Conv2d(hidden, hidden, kernel, stride, kernel // 2, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(),
+        )
+        # project
+        self.project = nn.Sequential(nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.project(self.depthwise(self.expand(x)))
+        return x + out if self.residual else out
+
+
+class PlainNet(nn.Module):
+    """Stem, one PlainBlock per (cin, hidden, cout, kernel, stride, residual) row, head; the
+    largest network of the space when ``rows`` is None."""
+
+    def __init__(self, rows: list[tuple[int, int, int, int, int, bool]] | None = None) -> None:
+        super().__init__()
+        if rows is None:
+            rows, cin = [], SPACE["stem"]
+            e, k = max(SPACE["expands"]), max(SPACE["kernels"])
+            for cout, stride in zip(SPACE["filters"], SPACE["strides"]):
+                rows.append((cin, cin * e, cout, k, stride, stride == 1 and cin == cout))
+                cin = cout
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, rows[0][0], 3, padding=1, bias=False), nn.BatchNorm2d(rows[0][0]), nn.ReLU()
+        )
+        self.blocks = nn.ModuleList(PlainBlock(*row) for row in rows)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(rows[-1][2], SPACE["classes"]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
 @dataclass
 class Contender:
     """A supernet under test.
@@ -68,6 +125,7 @@ class Contender:
     extract: Callable[[], nn.Module]
     notes: str = ""
     own: bool = False
+    exact: bool = True  # False: extract() builds a same-shaped network with its own weights; (c) is skipped
 
 
 def arch_rows(rng: np.random.Generator) -> list[tuple[int, int, int]]:
@@ -226,7 +284,8 @@ def measure(contenders: list[Contender], args: Any, process: str) -> list[Row]:
         r.train, r.eval = median(ratios[c.name]["train"]), median(ratios[c.name]["eval"])
         r.subnets = len(ratios[c.name]["train"])
         r.detail = {"static_train_ms": median(static_ms[c.name]) or 0.0}
-        r.exact = guard(c, "exactness", lambda: _exactness(c, rngs[c.name], x, args.exact))
+        if c.exact:
+            r.exact = guard(c, "exactness", lambda: _exactness(c, rngs[c.name], x, args.exact))
     return [rows[c.name] for c in contenders]
 
 

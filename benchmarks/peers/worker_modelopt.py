@@ -25,46 +25,7 @@ import traceback
 import torch
 from timing import Row, emit
 from torch import nn
-from torch_side import SPACE, Contender, add_common_args, configure, dopt_contender, head, measure, stem
-
-
-class Block(nn.Module):
-    """The largest inverted-residual layer: 1x1 expand, kxk depthwise, 1x1 project."""
-
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        hidden, k = cin * max(SPACE["expands"]), max(SPACE["kernels"])
-        self.residual = stride == 1 and cin == cout
-        # expand
-        self.expand = nn.Sequential(nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6())
-        # depthwise
-        self.depthwise = nn.Sequential(
-            nn.Conv2d(hidden, hidden, k, stride, k // 2, groups=hidden, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6()
-        )
-        # project
-        self.project = nn.Sequential(nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.project(self.depthwise(self.expand(x)))
-        return x + out if self.residual else out
-
-
-class Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = stem()
-        cin, blocks = SPACE["stem"], []
-        for cout, stride in zip(SPACE["filters"], SPACE["strides"]):
-            blocks.append(Block(cin, cout, stride))
-            cin = cout
-        self.blocks = nn.ModuleList(blocks)
-        self.head = head()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for block in self.blocks:
-            x = block(x)
-        return self.head(x)
+from torch_side import SPACE, Contender, PlainNet, add_common_args, configure, dopt_contender, measure
 
 
 def _rules() -> dict:
@@ -109,7 +70,7 @@ def modelopt_contender() -> Contender:
     import modelopt.torch.nas as mtn
 
     random.seed(0)
-    model = mtn.convert(Net(), mode=[("autonas", _rules())])
+    model = mtn.convert(PlainNet(), mode=[("autonas", _rules())])
     wrapped = _Unpatched(model)
 
     def sample(_rng: object) -> dict:
