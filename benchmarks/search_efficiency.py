@@ -1,0 +1,289 @@
+"""Does dopt's NSGA-II beat random search? Both run on one trained supernet with the same budget.
+
+On the digits workload of search_fidelity.py (8x8 images, 500 training / 1,297 validation images,
+PreNet 8 channels, filters 8-16-16-32-32: ~118k distinct subnets of 5k-48k parameters), it:
+
+  1. trains dopt's supernet once (dopt's own training loop through `dopt.run.prepare`, as
+     `dopt -c` does; sandwich sampling with in-place distillation, dopt's default);
+  2. sets a size constraint at the median size of uniformly drawn subnets (dopt's fixed-seed draw
+     of 2,000, docs/search.md#a-tiny-feasible-region), so half of the space is over it;
+  3. for each seed, runs dopt's search (`dopt.search.run_search`, unchanged) twice, with
+     `algorithm: nsga2` and `algorithm: random`, dopt's defaults otherwise, each stopped by
+     `max_evaluations`: the same number of metric evaluations (new feasible subnets scored;
+     infeasible and repeated ones are free, as in dopt). Candidates are scored as dopt scores them:
+     dopt's Evaluator (extraction, BatchNorm recalibration on a fixed subset, the user's metric);
+  4. records the hypervolume of the search's archive after every evaluation and every generation.
+
+Hypervolume is dopt's own (`Archive.hypervolume`, docs/search.md#hypervolume): points
+(-accuracy, size / constraint), reference (0, 1), the same fixed reference for both algorithms
+and all seeds, so values compare directly; its maximum is 1.
+
+An evaluation depends only on the supernet's weights, the architecture and the calibration subset,
+all fixed here, so it is memoised by encoding across seeds and algorithms; the script checks
+first that evaluating subnets twice, re-extracted, gives identical metrics, and stops if not.
+
+Printed: the median hypervolume (and range over seeds) after every `pop_size` evaluations (one
+generation's worth), then per seed the final hypervolumes, the winner, and the evaluations NSGA-II
+needed to reach random search's final hypervolume; last, the summary. A plot of hypervolume
+against evaluations (median and range over seeds) and results.json go to --out.
+
+Run: python benchmarks/search_efficiency.py [--framework pytorch|tensorflow] [--seeds 0 1 2 3 4]
+     [--pop 16] [--budget 128] [--epochs 10] [--quantile 0.5] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _digits import Setting, train_supernet, workdir
+
+from dopt.archive import Archive, Candidate
+from dopt.evaluation import Evaluator
+from dopt.run import Prepared
+from dopt.search import SearchHooks, run_search
+
+# search_fidelity.py's workload: subnets differ by several points of accuracy there, where the
+# 16x16 digits bring them all within a point of each other.
+SETTING = Setting(upscale=1, stem=8, filters=(8, 16, 16, 32, 32), strides=(1, 2, 1, 2, 1), train_images=500)
+ALGORITHMS = ("nsga2", "random")
+
+
+class Memo:
+    """dopt's evaluation of a candidate (dopt/run.py `_journaled` without the journal): costs
+    measured on the extracted subnet, the metric only within the constraint, each encoding once."""
+
+    def __init__(self, p: Prepared, evaluator: Evaluator, limit: float) -> None:
+        self.p, self.evaluator, self.limit = p, evaluator, limit
+        self.known: dict[tuple[int, ...], tuple[Any, float | None]] = {}
+        self.computed = 0
+
+    def __call__(self, encoding: tuple[int, ...], generation: int) -> Candidate:
+        arch = self.p.space.decode(encoding)
+        if encoding not in self.known:
+            costs = self.evaluator.measure(arch)
+            metric = self.evaluator.evaluate(arch) if costs["size"] <= self.limit else None
+            if metric is not None and not math.isfinite(metric):
+                raise ValueError(f"metric of {list(encoding)} is {metric}")
+            self.known[encoding] = costs, metric
+            self.computed += metric is not None
+        costs, metric = self.known[encoding]
+        return Candidate(encoding, arch, metric, costs, metric is not None, generation + 1)
+
+
+def check_deterministic(p: Prepared, evaluator: Evaluator, n: int = 3) -> list[float]:
+    """Evaluate ``n`` random subnets, then again in reverse order, each re-extracted from the
+    supernet; the metrics, which must be identical for the memo to be valid."""
+    rng = np.random.default_rng(99)
+    archs = [p.space.decode(p.space.canonical(p.space.sample(rng))) for _ in range(n)]
+    first = []
+    for a in archs:
+        evaluator.reset()
+        first.append(evaluator.evaluate(a))
+    for a, m in zip(reversed(archs), reversed(first)):
+        evaluator.reset()
+        again = evaluator.evaluate(a)
+        if again != m:
+            raise RuntimeError(f"evaluating {a} twice gave {m!r} then {again!r}: memoising evaluations is not valid")
+    evaluator.reset()
+    return first
+
+
+def search(p: Prepared, memo: Memo, algorithm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One dopt search; hypervolume after each metric evaluation (index k: after k + 1) and each generation."""
+    constraint = dataclasses.replace(p.scenario.constraint, value=memo.limit)
+    archive = Archive(constraint)
+    cfg = dataclasses.replace(
+        p.scenario.searcher,
+        algorithm=algorithm,
+        pop_size=args.pop,
+        # Generous: the evaluation budget is what stops both, whatever share of a generation is
+        # infeasible or already seen.
+        generation_num=20 * math.ceil(args.budget / args.pop),
+        max_evaluations=args.budget,
+    )
+    by_evaluation: list[float] = []
+    by_generation: list[tuple[int, float]] = []
+
+    def on_candidate(c: Candidate, cached: bool) -> None:
+        if not cached and c.metric is not None:
+            by_evaluation.append(archive.hypervolume())
+
+    def on_generation(g: int, a: Archive) -> None:
+        by_generation.append((len(by_evaluation), a.hypervolume()))
+
+    result = run_search(p.space, cfg, seed, archive, memo, SearchHooks(on_generation, on_candidate))
+    return {
+        "hv": by_evaluation,
+        "generations": by_generation,
+        "stopped_by": result.stopped_by,
+        "evaluations": result.evaluations,
+        "distinct": len(archive),
+        "front": len(archive.front()),
+    }
+
+
+def padded(hv: list[float], budget: int) -> np.ndarray:
+    """Hypervolume after 1..budget evaluations; a search that stopped early keeps its last value."""
+    return np.array([hv[min(k, len(hv) - 1)] if hv else 0.0 for k in range(budget)])
+
+
+def reach(nsga2: np.ndarray, target: float) -> int | None:
+    """Evaluations NSGA-II needed to reach ``target``, None if it never did."""
+    hits = np.nonzero(nsga2 >= target)[0]
+    return int(hits[0]) + 1 if len(hits) else None
+
+
+def curves_table(curves: dict[str, np.ndarray], pop: int, budget: int) -> list[str]:
+    lines = [
+        f"hypervolume after every {pop} evaluations (one generation's worth): median [min, max] over seeds",
+        f"{'evaluations':>11}  " + "  ".join(f"{a:>26}" for a in ALGORITHMS),
+    ]
+    for k in [*range(pop, budget, pop), budget]:
+        cells = []
+        for a in ALGORITHMS:
+            v = curves[a][:, k - 1]
+            cells.append(f"{np.median(v):.4f} [{v.min():.4f}, {v.max():.4f}]")
+        lines.append(f"{k:>11}  " + "  ".join(f"{c:>26}" for c in cells))
+    return lines
+
+
+def summary_table(runs: dict[int, dict[str, Any]], budget: int) -> tuple[list[str], int]:
+    lines = [
+        f"{'seed':>4}  {'NSGA-II HV':>10}  {'random HV':>10}  {'winner':>7}  "
+        f"{'NSGA-II evaluations to random final HV':>40}  {'generations (NSGA-II/random)':>28}",
+    ]
+    wins, fractions = 0, []
+    for seed, r in runs.items():
+        final = {a: r[a]["curve"][-1] for a in ALGORITHMS}
+        winner = (
+            "nsga2" if final["nsga2"] > final["random"] else "random" if final["nsga2"] < final["random"] else "tie"
+        )
+        wins += winner == "nsga2"
+        n = reach(r["nsga2"]["curve"], final["random"])
+        fractions.append(math.inf if n is None else n / budget)
+        reached = "not reached" if n is None else f"{n} ({n / budget:.2f} of budget)"
+        gens = f"{len(r['nsga2']['generations'])}/{len(r['random']['generations'])}"
+        lines.append(
+            f"{seed:>4}  {final['nsga2']:>10.4f}  {final['random']:>10.4f}  {winner:>7}  {reached:>40}  {gens:>28}"
+        )
+    median = statistics.median(fractions)
+    lines.append(
+        f"NSGA-II won {wins}/{len(runs)} seeds; median evaluations to reach random search's final "
+        f"hypervolume: {'not reached' if math.isinf(median) else f'{median:.2f}'} of the budget of {budget}"
+    )
+    return lines, wins
+
+
+def plot(curves: dict[str, np.ndarray], out: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for a, label in zip(ALGORITHMS, ("dopt NSGA-II", "random search")):
+        c = curves[a]
+        x = np.arange(1, c.shape[1] + 1)
+        (line,) = ax.plot(x, np.median(c, axis=0), label=f"{label} (median)")
+        ax.fill_between(x, c.min(axis=0), c.max(axis=0), color=line.get_color(), alpha=0.2, label=f"{label} (range)")
+    ax.set_xlabel("metric evaluations")
+    ax.set_ylabel("hypervolume (accuracy x size / constraint, ref (0, 1))")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    lo = min(float(np.median(c[:, c.shape[1] // 8])) for c in curves.values())
+    ax.set_ylim(bottom=lo - 0.02)
+    fig.tight_layout()
+    path = out / "search_efficiency.png"
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--framework", default="pytorch", choices=["pytorch", "tensorflow"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--pop", type=int, default=16, help="pop_size of both searches")
+    parser.add_argument("--budget", type=int, default=128, help="metric evaluations per search (max_evaluations)")
+    parser.add_argument("--epochs", type=int, default=10, help="supernet training epochs")
+    parser.add_argument(
+        "--quantile", type=float, default=0.5, help="constraint: this quantile of random subnets' sizes"
+    )
+    parser.add_argument("--out", type=Path, help="folder for the plot and results.json (default: a new temporary one)")
+    args = parser.parse_args()
+    if args.budget < args.pop or not 0 < args.quantile < 1:
+        parser.error("--budget must be at least --pop, and --quantile within (0, 1)")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    out = args.out or Path(tempfile.mkdtemp(prefix="search_efficiency_"))
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with workdir(args.framework, args.epochs, (), SETTING) as (p, _):
+        limit = float(np.quantile(p.costs.sampled("size"), args.quantile))
+        lo, hi = p.cost_range
+        print(
+            f"{args.framework}: {p.space.size():,} distinct subnets of {lo:,.0f}-{hi:,.0f} parameters; "
+            f"constraint size <= {limit:,.0f} ({args.quantile:.0%} of random subnets meet it)",
+            flush=True,
+        )
+        train_supernet(p)
+        train_s = time.perf_counter() - t0
+        evaluator = Evaluator(p.session, p.costs, np.random.default_rng([p.seed, 1]))
+        metrics = check_deterministic(p, evaluator)
+        print(
+            f"supernet trained ({args.epochs} epochs, {train_s:.0f} s); evaluation is deterministic: "
+            f"{len(metrics)} subnets evaluated twice, re-extracted, identical metrics {metrics}",
+            flush=True,
+        )
+        memo = Memo(p, evaluator, limit)
+        runs: dict[int, dict[str, Any]] = {}
+        for seed in args.seeds:
+            runs[seed] = {}
+            for algorithm in ALGORITHMS:
+                r = search(p, memo, algorithm, seed, args)
+                r["curve"] = padded(r["hv"], args.budget)
+                runs[seed][algorithm] = r
+                print(
+                    f"  seed {seed} {algorithm:>6}: {r['evaluations']} evaluations in {len(r['generations'])} "
+                    f"generations (stopped by {r['stopped_by']}), {r['distinct']} distinct candidates, "
+                    f"front {r['front']}, hypervolume {r['curve'][-1]:.4f}",
+                    flush=True,
+                )
+    wall = time.perf_counter() - t0
+    curves = {a: np.array([runs[s][a]["curve"] for s in args.seeds]) for a in ALGORITHMS}
+    title = (
+        f"{args.framework} digits supernet, size <= {limit:,.0f}, pop {args.pop}, "
+        f"{args.budget} evaluations, seeds {' '.join(map(str, args.seeds))}"
+    )
+    saved = {
+        "settings": {**vars(args), "out": str(out), "constraint": limit, "setting": repr(SETTING)},
+        "runs": {s: {a: {k: v for k, v in r.items() if k != "curve"} for a, r in rs.items()} for s, rs in runs.items()},
+        "distinct_evaluations": memo.computed,
+        "wall_s": wall,
+    }
+    (out / "results.json").write_text(json.dumps(saved, indent=1))
+    print(f"\nplot and results.json: {plot(curves, out, title).parent}")
+    print(f"wall time {wall:.0f} s ({memo.computed} distinct subnets evaluated; supernet training {train_s:.0f} s)\n")
+    print("\n".join(curves_table(curves, args.pop, args.budget)) + "\n")
+    lines, _ = summary_table(runs, args.budget)
+    print(f"{title}; dopt hypervolume")
+    print("\n".join(lines))
+    failed = [s for s, rs in runs.items() for a, r in rs.items() if not np.all(np.isfinite(r["curve"]))]
+    if failed:
+        print(f"failed: non-finite hypervolume for seeds {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
