@@ -27,14 +27,24 @@ generation's worth), then per seed the final hypervolumes, the winner, and the e
 needed to reach random search's final hypervolume; last, the summary. A plot of hypervolume
 against evaluations (median and range over seeds) and results.json go to --out.
 
+With --benchmark nas-bench-graph:DATASET the same two searches run on an offline table instead of
+a supernet: NAS-Bench-Graph (Qin et al., NeurIPS 2022; `pip install nas-bench-graph==1.4.0`, whose
+wheel ships the "light" table of all 26,206 graph networks on each of nine datasets), validation
+accuracy against parameters, constrained at the same quantile. Its space (a 4-node DAG: one of 9
+link patterns, 9 operations a node) is handed to dopt's `run_search` as five integer genes, with
+isomorphic encodings mapped to one canonical encoding. The table is exhaustive, so the hypervolume
+of its whole front, the most any search can reach, is printed beside the searches'.
+
 Run: python benchmarks/search_efficiency.py [--framework pytorch|tensorflow] [--seeds 0 1 2 3 4]
      [--pop 16] [--budget 128] [--epochs 10] [--quantile 0.5] [--out DIR]
+     python benchmarks/search_efficiency.py --benchmark nas-bench-graph:cora  (a few seconds)
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -49,14 +59,17 @@ import numpy as np
 from _digits import Setting, train_supernet, workdir
 
 from dopt.archive import Archive, Candidate
+from dopt.costs import Costs
 from dopt.evaluation import Evaluator
 from dopt.run import Prepared
+from dopt.scenario.model import Constraint, Searcher
 from dopt.search import SearchHooks, run_search
 
 # search_fidelity.py's workload: subnets differ by several points of accuracy there, where the
 # 16x16 digits bring them all within a point of each other.
 SETTING = Setting(upscale=1, stem=8, filters=(8, 16, 16, 32, 32), strides=(1, 2, 1, 2, 1), train_images=500)
 ALGORITHMS = ("nsga2", "random")
+GRAPH_DATASETS = ("cora", "citeseer", "pubmed", "cs", "physics", "photo", "computers", "arxiv", "proteins")
 
 
 class Memo:
@@ -99,18 +112,19 @@ def check_deterministic(p: Prepared, evaluator: Evaluator, n: int = 3) -> list[f
     return first
 
 
-def search(p: Prepared, memo: Memo, algorithm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    """One dopt search; hypervolume after each metric evaluation (index k: after k + 1) and each generation."""
-    constraint = dataclasses.replace(p.scenario.constraint, value=memo.limit)
+def search(
+    space: Any, searcher: Searcher, constraint: Constraint, evaluate: Any, algorithm: str, seed: int, budget: int
+) -> dict[str, Any]:
+    """One dopt search stopped by ``budget`` metric evaluations; the hypervolume after each metric
+    evaluation (index k: after k + 1) and after each generation."""
     archive = Archive(constraint)
     cfg = dataclasses.replace(
-        p.scenario.searcher,
+        searcher,
         algorithm=algorithm,
-        pop_size=args.pop,
         # Generous: the evaluation budget is what stops both, whatever share of a generation is
         # infeasible or already seen.
-        generation_num=20 * math.ceil(args.budget / args.pop),
-        max_evaluations=args.budget,
+        generation_num=20 * math.ceil(budget / searcher.pop_size),
+        max_evaluations=budget,
     )
     by_evaluation: list[float] = []
     by_generation: list[tuple[int, float]] = []
@@ -122,14 +136,15 @@ def search(p: Prepared, memo: Memo, algorithm: str, seed: int, args: argparse.Na
     def on_generation(g: int, a: Archive) -> None:
         by_generation.append((len(by_evaluation), a.hypervolume()))
 
-    result = run_search(p.space, cfg, seed, archive, memo, SearchHooks(on_generation, on_candidate))
+    result = run_search(space, cfg, seed, archive, evaluate, SearchHooks(on_generation, on_candidate))
     return {
         "hv": by_evaluation,
+        "curve": padded(by_evaluation, budget),
         "generations": by_generation,
         "stopped_by": result.stopped_by,
         "evaluations": result.evaluations,
         "distinct": len(archive),
-        "front": len(archive.front()),
+        "front": [archive[i] for i in archive.front()],
     }
 
 
@@ -142,6 +157,76 @@ def reach(nsga2: np.ndarray, target: float) -> int | None:
     """Evaluations NSGA-II needed to reach ``target``, None if it never did."""
     hits = np.nonzero(nsga2 >= target)[0]
     return int(hits[0]) + 1 if len(hits) else None
+
+
+class GraphSpace:
+    """NAS-Bench-Graph's space (Qin et al., NeurIPS 2022) as dopt's search sees a space: five
+    integer genes, the DAG (one of its nine link patterns) and the operation of each of four nodes
+    (nine each); ``canonical`` maps isomorphic encodings, which the table stores once, to the
+    smallest encoding of their class, as dopt's SearchSpace maps equivalent encodings."""
+
+    def __init__(self, bench: dict[int, dict[str, Any]]) -> None:
+        from nas_bench_graph import Arch, gnn_list, link_list
+
+        self.n_var, self.xl, self.xu = 5, (0,) * 5, (len(link_list) - 1,) + (len(gnn_list) - 1,) * 4
+        self.hash: dict[tuple[int, ...], int | None] = {}
+        first: dict[int, tuple[int, ...]] = {}
+        for e in itertools.product(*(range(u + 1) for u in self.xu)):  # lexicographic order
+            h = Arch(list(link_list[e[0]]), [gnn_list[g] for g in e[1:]]).valid_hash()
+            self.hash[e] = h if h in bench else None  # four skip connections: not in the table
+            first.setdefault(h, e)
+        self._canonical = {e: first[h] if h is not None else e for e, h in self.hash.items()}
+
+    def canonical(self, encoding: Any) -> tuple[int, ...]:
+        return self._canonical[tuple(int(g) for g in encoding)]
+
+    def sample(self, rng: np.random.Generator) -> list[int]:
+        return rng.integers(np.array(self.xl), np.array(self.xu) + 1).tolist()
+
+
+def nas_bench_graph(dataset: str, args: argparse.Namespace) -> tuple[dict[int, dict[str, Any]], str, int, float]:
+    """dopt's search on NAS-Bench-Graph's table of ``dataset``: validation accuracy against
+    parameters, constrained at the ``--quantile`` of uniformly drawn architectures' parameters."""
+    try:
+        from nas_bench_graph import light_read
+    except ImportError:
+        raise SystemExit("--benchmark nas-bench-graph needs the package: pip install nas-bench-graph==1.4.0") from None
+    bench = light_read(dataset)
+    space = GraphSpace(bench)
+    rng = np.random.default_rng(0)
+    drawn = [space.hash[space.canonical(space.sample(rng))] for _ in range(2000)]
+    limit = float(np.quantile([bench[h]["para"] for h in drawn if h is not None], args.quantile))
+    constraint = Constraint("image_classification", "size", limit)
+    worst = 10 * max(float(v["para"]) for v in bench.values())  # cost of the all-skip encodings
+    looked_up: set[int] = set()
+
+    def evaluate(encoding: tuple[int, ...], generation: int) -> Candidate:
+        h = space.hash[encoding]
+        size = worst if h is None else float(bench[h]["para"])
+        metric = float(bench[h]["valid_perf"]) if h is not None and size <= limit else None
+        if metric is not None:
+            looked_up.add(h)
+        return Candidate(encoding, encoding, metric, Costs({"size": size}), metric is not None, generation + 1)
+
+    print(
+        f"NAS-Bench-Graph {dataset}: {len(bench):,} architectures of {min(v['para'] for v in bench.values()):.3f}-"
+        f"{max(v['para'] for v in bench.values()):.3f} M parameters; constraint parameters <= {limit:.3f} M "
+        f"({args.quantile:.0%} of random architectures meet it); metric: validation accuracy from the table",
+        flush=True,
+    )
+    # The table is exhaustive: the best hypervolume any search can reach is that of all of it.
+    whole = Archive(constraint)
+    for e, h in space.hash.items():
+        if h is not None and space.canonical(e) == e and float(bench[h]["para"]) <= limit:
+            whole.add(Candidate(e, e, float(bench[h]["valid_perf"]), Costs({"size": float(bench[h]["para"])}), True, 1))
+    optimum = whole.hypervolume()
+    print(f"hypervolume of the whole table's front (the most any search can reach): {optimum:.4f}")
+    searcher = Searcher(pop_size=args.pop)
+    runs = {
+        s: {a: search(space, searcher, constraint, evaluate, a, s, args.budget) for a in ALGORITHMS} for s in args.seeds
+    }
+    title = f"NAS-Bench-Graph {dataset}, parameters <= {limit:.3f} M"
+    return runs, f"{title} (table's best {optimum:.4f})", len(looked_up), optimum
 
 
 def curves_table(curves: dict[str, np.ndarray], pop: int, budget: int) -> list[str]:
@@ -185,7 +270,7 @@ def summary_table(runs: dict[int, dict[str, Any]], budget: int) -> tuple[list[st
     return lines, wins
 
 
-def plot(curves: dict[str, np.ndarray], out: Path, title: str) -> Path:
+def plot(curves: dict[str, np.ndarray], out: Path, title: str, optimum: float | None) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -197,6 +282,8 @@ def plot(curves: dict[str, np.ndarray], out: Path, title: str) -> Path:
         x = np.arange(1, c.shape[1] + 1)
         (line,) = ax.plot(x, np.median(c, axis=0), label=f"{label} (median)")
         ax.fill_between(x, c.min(axis=0), c.max(axis=0), color=line.get_color(), alpha=0.2, label=f"{label} (range)")
+    if optimum is not None:
+        ax.axhline(optimum, color="k", ls="--", lw=1, label="whole table's front")
     ax.set_xlabel("metric evaluations")
     ax.set_ylabel("hypervolume (accuracy x size / constraint, ref (0, 1))")
     ax.set_title(title, fontsize=9)
@@ -210,9 +297,51 @@ def plot(curves: dict[str, np.ndarray], out: Path, title: str) -> Path:
     return path
 
 
+def digits(args: argparse.Namespace) -> tuple[dict[int, dict[str, Any]], str, int, float | None]:
+    """dopt's search on a digits supernet trained here, scored by dopt's Evaluator."""
+    with workdir(args.framework, args.epochs, (), SETTING) as (p, _):
+        limit = float(np.quantile(p.costs.sampled("size"), args.quantile))
+        lo, hi = p.cost_range
+        print(
+            f"{args.framework}: {p.space.size():,} distinct subnets of {lo:,.0f}-{hi:,.0f} parameters; "
+            f"constraint size <= {limit:,.0f} ({args.quantile:.0%} of random subnets meet it)",
+            flush=True,
+        )
+        t0 = time.perf_counter()
+        train_supernet(p)
+        train_s = time.perf_counter() - t0
+        evaluator = Evaluator(p.session, p.costs, np.random.default_rng([p.seed, 1]))
+        metrics = check_deterministic(p, evaluator)
+        print(
+            f"supernet trained ({args.epochs} epochs, {train_s:.0f} s); evaluation is deterministic: "
+            f"{len(metrics)} subnets evaluated twice, re-extracted, identical metrics {metrics}",
+            flush=True,
+        )
+        memo = Memo(p, evaluator, limit)
+        constraint = dataclasses.replace(p.scenario.constraint, value=limit)
+        searcher = dataclasses.replace(p.scenario.searcher, pop_size=args.pop)
+        runs: dict[int, dict[str, Any]] = {}
+        for seed in args.seeds:
+            runs[seed] = {}
+            for algorithm in ALGORITHMS:
+                r = search(p.space, searcher, constraint, memo, algorithm, seed, args.budget)
+                runs[seed][algorithm] = r
+                print(
+                    f"  seed {seed} {algorithm:>6}: {r['evaluations']} evaluations in {len(r['generations'])} "
+                    f"generations (stopped by {r['stopped_by']}), {r['distinct']} distinct candidates, "
+                    f"front {len(r['front'])}, hypervolume {r['curve'][-1]:.4f}",
+                    flush=True,
+                )
+    title = f"{args.framework} digits supernet ({args.epochs} epochs), size <= {limit:,.0f}"
+    return runs, title, memo.computed, None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--framework", default="pytorch", choices=["pytorch", "tensorflow"])
+    parser.add_argument(
+        "--benchmark", metavar="nas-bench-graph:DATASET", help="search NAS-Bench-Graph's table instead of a supernet"
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--pop", type=int, default=16, help="pop_size of both searches")
     parser.add_argument("--budget", type=int, default=128, help="metric evaluations per search (max_evaluations)")
@@ -224,61 +353,44 @@ def main() -> int:
     args = parser.parse_args()
     if args.budget < args.pop or not 0 < args.quantile < 1:
         parser.error("--budget must be at least --pop, and --quantile within (0, 1)")
+    if args.benchmark is not None:
+        name, _, dataset = args.benchmark.partition(":")
+        if name != "nas-bench-graph" or dataset not in GRAPH_DATASETS:
+            parser.error(
+                f"--benchmark: expected nas-bench-graph:DATASET with DATASET one of {', '.join(GRAPH_DATASETS)}"
+            )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     out = args.out or Path(tempfile.mkdtemp(prefix="search_efficiency_"))
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with workdir(args.framework, args.epochs, (), SETTING) as (p, _):
-        limit = float(np.quantile(p.costs.sampled("size"), args.quantile))
-        lo, hi = p.cost_range
-        print(
-            f"{args.framework}: {p.space.size():,} distinct subnets of {lo:,.0f}-{hi:,.0f} parameters; "
-            f"constraint size <= {limit:,.0f} ({args.quantile:.0%} of random subnets meet it)",
-            flush=True,
-        )
-        train_supernet(p)
-        train_s = time.perf_counter() - t0
-        evaluator = Evaluator(p.session, p.costs, np.random.default_rng([p.seed, 1]))
-        metrics = check_deterministic(p, evaluator)
-        print(
-            f"supernet trained ({args.epochs} epochs, {train_s:.0f} s); evaluation is deterministic: "
-            f"{len(metrics)} subnets evaluated twice, re-extracted, identical metrics {metrics}",
-            flush=True,
-        )
-        memo = Memo(p, evaluator, limit)
-        runs: dict[int, dict[str, Any]] = {}
-        for seed in args.seeds:
-            runs[seed] = {}
-            for algorithm in ALGORITHMS:
-                r = search(p, memo, algorithm, seed, args)
-                r["curve"] = padded(r["hv"], args.budget)
-                runs[seed][algorithm] = r
-                print(
-                    f"  seed {seed} {algorithm:>6}: {r['evaluations']} evaluations in {len(r['generations'])} "
-                    f"generations (stopped by {r['stopped_by']}), {r['distinct']} distinct candidates, "
-                    f"front {r['front']}, hypervolume {r['curve'][-1]:.4f}",
-                    flush=True,
-                )
+    runs, title, evaluated, optimum = digits(args) if args.benchmark is None else nas_bench_graph(dataset, args)
     wall = time.perf_counter() - t0
     curves = {a: np.array([runs[s][a]["curve"] for s in args.seeds]) for a in ALGORITHMS}
-    title = (
-        f"{args.framework} digits supernet, size <= {limit:,.0f}, pop {args.pop}, "
-        f"{args.budget} evaluations, seeds {' '.join(map(str, args.seeds))}"
-    )
+    title += f", pop {args.pop}, {args.budget} evaluations, seeds {' '.join(map(str, args.seeds))}"
     saved = {
-        "settings": {**vars(args), "out": str(out), "constraint": limit, "setting": repr(SETTING)},
-        "runs": {s: {a: {k: v for k, v in r.items() if k != "curve"} for a, r in rs.items()} for s, rs in runs.items()},
-        "distinct_evaluations": memo.computed,
+        "settings": {**vars(args), "out": str(out), "setting": repr(SETTING)},
+        "title": title,
+        "runs": {
+            s: {
+                a: {
+                    **{k: v for k, v in r.items() if k not in ("curve", "front")},
+                    "front": [(c.cost("size"), c.metric, list(c.encoding)) for c in r["front"]],
+                }
+                for a, r in rs.items()
+            }
+            for s, rs in runs.items()
+        },
+        "distinct_evaluations": evaluated,
         "wall_s": wall,
     }
-    (out / "results.json").write_text(json.dumps(saved, indent=1))
-    print(f"\nplot and results.json: {plot(curves, out, title).parent}")
-    print(f"wall time {wall:.0f} s ({memo.computed} distinct subnets evaluated; supernet training {train_s:.0f} s)\n")
+    (out / "results.json").write_text(json.dumps(saved, indent=1, default=str))
+    print(f"\nplot and results.json: {plot(curves, out, title, optimum).parent}")
+    print(f"wall time {wall:.0f} s ({evaluated} distinct candidates evaluated)\n")
     print("\n".join(curves_table(curves, args.pop, args.budget)) + "\n")
     lines, _ = summary_table(runs, args.budget)
-    print(f"{title}; dopt hypervolume")
+    print(f"{title}; dopt's hypervolume")
     print("\n".join(lines))
-    failed = [s for s, rs in runs.items() for a, r in rs.items() if not np.all(np.isfinite(r["curve"]))]
+    failed = [s for s, rs in runs.items() for r in rs.values() if not np.all(np.isfinite(r["curve"]))]
     if failed:
         print(f"failed: non-finite hypervolume for seeds {failed}", file=sys.stderr)
         return 1
