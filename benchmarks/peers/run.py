@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 
 from envs import PEERS, ensure
+from shared_space import add_common_args
 from timing import Row, parse, table
 
 HERE = Path(__file__).resolve().parent
@@ -72,12 +73,7 @@ def main() -> int:
     default_envs = os.environ.get("DOPT_PEERS_DIR") or str(Path.home() / ".cache" / "dopt" / "peers")
     parser.add_argument("--envs", default=default_envs, help="folder of the peers' venvs (or $DOPT_PEERS_DIR)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per worker")
-    parser.add_argument("--threads", type=int, default=1, help="torch (and TensorFlow) CPU threads")
-    parser.add_argument("--subnets", type=int, default=5, help="random subnets timed; medians are reported")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per subnet")
-    parser.add_argument("--steps", type=int, default=2, help="training steps (or forwards) per timing")
-    parser.add_argument("--exact", type=int, default=50, help="random subnets of the exactness check")
-    parser.add_argument("--seed", type=int, default=0)
+    add_common_args(parser)
     args = parser.parse_args()
     chosen = [p.strip() for p in args.peers.split(",") if p.strip()]
     unknown = sorted(set(chosen) - set(ALL))

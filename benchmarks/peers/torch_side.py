@@ -1,10 +1,6 @@
-"""The shared space, dopt's PyTorch contender and the measurement every PyTorch worker runs.
+"""The PyTorch side of every torch worker: the space's plain and dopt networks, and the measurement.
 
-The space (dopt's genes, depth not searched): 3x32x32 input, batch 64, a 3x3 stem conv to 16
-channels, five inverted-residual layers of (filters, stride) = (16, 1) (24, 2) (24, 1) (32, 2)
-(32, 1), each with kernel {3, 5, 7} x expansion {3, 6} x width {0.5, 0.75, 1.0} (rounded to
-multiples of 8, the last layer at full width: dopt's rule), then average pooling and a linear
-head to 10 classes. A residual is added where a subnet's layer has stride 1 and equal widths.
+The space is shared_space.SPACE; dopt's PyTorch supernet over it is :func:`dopt_contender`.
 
 A contender is anything that can activate a subnet in a supernet and extract it as a static
 network (:class:`Contender`); :func:`measure` times all contenders of a process interleaved.
@@ -12,7 +8,6 @@ network (:class:`Contender`); :func:`measure` times all contenders of a process 
 
 from __future__ import annotations
 
-import copy
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from shared_space import SPACE
 from timing import Row, interleave, median
 from torch import nn
 
@@ -31,21 +27,9 @@ __all__ = [
     "measure",
     "stem",
     "head",
-    "add_common_args",
     "arch_rows",
+    "configure",
 ]
-
-SPACE = {
-    "input": (3, 32, 32),
-    "batch": 64,
-    "stem": 16,
-    "filters": (16, 24, 24, 32, 32),
-    "strides": (1, 2, 1, 2, 1),
-    "kernels": (3, 5, 7),
-    "expands": (3, 6),
-    "widths": (0.5, 0.75, 1.0),
-    "classes": 10,
-}
 
 
 def stem() -> nn.Module:
@@ -166,15 +150,6 @@ def dopt_contender() -> Contender:
     return Contender("dopt (PyTorch)", supernet, arch_rows, activate, supernet.extract, own=True)
 
 
-def add_common_args(parser: Any) -> None:
-    parser.add_argument("--threads", type=int, default=1, help="torch (and TensorFlow) CPU threads")
-    parser.add_argument("--subnets", type=int, default=5, help="random subnets timed; medians are reported")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per subnet")
-    parser.add_argument("--steps", type=int, default=3, help="training steps (or forwards) per timing")
-    parser.add_argument("--exact", type=int, default=50, help="random subnets of the exactness check")
-    parser.add_argument("--seed", type=int, default=0)
-
-
 def _train_fn(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, steps: int):  # type: ignore[no-untyped-def]
     def run() -> None:
         model.train()
@@ -292,8 +267,3 @@ def measure(contenders: list[Contender], args: Any, process: str) -> list[Row]:
 def configure(threads: int) -> None:
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(threads)
-
-
-def deepcopy_extract(fn: Callable[[nn.Module], nn.Module], model: nn.Module) -> Callable[[], nn.Module]:
-    """An extract() for libraries whose export converts the model in place: export a copy."""
-    return lambda: fn(copy.deepcopy(model))

@@ -34,9 +34,10 @@ import sys  # noqa: E402
 import traceback  # noqa: E402
 
 import torch  # noqa: E402
+from shared_space import SPACE, add_common_args  # noqa: E402
 from timing import Row, emit  # noqa: E402
 from torch import nn  # noqa: E402
-from torch_side import SPACE, Contender, PlainNet, add_common_args, configure, dopt_contender, measure  # noqa: E402
+from torch_side import Contender, PlainNet, configure, dopt_contender, measure  # noqa: E402
 
 
 def _config():  # type: ignore[no-untyped-def]

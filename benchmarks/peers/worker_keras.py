@@ -1,6 +1,6 @@
 """dopt's Keras/TensorFlow supernet over the shared space (runs in the project venv).
 
-Same space as torch_side.py, channels_last. The supernet step is dopt's own (backends/tf: an eager
+The space of shared_space.py, channels_last. The supernet step is dopt's own (backends/tf: an eager
 GradientTape over the supernet, whose blocks are traced once per (expansion, residual, training),
 and the traced optimizer update), with an SGD(1e-3, momentum 0.9) optimizer.
 
@@ -22,19 +22,10 @@ import traceback
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from shared_space import SPACE, add_common_args  # noqa: E402
 from timing import Row, emit, interleave, median  # noqa: E402
 
-SPACE = {
-    "input": (32, 32, 3),
-    "batch": 64,
-    "stem": 16,
-    "filters": (16, 24, 24, 32, 32),
-    "strides": (1, 2, 1, 2, 1),
-    "kernels": (3, 5, 7),
-    "expands": (3, 6),
-    "widths": (0.5, 0.75, 1.0),
-    "classes": 10,
-}
+HWC = (*SPACE["input"][1:], SPACE["input"][0])
 
 
 def _build():  # type: ignore[no-untyped-def]
@@ -64,7 +55,7 @@ def _build():  # type: ignore[no-untyped-def]
             return self.dense(self.pool(x))
 
     cfg = SupernetConfig(
-        input_shape=SPACE["input"],
+        input_shape=HWC,
         data_format="channels_last",
         filters=SPACE["filters"],
         strides=SPACE["strides"],
@@ -72,12 +63,12 @@ def _build():  # type: ignore[no-untyped-def]
     )
     space = SearchSpace(cfg, in_channels=SPACE["stem"])
     pre, post = PreNet(), PostNet()
-    h = SPACE["input"][0] // 4
-    pre(np.zeros((1, *SPACE["input"]), np.float32))
+    h = HWC[0] // 4
+    pre(np.zeros((1, *HWC), np.float32))
     post(np.zeros((1, h, h, SPACE["filters"][-1]), np.float32))
-    supernet = Supernet(pre, post, space, (), SPACE["input"], "channels_last")
+    supernet = Supernet(pre, post, space, (), HWC, "channels_last")
     supernet.set_active(space.decode(space.largest()))
-    supernet(np.zeros((1, *SPACE["input"]), np.float32))
+    supernet(np.zeros((1, *HWC), np.float32))
     return supernet, space
 
 
@@ -123,7 +114,7 @@ def measure(args: argparse.Namespace) -> Row:
 
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    x = rng.standard_normal((SPACE["batch"], *SPACE["input"])).astype(np.float32)
+    x = rng.standard_normal((SPACE["batch"], *HWC)).astype(np.float32)
     y = rng.integers(0, SPACE["classes"], SPACE["batch"]).astype(np.int32)
     supernet, space = _build()
     assert GENES_PER_LAYER == 4
@@ -182,8 +173,7 @@ def measure(args: argparse.Namespace) -> Row:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, default in (("threads", 1), ("subnets", 5), ("rounds", 5), ("steps", 3), ("exact", 50), ("seed", 0)):
-        parser.add_argument(f"--{name}", type=int, default=default)
+    add_common_args(parser)
     args = parser.parse_args()
     import tensorflow as tf
 

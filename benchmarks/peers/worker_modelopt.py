@@ -23,9 +23,10 @@ import sys
 import traceback
 
 import torch
+from shared_space import SPACE, add_common_args
 from timing import Row, emit
 from torch import nn
-from torch_side import SPACE, Contender, PlainNet, add_common_args, configure, dopt_contender, measure
+from torch_side import Contender, PlainNet, configure, dopt_contender, measure
 
 
 def _rules() -> dict:

@@ -20,9 +20,10 @@ import sys
 import traceback
 
 import torch
+from shared_space import SPACE, add_common_args
 from timing import Row, emit
 from torch import nn
-from torch_side import SPACE, Contender, add_common_args, arch_rows, configure, dopt_contender, head, measure, stem
+from torch_side import Contender, arch_rows, configure, dopt_contender, head, measure, stem
 
 
 def _patch_freeze() -> None:

@@ -23,9 +23,10 @@ import traceback
 import types
 
 import torch
+from shared_space import SPACE, add_common_args
 from timing import Row, emit
 from torch import nn
-from torch_side import SPACE, Contender, add_common_args, arch_rows, configure, dopt_contender, head, measure, stem
+from torch_side import Contender, arch_rows, configure, dopt_contender, head, measure, stem
 
 
 def _stub_torchvision() -> None:
