@@ -2,7 +2,7 @@
 
 Run with the project's venv:  python benchmarks/peers/run.py [--threads 1] [--peers modelopt,ofa,...]
 
-The space (torch_side.py): 3x32x32 input, batch 64, a stem conv, five MobileNetV2-style
+The space (shared_space.py): 3x32x32 input, batch 64 (--batch), a stem conv, five MobileNetV2-style
 inverted-residual layers with kernel {3,5,7} x expansion {3,6} x width {0.5,0.75,1.0}, a pooled
 linear head. Each peer writes its closest equivalent in its own API (each worker's docstring says
 where it differs). For every contender, over several random subnets:
@@ -18,7 +18,14 @@ Ratios are medians over subnets of medians over interleaved rounds; every timing
 them alike. Each peer runs in its own venv (envs.py; default ~/.cache/dopt/peers/<peer>, or
 --envs / $DOPT_PEERS_DIR) with dopt installed beside it, so dopt's PyTorch row is measured in the
 same process as the peer's. dopt's Keras/TensorFlow row runs in this (the project's) venv
-(worker_keras.py). Every process uses the same --threads for torch and TensorFlow.
+(worker_keras.py): there the static network is the extracted Keras model that dopt writes for
+results, trained as a Keras user would (compile + train_on_batch, Keras' traced step) and run
+with predict_on_batch; its notes add the ratios against the same model run eagerly. Every
+process uses the same --threads for torch and TensorFlow.
+
+Peers as installed (envs.py): ModelOpt 0.47.0 with --no-deps plus what its import needs; OFA
+0.1.0 with a torchvision stub; NNI 3.0 with pytorch_lightning and its freeze patched at run time;
+NNCF 2.19.0, the last release with BootstrapNAS, with NNCF_TORCH_LEGACY_TRACING=1.
 
 Prints one table last. Exit status 1 if a measured run failed (dopt's rows included, and a
 dopt row that is missing); a peer that cannot be installed or built here is a row saying why.
@@ -57,7 +64,7 @@ def _run_worker(python: Path, worker: str, args: argparse.Namespace, log: Path, 
 
 
 def _common(args: argparse.Namespace) -> list[str]:
-    keys = ("threads", "subnets", "rounds", "steps", "exact", "seed")
+    keys = ("threads", "subnets", "rounds", "steps", "exact", "batch", "seed")
     return [x for k in keys for x in (f"--{k}", str(getattr(args, k)))]
 
 
@@ -101,7 +108,7 @@ def main() -> int:
     own = [r for r in rows if r.own]
     failed = [r for r in rows if r.error]
     print(
-        f"\nthreads {args.threads}, batch 64, 3x32x32, {args.subnets} subnets x {args.rounds} interleaved rounds "
+        f"\nthreads {args.threads}, batch {args.batch}, 3x32x32, {args.subnets} subnets x {args.rounds} interleaved rounds "
         f"x {args.steps} steps per timing, exactness over {args.exact} subnets; a dopt row and a peer row with "
         "the same process were timed interleaved"
     )

@@ -16,7 +16,7 @@ __all__ = ["SPACE", "add_common_args"]
 
 SPACE = {
     "input": (3, 32, 32),  # channels first; the Keras worker reorders it
-    "batch": 64,
+    "batch": 64,  # the default of --batch
     "stem": 16,
     "filters": (16, 24, 24, 32, 32),
     "strides": (1, 2, 1, 2, 1),
@@ -34,4 +34,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per subnet")
     parser.add_argument("--steps", type=int, default=2, help="training steps (or forwards) per timing")
     parser.add_argument("--exact", type=int, default=50, help="random subnets of the exactness check")
+    parser.add_argument(
+        "--batch", type=int, default=SPACE["batch"], help="batch size (smaller: closer to overhead-bound)"
+    )
     parser.add_argument("--seed", type=int, default=0)

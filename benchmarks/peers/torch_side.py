@@ -188,6 +188,7 @@ def _exactness(c: Contender, rng: np.random.Generator, x: torch.Tensor, n: int) 
     for _ in range(n):
         c.activate(c.sample(rng))
         static = c.extract()
+        assert static is not c.supernet, "extract() must build a new network"
         c.supernet.eval()
         static.eval()
         with torch.no_grad():
@@ -201,7 +202,7 @@ def measure(contenders: list[Contender], args: Any, process: str) -> list[Row]:
     A contender that raises gets a row with its error; the others go on.
     """
     torch.manual_seed(args.seed)
-    b, shape = SPACE["batch"], SPACE["input"]
+    b, shape = args.batch, SPACE["input"]
     x = torch.randn(b, *shape)
     y = torch.randint(0, SPACE["classes"], (b,))
     rows = {c.name: Row(c.name, process, own=c.own, notes=c.notes) for c in contenders}

@@ -114,8 +114,8 @@ def measure(args: argparse.Namespace) -> Row:
 
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    x = rng.standard_normal((SPACE["batch"], *HWC)).astype(np.float32)
-    y = rng.integers(0, SPACE["classes"], SPACE["batch"]).astype(np.int32)
+    x = rng.standard_normal((args.batch, *HWC)).astype(np.float32)
+    y = rng.integers(0, SPACE["classes"], args.batch).astype(np.int32)
     supernet, space = _build()
     assert GENES_PER_LAYER == 4
 
