@@ -24,7 +24,9 @@ first that evaluating subnets twice, re-extracted, gives identical metrics, and 
 
 Printed: the median hypervolume (and range over seeds) after every `pop_size` evaluations (one
 generation's worth), then per seed the final hypervolumes, the winner, and the evaluations NSGA-II
-needed to reach random search's final hypervolume; last, the summary. A plot of hypervolume
+needed to reach random search's final hypervolume, and the evaluations and generations each used
+(a search proposing only candidates it has already seen spends no budget; the cap of 20x
+budget/pop generations then ends it, its curve keeping its last value); last, the summary. A plot of hypervolume
 against evaluations (median and range over seeds) and results.json go to --out.
 
 With --benchmark nas-bench-graph:DATASET the same two searches run on an offline table instead of
@@ -243,12 +245,13 @@ def curves_table(curves: dict[str, np.ndarray], pop: int, budget: int) -> list[s
     return lines
 
 
-def summary_table(runs: dict[int, dict[str, Any]], budget: int) -> tuple[list[str], int]:
+def summary_table(runs: dict[int, dict[str, Any]], budget: int) -> list[str]:
     lines = [
         f"{'seed':>4}  {'NSGA-II HV':>10}  {'random HV':>10}  {'winner':>7}  "
-        f"{'NSGA-II evaluations to random final HV':>40}  {'generations (NSGA-II/random)':>28}",
+        f"{'NSGA-II evaluations to random final HV':>38}  {'evaluations / generations used':>30}",
+        f"{'':>4}  {'':>10}  {'':>10}  {'':>7}  {'':>38}  {'NSGA-II':>14}  {'random':>14}",
     ]
-    wins, fractions = 0, []
+    wins, fractions, stalled = 0, [], 0
     for seed, r in runs.items():
         final = {a: r[a]["curve"][-1] for a in ALGORITHMS}
         winner = (
@@ -258,16 +261,24 @@ def summary_table(runs: dict[int, dict[str, Any]], budget: int) -> tuple[list[st
         n = reach(r["nsga2"]["curve"], final["random"])
         fractions.append(math.inf if n is None else n / budget)
         reached = "not reached" if n is None else f"{n} ({n / budget:.2f} of budget)"
-        gens = f"{len(r['nsga2']['generations'])}/{len(r['random']['generations'])}"
+        used = {a: f"{r[a]['evaluations']} / {len(r[a]['generations'])}" for a in ALGORITHMS}
+        stalled += r["nsga2"]["evaluations"] < budget
         lines.append(
-            f"{seed:>4}  {final['nsga2']:>10.4f}  {final['random']:>10.4f}  {winner:>7}  {reached:>40}  {gens:>28}"
+            f"{seed:>4}  {final['nsga2']:>10.4f}  {final['random']:>10.4f}  {winner:>7}  {reached:>38}  "
+            f"{used['nsga2']:>14}  {used['random']:>14}"
+        )
+    if stalled:
+        # A search that proposes only candidates it has seen spends no budget: the generation cap ends it.
+        lines.append(
+            f"NSGA-II ran out of new candidates before its budget in {stalled}/{len(runs)} seeds "
+            "(its curve keeps its last value)"
         )
     median = statistics.median(fractions)
     lines.append(
         f"NSGA-II won {wins}/{len(runs)} seeds; median evaluations to reach random search's final "
         f"hypervolume: {'not reached' if math.isinf(median) else f'{median:.2f}'} of the budget of {budget}"
     )
-    return lines, wins
+    return lines
 
 
 def plot(curves: dict[str, np.ndarray], out: Path, title: str, optimum: float | None) -> Path:
@@ -387,9 +398,8 @@ def main() -> int:
     print(f"\nplot and results.json: {plot(curves, out, title, optimum).parent}")
     print(f"wall time {wall:.0f} s ({evaluated} distinct candidates evaluated)\n")
     print("\n".join(curves_table(curves, args.pop, args.budget)) + "\n")
-    lines, _ = summary_table(runs, args.budget)
     print(f"{title}; dopt's hypervolume")
-    print("\n".join(lines))
+    print("\n".join(summary_table(runs, args.budget)))
     failed = [s for s, rs in runs.items() for r in rs.values() if not np.all(np.isfinite(r["curve"]))]
     if failed:
         print(f"failed: non-finite hypervolume for seeds {failed}", file=sys.stderr)
