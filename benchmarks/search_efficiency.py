@@ -23,11 +23,12 @@ all fixed here, so it is memoised by encoding across seeds and algorithms; the s
 first that evaluating subnets twice, re-extracted, gives identical metrics, and stops if not.
 
 Printed: the median hypervolume (and range over seeds) after every `pop_size` evaluations (one
-generation's worth), then per seed the final hypervolumes, the winner, and the evaluations NSGA-II
-needed to reach random search's final hypervolume, and the evaluations and generations each used
-(a search proposing only candidates it has already seen spends no budget; the cap of 20x
-budget/pop generations then ends it, its curve keeping its last value); last, the summary. A plot of hypervolume
-against evaluations (median and range over seeds) and results.json go to --out.
+generation's worth); then per seed the final hypervolumes, the winner, the evaluations NSGA-II
+needed to reach random search's final hypervolume, and the evaluations and generations each search
+used (a search proposing only candidates it has already seen spends no budget: the cap of
+20 x budget / pop generations then ends it, and its curve keeps its last value); last, the
+summary. A plot of hypervolume against evaluations (median and range over seeds) and results.json
+go to --out.
 
 With --benchmark nas-bench-graph:DATASET the same two searches run on an offline table instead of
 a supernet: NAS-Bench-Graph (Qin et al., NeurIPS 2022; `pip install nas-bench-graph==1.4.0`, whose
