@@ -54,6 +54,7 @@ import os
 import statistics
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -298,7 +299,7 @@ def plot(curves: dict[str, np.ndarray], out: Path, title: str, optimum: float | 
         ax.axhline(optimum, color="k", ls="--", lw=1, label="whole table's front")
     ax.set_xlabel("metric evaluations")
     ax.set_ylabel("hypervolume (accuracy x size / constraint, ref (0, 1))")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 90), fontsize=9)
     ax.legend()
     ax.grid(alpha=0.3)
     lo = min(float(np.median(c[:, c.shape[1] // 8])) for c in curves.values())
