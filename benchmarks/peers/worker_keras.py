@@ -110,14 +110,11 @@ def _compiled(net):  # type: ignore[no-untyped-def]
 def measure(args: argparse.Namespace) -> Row:
     import keras
 
-    from dopt.space import GENES_PER_LAYER
-
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     x = rng.standard_normal((args.batch, *HWC)).astype(np.float32)
     y = rng.integers(0, SPACE["classes"], args.batch).astype(np.int32)
     supernet, space = _build()
-    assert GENES_PER_LAYER == 4
 
     def sample():  # type: ignore[no-untyped-def]
         return space.decode(space.sample(rng))
