@@ -126,7 +126,6 @@ def _nsga2(space: SearchSpace, cfg: Searcher, seed: int):  # type: ignore[no-unt
     from pymoo.core.evaluator import Evaluator
     from pymoo.core.problem import Problem
     from pymoo.operators.crossover.sbx import SBX
-    from pymoo.operators.mutation.pm import PM
     from pymoo.operators.repair.rounding import RoundingRepair
     from pymoo.operators.sampling.rnd import IntegerRandomSampling
     from pymoo.problems.static import StaticProblem
@@ -138,7 +137,7 @@ def _nsga2(space: SearchSpace, cfg: Searcher, seed: int):  # type: ignore[no-unt
         pop_size=cfg.pop_size,
         sampling=IntegerRandomSampling(),
         crossover=SBX(prob=cfg.crossover_prob, eta=15, vtype=float, repair=RoundingRepair()),
-        mutation=PM(prob_var=cfg.mutation_prob, eta=20, vtype=float, repair=RoundingRepair()),
+        mutation=_reset_mutation(cfg.mutation_prob),
         eliminate_duplicates=True,
     )
     algorithm.setup(problem, termination=("n_gen", cfg.generation_num), seed=seed % 2**32, verbose=False)
@@ -152,6 +151,35 @@ def _nsga2(space: SearchSpace, cfg: Searcher, seed: int):  # type: ignore[no-unt
             algorithm.tell(infills=pop)
 
         yield pop.get("X"), tell
+
+
+def _reset_mutation(per_gene: float | None):  # type: ignore[no-untyped-def]
+    """Each gene that has more than one value takes, with probability ``per_gene`` (default 1 / the
+    number of such genes), another of its values drawn uniformly (docs/search.md#nsga-ii).
+
+    Hand-written because pymoo's mutations for integers do not fit dopt's genes: polynomial mutation
+    with rounding moves a gene of 2-3 values almost never (measured with pymoo 0.6.2 at dopt's
+    former η = 20: 0 % of the picks for 2 values, 0.2 % for 3), so once the population converged
+    every child was one already evaluated and the search stalled (benchmarks/search_efficiency.py).
+    """
+    from pymoo.core.mutation import Mutation
+
+    class ResetMutation(Mutation):
+        def _do(self, problem, X, *args, random_state=None, **kwargs):  # type: ignore[no-untyped-def]
+            X = np.round(np.asarray(X, dtype=float)).astype(int)
+            xl, xu = np.asarray(problem.xl, dtype=int), np.asarray(problem.xu, dtype=int)
+            span = xu - xl
+            free = span > 0
+            if not free.any():
+                return X.astype(float)
+            p = per_gene if per_gene is not None else 1.0 / int(free.sum())
+            picked = (random_state.random(X.shape) < p) & free
+            # A shift of 1..span places (mod span + 1) reaches every other value with equal probability.
+            shift = 1 + (random_state.random(X.shape) * np.maximum(span, 1)).astype(int)
+            moved = xl + (X - xl + shift) % (span + 1)
+            return np.where(picked, moved, X).astype(float)
+
+    return ResetMutation(prob=1.0)
 
 
 def _random(space: SearchSpace, cfg: Searcher, seed: int):  # type: ignore[no-untyped-def]
