@@ -453,7 +453,13 @@ _SEARCHER_SECTION = Section(
             "random: a baseline search",
         ),
         Key("crossover_prob", _PROB, _SEARCHER.crossover_prob, "crossover_prob: 0.9", "crossover probability"),
-        Key("mutation_prob", _PROB, _SEARCHER.mutation_prob, "mutation_prob: 0.1", "per gene; default 1/genes that can vary"),
+        Key(
+            "mutation_prob",
+            _PROB,
+            _SEARCHER.mutation_prob,
+            "mutation_prob: 0.1",
+            "per gene; default 1/genes that can vary",
+        ),
         Key("max_evaluations", integer(1), _SEARCHER.max_evaluations, "max_evaluations: 500", "halting budget"),
         Key(
             "max_duration_s",
