@@ -298,7 +298,7 @@ def plot(curves: dict[str, np.ndarray], out: Path, title: str, optimum: float | 
     if optimum is not None:
         ax.axhline(optimum, color="k", ls="--", lw=1, label="whole table's front")
     ax.set_xlabel("metric evaluations")
-    ax.set_ylabel("hypervolume (accuracy x size / constraint, ref (0, 1))")
+    ax.set_ylabel("hypervolume of (accuracy, size / constraint), ref (0, 1)")
     ax.set_title(textwrap.fill(title, 90), fontsize=9)
     ax.legend()
     ax.grid(alpha=0.3)

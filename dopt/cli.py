@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     run_parser, validate_parser, analyze_parser, train_parser = _parsers()
     workdir = Path.cwd()
     try:
+        refuse_many(detect())
         if argv[:1] == ["init"]:
             return _init(_init_parser().parse_args(argv[1:]))
         if argv[:1] == ["validate"]:
@@ -173,7 +174,6 @@ def main(argv: list[str] | None = None) -> int:
         if not workdir.is_dir():
             raise UserError(f"--workdir {args.workdir}: no such directory", fix="pass an existing directory")
         _check_workdir(workdir, Path(args.config))
-        refuse_many(detect())
         if argv[:1] == ["validate"]:
             from dopt.scenario import load
 

@@ -38,13 +38,16 @@ class Launch:
 def detect(environ: Mapping[str, str] | None = None) -> Launch:
     """The launcher and this process's place in the launch; ``Launch(None)`` when started directly."""
     env = os.environ if environ is None else environ
+    found = []
     for launcher, rank_var, size_var in _VARIABLES:
         if size_var in env:
             try:
-                return Launch(launcher, int(env.get(rank_var, "0")), int(env[size_var]))
+                found.append(Launch(launcher, int(env.get(rank_var, "0")), int(env[size_var])))
             except ValueError:
                 continue  # not a launcher's value: some other tool's variable of the same name
-    return Launch(None)
+    # All are read: a stale `export WORLD_SIZE=1` must not hide an mpirun of two processes.
+    many = [f for f in found if f.world_size > 1]
+    return (many or found or [Launch(None)])[0]
 
 
 def refuse_many(launch: Launch) -> None:

@@ -31,6 +31,23 @@ try:
 except ImportError:  # Windows: no flock; runs there are not guarded
     fcntl = None  # type: ignore[assignment]
 
+# A flock belongs to the open file description, which a fork without exec shares (DataLoader
+# workers, multiprocessing in a user's dataset code): orphans of a killed run would keep the folder
+# locked. Forked children close their copy; the parent's keeps the lock. (os.open's descriptors are
+# not inherited across exec.)
+_held: set[int] = set()
+
+
+def _close_in_child() -> None:
+    for fd in _held:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_in_child)
+
 
 @contextlib.contextmanager
 def hold(workdir: Path, command: str) -> Iterator[None]:
@@ -40,6 +57,7 @@ def hold(workdir: Path, command: str) -> Iterator[None]:
         return
     path = workdir / LOCK_NAME
     fd = _acquire(path)
+    _held.add(fd)
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n{time.strftime('%Y-%m-%d %H:%M:%S')}\n{command}\n".encode())
@@ -47,12 +65,19 @@ def hold(workdir: Path, command: str) -> Iterator[None]:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)  # while still locked: nobody can be holding this file
+        _held.discard(fd)
         os.close(fd)
 
 
 def _acquire(path: Path) -> int:
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise UserError(
+                f"cannot write into the working directory {path.parent} ({exc.strerror})",
+                fix="run where you may write, or pass --workdir DIR",
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

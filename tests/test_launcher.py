@@ -25,6 +25,11 @@ from tests.digits_workdir import make_workdir
         ({"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2"}, Launch("mpirun", 1, 2)),
         ({"PMI_RANK": "0", "PMI_SIZE": "8"}, Launch("mpirun", 0, 8)),
         ({"WORLD_SIZE": "earth"}, Launch(None)),  # somebody else's variable
+        (  # a stale export must not hide a launch of two
+            {"RANK": "0", "WORLD_SIZE": "1", "OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2"},
+            Launch("mpirun", 1, 2),
+        ),
+        ({"RANK": "0", "WORLD_SIZE": "1"}, Launch("torchrun", 0, 1)),  # one process under torchrun runs
     ],
 )
 def test_detect(environ, expected):

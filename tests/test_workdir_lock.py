@@ -58,6 +58,38 @@ def test_a_killed_holder_leaves_the_folder_usable(tmp_path):
         pass
 
 
+FORKING_HOLDER = """
+import multiprocessing, sys, time
+from pathlib import Path
+from dopt.workdir_lock import hold
+with hold(Path(sys.argv[1]), "dopt -c scen.yaml"):
+    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(120,), daemon=False)
+    child.start()
+    print(child.pid, flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_killed_holders_forked_children_do_not_keep_the_lock(tmp_path):
+    # DataLoader workers and a user's multiprocessing fork without exec: they must not inherit the lock.
+    holder = subprocess.Popen([sys.executable, "-c", FORKING_HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None
+    child = int(holder.stdout.readline())
+    try:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+        os.kill(child, 0)  # the orphan still runs
+        with hold(tmp_path, "dopt -c scen.yaml --resume"):
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
+def test_a_folder_that_cannot_be_written_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="cannot write into the working directory"), hold(tmp_path / "gone", "x"):
+        pass
+
+
 def test_one_holder_at_a_time_within_a_process(tmp_path):
     with hold(tmp_path, "first"), pytest.raises(UserError), hold(tmp_path, "second"):
         pass

@@ -1,6 +1,8 @@
 """One virtual environment per peer, outside the repository, made (or reused) by ``run.py``.
 
-Each env gets, in this order: torch (the same release as the project's, CPU build), dopt's few
+Each env gets, in this order: torch (the same release as the project's, as pip resolves it: on a
+machine whose index serves PyPI's CUDA build, export PIP_INDEX_URL=https://download.pytorch.org/whl/cpu
+first for the CPU one), dopt's few
 runtime dependencies for its PyTorch supernet, the peer with whatever its import needs, and dopt
 itself as an editable install without dependencies, so that the peer's worker can time dopt and
 the peer interleaved in one process. An env whose marker file records the same install steps is

@@ -84,7 +84,7 @@ class Searcher:
     seed: int | None = None
     algorithm: Literal["nsga2", "random"] = "nsga2"
     crossover_prob: float = 0.9
-    mutation_prob: float | None = None  # None: pymoo's default, 1 / number of genes
+    mutation_prob: float | None = None  # None: 1 / number of genes with more than one value (search._reset_mutation)
     max_evaluations: int | None = None
     max_duration_s: float | None = None
     bn_calib_batches: int | None = None  # None: enough batches for about 2,000 images
