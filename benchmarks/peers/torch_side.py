@@ -268,3 +268,27 @@ def measure(contenders: list[Contender], args: Any, process: str) -> list[Row]:
 def configure(threads: int) -> None:
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(threads)
+
+
+def worker_main(doc: str, peer: str, process: str, build: Callable[[], Contender], stage: str = "build") -> int:
+    """A peer worker's command line: dopt's contender and the peer's, measured in this process.
+
+    A peer that cannot be built here is a row saying why, not a failure of the worker."""
+    import argparse
+
+    from shared_space import add_common_args
+    from timing import emit
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(parser)
+    args = parser.parse_args()
+    configure(args.threads)
+    contenders = [dopt_contender()]
+    rows: list[Row] = []
+    try:
+        contenders.append(build())
+    except Exception as exc:
+        traceback.print_exc()
+        rows.append(Row(peer, process, unavailable=f"{stage}: {type(exc).__name__}: {exc}"))
+    emit(measure(contenders, args, process) + rows)
+    return 0

@@ -27,17 +27,14 @@ import os
 
 os.environ["NNCF_TORCH_LEGACY_TRACING"] = "1"
 
-import argparse  # noqa: E402
 import random  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
-import traceback  # noqa: E402
 
 import torch  # noqa: E402
-from shared_space import SPACE, add_common_args  # noqa: E402
-from timing import Row, emit  # noqa: E402
+from shared_space import SPACE  # noqa: E402
 from torch import nn  # noqa: E402
-from torch_side import Contender, PlainNet, configure, dopt_contender, measure  # noqa: E402
+from torch_side import Contender, PlainNet, worker_main  # noqa: E402
 
 
 def _config():  # type: ignore[no-untyped-def]
@@ -122,19 +119,7 @@ def bootstrapnas_contender() -> Contender:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser)
-    args = parser.parse_args()
-    configure(args.threads)
-    contenders = [dopt_contender()]
-    rows: list[Row] = []
-    try:
-        contenders.append(bootstrapnas_contender())
-    except Exception as exc:
-        traceback.print_exc()
-        rows.append(Row("NNCF BootstrapNAS", "bootstrapnas env", unavailable=f"build: {type(exc).__name__}: {exc}"))
-    emit(measure(contenders, args, "bootstrapnas env") + rows)
-    return 0
+    return worker_main(__doc__, "NNCF BootstrapNAS", "bootstrapnas env", bootstrapnas_contender, stage="build")
 
 
 if __name__ == "__main__":

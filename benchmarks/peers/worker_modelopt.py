@@ -17,16 +17,13 @@ timed and compared, as for every other contender.
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
-import traceback
 
 import torch
-from shared_space import SPACE, add_common_args
-from timing import Row, emit
+from shared_space import SPACE
 from torch import nn
-from torch_side import Contender, PlainNet, configure, dopt_contender, measure
+from torch_side import Contender, PlainNet, worker_main
 
 
 def _rules() -> dict:
@@ -104,19 +101,7 @@ def _version(dist: str) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser)
-    args = parser.parse_args()
-    configure(args.threads)
-    contenders = [dopt_contender()]
-    rows: list[Row] = []
-    try:
-        contenders.append(modelopt_contender())
-    except Exception as exc:
-        traceback.print_exc()
-        rows.append(Row("ModelOpt AutoNAS", "modelopt env", unavailable=f"convert: {type(exc).__name__}: {exc}"))
-    emit(measure(contenders, args, "modelopt env") + rows)
-    return 0
+    return worker_main(__doc__, "ModelOpt AutoNAS", "modelopt env", modelopt_contender, stage="convert")
 
 
 if __name__ == "__main__":

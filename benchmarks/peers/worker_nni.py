@@ -15,15 +15,12 @@ fails on bias-free convolutions; :func:`_patch_freeze` drops those entries at ru
 
 from __future__ import annotations
 
-import argparse
 import sys
-import traceback
 
 import torch
-from shared_space import SPACE, add_common_args
-from timing import Row, emit
+from shared_space import SPACE
 from torch import nn
-from torch_side import Contender, arch_rows, configure, dopt_contender, head, measure, stem
+from torch_side import Contender, arch_rows, head, stem, worker_main
 
 
 def _patch_freeze() -> None:
@@ -129,19 +126,7 @@ def nni_contender() -> Contender:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser)
-    args = parser.parse_args()
-    configure(args.threads)
-    contenders = [dopt_contender()]
-    rows: list[Row] = []
-    try:
-        contenders.append(nni_contender())
-    except Exception as exc:
-        traceback.print_exc()
-        rows.append(Row("NNI 3.0", "nni env", unavailable=f"build: {type(exc).__name__}: {exc}"))
-    emit(measure(contenders, args, "nni env") + rows)
-    return 0
+    return worker_main(__doc__, "NNI 3.0", "nni env", nni_contender, stage="build")
 
 
 if __name__ == "__main__":

@@ -16,17 +16,14 @@ beside the CPU torch build, so a stub stands in for it (nothing here loads data)
 
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
-import traceback
 import types
 
 import torch
-from shared_space import SPACE, add_common_args
-from timing import Row, emit
+from shared_space import SPACE
 from torch import nn
-from torch_side import Contender, arch_rows, configure, dopt_contender, head, measure, stem
+from torch_side import Contender, arch_rows, head, stem, worker_main
 
 
 def _stub_torchvision() -> None:
@@ -102,19 +99,7 @@ def ofa_contender() -> Contender:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(parser)
-    args = parser.parse_args()
-    configure(args.threads)
-    contenders = [dopt_contender()]
-    rows: list[Row] = []
-    try:
-        contenders.append(ofa_contender())
-    except Exception as exc:
-        traceback.print_exc()
-        rows.append(Row("Once-for-All", "ofa env", unavailable=f"build: {type(exc).__name__}: {exc}"))
-    emit(measure(contenders, args, "ofa env") + rows)
-    return 0
+    return worker_main(__doc__, "Once-for-All", "ofa env", ofa_contender, stage="build")
 
 
 if __name__ == "__main__":
