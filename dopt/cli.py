@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 from dopt import __version__
 from dopt import log as dlog
 from dopt.errors import UserError
-from dopt.launcher import detect, refuse_many
+from dopt.launcher import Launch, detect, refuse_many
 from dopt.workdir_lock import hold
 
 if TYPE_CHECKING:
@@ -24,6 +25,9 @@ __all__ = ["main"]
 
 # docs/cli.md#exit-codes
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_EMPTY_FRONT = 0, 1, 2, 3
+
+# How this process signs its error lines: "dopt", or "dopt [rank N]" in a distributed run.
+_TAG = "dopt"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -157,8 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     run_parser, validate_parser, analyze_parser, train_parser = _parsers()
     workdir = Path.cwd()
+    launch = detect()
+    global _TAG
+    _TAG = f"dopt [rank {launch.rank}]" if launch.rank else "dopt"
     try:
-        refuse_many(detect())
+        if argv[:1] and argv[0] in COMMANDS:
+            refuse_many(launch, argv[0])
         if argv[:1] == ["init"]:
             return _init(_init_parser().parse_args(argv[1:]))
         if argv[:1] == ["validate"]:
@@ -169,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             args = train_parser.parse_args(argv[1:])
         else:
             args = run_parser.parse_args(argv)
-        dlog.configure(args.verbose - args.quiet)
+        dlog.configure(args.verbose - args.quiet, launch.rank)
         workdir = Path(args.workdir).resolve() if args.workdir else Path.cwd()
         if not workdir.is_dir():
             raise UserError(f"--workdir {args.workdir}: no such directory", fix="pass an existing directory")
@@ -184,19 +192,27 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             except Exception as exc:  # validate exists to find the user's mistakes: exit 2 for theirs
                 return _report_failure(exc, workdir, user_code_exit=EXIT_USAGE)
-        with hold(workdir, " ".join(["dopt", *argv])):
-            if argv[:1] == ["analyze"]:
+        if argv[:1] == ["analyze"]:
+            with hold(workdir, " ".join(["dopt", *argv])):
                 return _analyze(_load(args, workdir), args)
-            if argv[:1] == ["train"]:
+        if argv[:1] == ["train"]:
+            with hold(workdir, " ".join(["dopt", *argv])):
                 return _train(_load(args, workdir), args)
-            return _run(_load(args, workdir), args)
+        scenario = _load(args, workdir)
+        if launch.world_size == 1:
+            from dopt.spawn import spawn_per_gpu
+
+            spawn_per_gpu(scenario, argv)  # several gpu_ids: returns only when one process runs
+        # Rank 0 holds the lock for the whole launch (docs/cli.md#one-run-per-working-directory).
+        with hold(workdir, " ".join(["dopt", *argv])) if launch.rank == 0 else contextlib.nullcontext():
+            return _run(scenario, args, launch)
     except UserError as exc:
         _fill_file(exc, workdir)
-        print(f"dopt: error: {exc}", file=sys.stderr)
+        print(f"{_TAG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         hint = "; continue with --resume" if (workdir / "checkpoints" / "run.json").exists() else ""
-        print(f"dopt: interrupted{hint}", file=sys.stderr)
+        print(f"{_TAG}: interrupted{hint}", file=sys.stderr)
         return 130
     except Exception as exc:  # a failure during the run: user code or our own bug
         return _report_failure(exc, workdir)
@@ -247,24 +263,41 @@ def _load(args: argparse.Namespace, workdir: Path) -> Scenario:
     return scenario
 
 
-def _run(scenario: Scenario, args: argparse.Namespace) -> int:
+def _run(scenario: Scenario, args: argparse.Namespace, launch: Launch) -> int:
+    from dopt.context import RunContext
+    from dopt.distributed import Comm, Relayed, SingleProcess
     from dopt.plan import plan
     from dopt.run import prepare, run
 
+    comm: Comm = SingleProcess()
+    if launch.world_size > 1:
+        from dopt.backends import get_backend
+
+        with dlog.stage(f"joining the other {launch.world_size - 1} process(es) of this {launch.launcher} launch"):
+            comm = Relayed(get_backend(scenario.framework).connect(scenario, launch))
+        logging.getLogger("dopt").info(
+            "process %d of %d (%s), %d on this machine", comm.rank, comm.world_size, comm.engine, comm.local_size
+        )
+    main = comm.rank == 0
     results = Path(args.results) if args.results else None
     if results is not None and not results.is_absolute():
         results = scenario.workdir / results
     todo = plan(scenario, resume=args.resume, stage=args.stage, results=results, overwrite=args.overwrite)
     if todo.finished and (todo.results_dir / "pareto.json").exists():
-        print(
-            f"dopt: nothing to resume: the run finished; results in {_rel(todo.results_dir, Path.cwd())}/ "
-            "(to search on, raise searcher.generation_num or the budget that stopped it, e.g. "
-            "--resume --set scenario.strategy.searcher.generation_num=N)"
-        )
+        if main:
+            print(
+                f"dopt: nothing to resume: the run finished; results in {_rel(todo.results_dir, Path.cwd())}/ "
+                "(to search on, raise searcher.generation_num or the budget that stopped it, e.g. "
+                "--resume --set scenario.strategy.searcher.generation_num=N)"
+            )
+        comm.close()
         return EXIT_OK
-    prepared = prepare(scenario, seed=todo.seed, continuing=todo.resume or todo.stage != "all")
-    summary = run(prepared, todo)
-    _print_summary(summary)
+    prepared = prepare(scenario, seed=todo.seed, continuing=todo.resume or todo.stage != "all", comm=comm)
+    summary = run(prepared, todo, RunContext(comm))
+    if main:
+        _print_summary(summary)
+    # Not on failure: the launcher stops every process when one fails (docs/distributed.md#failures).
+    comm.close()
     return EXIT_OK if summary.front else EXIT_EMPTY_FRONT
 
 
@@ -429,7 +462,9 @@ def _report_failure(exc: BaseException, workdir: Path, user_code_exit: int = EXI
     user = [f for f in frames if _is_user_file(f.filename, workdir, dopt_dir)]
     notes = "".join(f" ({note})" for note in getattr(original, "__notes__", []))
     if user:
-        print(f"dopt: error in user code while {stage}: {type(original).__name__}: {original}{notes}", file=sys.stderr)
+        print(
+            f"{_TAG}: error in user code while {stage}: {type(original).__name__}: {original}{notes}", file=sys.stderr
+        )
         print("user code (innermost last):", file=sys.stderr)
         print("".join(traceback.format_list(user)).rstrip(), file=sys.stderr)
         if os.environ.get("DOPT_TRACEBACK") or dlog.console_level() <= logging.DEBUG:
@@ -438,7 +473,7 @@ def _report_failure(exc: BaseException, workdir: Path, user_code_exit: int = EXI
             print("(the full traceback: run again with -v)", file=sys.stderr)
         return user_code_exit
     else:
-        print(f"dopt: failed while {stage}: {type(original).__name__}: {original}{notes}", file=sys.stderr)
+        print(f"{_TAG}: failed while {stage}: {type(original).__name__}: {original}{notes}", file=sys.stderr)
         traceback.print_exception(original, file=sys.stderr)
     return EXIT_FAILED
 

@@ -2,18 +2,19 @@
 (docs/architecture.md#the-run-context).
 
 A run writes its identity record, plain-text log, TensorBoard events, checkpoints, journal and
-results. With several processes only the main one may write them; the others compute and read.
-``RunContext()`` is the single-process context, the only one this version runs: every write
-happens in this process. ``rank`` and ``world_size`` are the seam a multi-process run would use.
+results. With several processes only the main one (rank 0) writes them; the others compute and
+read (docs/distributed.md#who-writes). ``RunContext()`` is the single-process context.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from dopt.distributed import Comm, SingleProcess
 
 __all__ = ["RunContext"]
 
@@ -22,8 +23,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class RunContext:
-    rank: int = 0
-    world_size: int = 1
+    comm: Comm = field(default_factory=SingleProcess)
+
+    @property
+    def rank(self) -> int:
+        return self.comm.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.comm.world_size
 
     @property
     def is_main(self) -> bool:

@@ -4,8 +4,8 @@
 torchrun (torch.distributed's elastic launcher) sets ``RANK``/``WORLD_SIZE`` and
 ``TORCHELASTIC_RUN_ID``; horovodrun sets ``HOROVOD_RANK``/``HOROVOD_SIZE``; MPI launchers
 (``mpirun``, ``horovodrun`` over MPI) set ``OMPI_COMM_WORLD_*`` (Open MPI) or ``PMI_*`` (MPICH,
-Intel MPI). This version runs a search in one process, so a launch of several processes is
-refused here with a clear line instead of N independent runs writing into one folder.
+Intel MPI). A run (``dopt -c``) of several processes is data-parallel (docs/distributed.md); the
+other commands run in one process and refuse a launch of several.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from dopt.errors import UserError
 
-__all__ = ["Launch", "detect", "refuse_many"]
+__all__ = ["Launch", "detect", "refuse_many", "engine"]
 
 # (launcher, rank variable, size variable), the most specific first: horovodrun over MPI sets both
 # Horovod's and Open MPI's variables.
@@ -26,6 +26,12 @@ _VARIABLES = (
     ("mpirun", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
     ("mpirun", "PMI_RANK", "PMI_SIZE"),
 )
+# Each launcher's (local rank, local size) variables: the processes sharing this machine.
+_LOCAL = {
+    "torchrun": ("LOCAL_RANK", "LOCAL_WORLD_SIZE"),
+    "horovodrun": ("HOROVOD_LOCAL_RANK", "HOROVOD_LOCAL_SIZE"),
+    "mpirun": ("OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE"),
+}
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,8 @@ class Launch:
     launcher: str | None  # None: started directly
     rank: int = 0
     world_size: int = 1
+    local_rank: int = 0  # index among the processes on this machine (which GPU)
+    local_size: int = 1  # processes on this machine (they share its CPU cores)
 
 
 def detect(environ: Mapping[str, str] | None = None) -> Launch:
@@ -42,7 +50,11 @@ def detect(environ: Mapping[str, str] | None = None) -> Launch:
     for launcher, rank_var, size_var in _VARIABLES:
         if size_var in env:
             try:
-                found.append(Launch(launcher, int(env.get(rank_var, "0")), int(env[size_var])))
+                rank, size = int(env.get(rank_var, "0")), int(env[size_var])
+                local_rank_var, local_size_var = _LOCAL.get(launcher, ("", ""))
+                local_rank = int(env.get(local_rank_var, rank))
+                local_size = int(env.get(local_size_var, size))
+                found.append(Launch(launcher, rank, size, local_rank, local_size))
             except ValueError:
                 continue  # not a launcher's value: some other tool's variable of the same name
     # All are read: a stale `export WORLD_SIZE=1` must not hide an mpirun of two processes.
@@ -50,12 +62,30 @@ def detect(environ: Mapping[str, str] | None = None) -> Launch:
     return (many or found or [Launch(None)])[0]
 
 
-def refuse_many(launch: Launch) -> None:
-    """Exit 2 (UserError) when several processes were launched: each would be a whole run."""
+def refuse_many(launch: Launch, command: str) -> None:
+    """Exit 2 (UserError) when several processes were launched for a command that runs in one:
+    each would be a whole run of it."""
     if launch.world_size > 1:
         raise UserError(
-            f"started as process {launch.rank} of {launch.world_size} by {launch.launcher}; this version of dopt "
-            f"trains and searches in one process, and {launch.world_size} processes would be "
-            f"{launch.world_size} separate runs writing into one working directory",
-            fix="start one process: dopt -c scen.yaml (it uses the first GPU of gpu_id)",
+            f"dopt {command} was started as process {launch.rank} of {launch.world_size} by {launch.launcher}; "
+            f"it runs in one process, and {launch.world_size} processes would each run it in full",
+            fix=f"start it without the launcher: dopt {command} ... (only a run, dopt -c scen.yaml, uses several processes)",
         )
+
+
+def engine(launch: Launch, framework: str) -> str:
+    """The communication engine of a launch: "torch.distributed" under torchrun, "horovod" under
+    horovodrun or mpirun (docs/distributed.md#launching).
+
+    Raises:
+        UserError: TensorFlow under torchrun (TensorFlow's processes talk through Horovod).
+    """
+    if launch.launcher == "torchrun":
+        if framework != "pytorch":
+            raise UserError(
+                "torchrun starts PyTorch processes; TensorFlow runs of several processes go through Horovod",
+                key="scenario.strategy.framework",
+                fix=f"horovodrun -np {launch.world_size} dopt -c scen.yaml (install Horovod: scripts/install_horovod.sh)",
+            )
+        return "torch.distributed"
+    return "horovod"

@@ -20,9 +20,13 @@ _ROOT = "dopt"
 _stage = "starting"
 
 
-def configure(verbosity: int = 0) -> None:
-    """-q → warnings only, default → info, -v → debug."""
+def configure(verbosity: int = 0, rank: int = 0) -> None:
+    """-q → warnings only, default → info, -v → debug. A process of rank > 0 of a distributed run
+    prints only errors, tagged with its rank: its warnings reach rank 0's log and console
+    (``dopt.distributed.Relayed``)."""
     level = logging.INFO if verbosity == 0 else (logging.DEBUG if verbosity > 0 else logging.WARNING)
+    if rank:
+        level = logging.ERROR
     root = logging.getLogger(_ROOT)
     root.setLevel(logging.DEBUG)
     for h in list(root.handlers):
@@ -30,7 +34,7 @@ def configure(verbosity: int = 0) -> None:
             root.removeHandler(h)
     handler = _ConsoleHandler(sys.stderr)
     handler.setLevel(level)
-    handler.setFormatter(logging.Formatter("dopt: %(message)s"))
+    handler.setFormatter(logging.Formatter(f"dopt [rank {rank}]: %(message)s" if rank else "dopt: %(message)s"))
     handler._dopt_console = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.propagate = False

@@ -35,6 +35,7 @@ from dopt.checkpoints import (
 from dopt.context import RunContext
 from dopt.convergence import ConvergenceCheck
 from dopt.costs import CostModel, Costs
+from dopt.distributed import Comm, SampleCheck, SingleProcess
 from dopt.errors import UserError
 from dopt.evaluation import Evaluator
 from dopt.latency.source import LatencySource, latency_source, write_run_copy
@@ -43,6 +44,7 @@ from dopt.plan import OUTPUTS, Plan, search_state
 from dopt.results import write_csv, write_json
 from dopt.scenario import Scenario
 from dopt.search import SearchHooks, SearchResult, run_search
+from dopt.sharded_eval import ShardedEvaluation
 from dopt.space import SearchSpace
 from dopt.training import StepLog, TrainState, sampler, train
 from dopt.user_module import file_sha256, load_user_module, metric_name
@@ -91,12 +93,15 @@ class RunSummary:
     latency: dict[str, Any] | None = None  # pareto.json's latency section (docs/latency.md)
 
 
-def prepare(scenario: Scenario, seed: int | None = None, continuing: bool = False) -> Prepared:
+def prepare(
+    scenario: Scenario, seed: int | None = None, continuing: bool = False, comm: Comm | None = None
+) -> Prepared:
     """Import and check the user module, read a batch, dry-run PreNet/PostNet, size the space.
 
     ``seed`` (that of a checkpointed run being continued) takes the place of a scenario without one.
     ``continuing``: a resumed run or another search of a trained supernet, which predicts latency
-    with the table it was started with.
+    with the table it was started with. ``comm``: the processes of a distributed run, which all
+    take rank 0's seed and latency table (docs/distributed.md).
 
     Raises:
         UserError: any mistake the user can fix, before anything is trained or written.
@@ -118,8 +123,12 @@ def prepare(scenario: Scenario, seed: int | None = None, continuing: bool = Fals
         seed = scenario.searcher.seed
     elif seed is None:
         seed = secrets.randbelow(2**31)
+    comm = comm or SingleProcess()
+    seed = comm.broadcast(seed)  # every rank samples the same subnets (docs/distributed.md)
+    if comm.world_size > 1:
+        _check_same_inputs(comm, scenario, user_sha256, seed)
     with stage("reading the first batch and dry-running PreNet/PostNet"):
-        setup = backend.setup(scenario, module, seed)
+        setup = backend.setup(scenario, module, seed, comm)
     probe = setup.probe
     space = SearchSpace(scenario.supernet, probe.in_channels)
     with stage("building the supernet"):
@@ -128,9 +137,15 @@ def prepare(scenario: Scenario, seed: int | None = None, continuing: bool = Fals
     latency = None
     if kind == "latency":
         with stage("measuring latency"):
-            latency = latency_source(
-                scenario, setup.user, setup.latency_meter, session.extract, space, probe.in_hw, continuing
-            )
+            shared_table = comm.world_size > 1 and getattr(setup.user, "latency_func", None) is None
+            if comm.rank == 0 or not shared_table:
+                latency = latency_source(
+                    scenario, setup.user, setup.latency_meter, session.extract, space, probe.in_hw, continuing
+                )
+            if shared_table:  # rank 0's table, measured once: every rank predicts the same costs
+                obtained = comm.broadcast(latency.obtained if latency is not None else None)
+                if comm.rank != 0:
+                    latency = LatencySource(obtained=obtained)
     costs = CostModel(space, probe.in_hw, probe.fixed, **(latency.cost_model_args() if latency else {}))
     if latency is not None and latency.user_range is not None:
         lo, hi = latency.user_range  # measured on the smallest and largest subnets only
@@ -168,6 +183,22 @@ def prepare(scenario: Scenario, seed: int | None = None, continuing: bool = Fals
     return Prepared(
         scenario, session, probe, space, costs, seed, (lo, hi), share, rehearsal, user_sha256, metric, latency
     )
+
+
+def _check_same_inputs(comm: Comm, scenario: Scenario, user_sha256: str, seed: int) -> None:
+    """Every process must read the same scenario and user module: the machines of a run share its
+    working directory (docs/distributed.md#several-machines)."""
+    mine = (user_sha256, training_identity(scenario, seed, user_sha256))
+    seen = comm.allgather(mine)
+    odd = [r for r, other in enumerate(seen) if other != seen[0]]
+    if odd:
+        what = "user_module.py" if any(seen[r][0] != seen[0][0] for r in odd) else "scen.yaml (or its --set options)"
+        raise UserError(
+            f"process{'es' if len(odd) > 1 else ''} {', '.join(map(str, odd))} of this run read another {what} "
+            "than process 0",
+            fix="give every machine the same working directory (a shared file system, or identical copies) and "
+            "the same command line",
+        )
 
 
 def _plain(value: float) -> str:
@@ -405,6 +436,13 @@ def _train(p: Prepared, ctx: RunContext, writer: Any, ckpt_dir: Path, resume: bo
     sc = p.scenario
     suffix = p.session.checkpoint_suffix
     resumed = _resume_training(p, ckpt_dir) if resume else (0, TrainState())
+    if ctx.world_size > 1:  # every rank read the same checkpoint (docs/distributed.md#resuming)
+        where = None if resumed is None else (resumed[0], resumed[1].step)
+        if len(set(ctx.comm.allgather(where))) > 1:
+            raise UserError(
+                "the processes of this run resumed from different checkpoints",
+                fix="give every machine the same working directory (a shared file system)",
+            )
     if resumed is None:
         return
     start, state = resumed
@@ -425,7 +463,8 @@ def _train(p: Prepared, ctx: RunContext, writer: Any, ckpt_dir: Path, resume: bo
         stale = ckpt_dir / f"supernet_epoch_{epoch - 1}{suffix}"  # keep the last two epochs
         if stale.exists():
             ctx.write(stale.unlink)
-        check.on_epoch_end(epoch, state.step)
+        if ctx.is_main:  # watched and written by rank 0; the others go on to the next epoch
+            check.on_epoch_end(epoch, state.step)
 
     with progress:
         train(
@@ -436,10 +475,11 @@ def _train(p: Prepared, ctx: RunContext, writer: Any, ckpt_dir: Path, resume: bo
             sc.training.distill,
             log_step,
             on_epoch_end,
+            SampleCheck(ctx.comm),
         )
     ctx.write(p.session.save, final_checkpoint(ckpt_dir, suffix), state.step)
     log.info("supernet trained: %d epochs, %d steps", sc.epochs, sc.epochs * steps)
-    for warning in check.warnings():
+    for warning in check.warnings() if ctx.is_main else []:
         log.warning("%s", warning)
 
 
@@ -468,7 +508,11 @@ def _search(
     key = evaluation_key(p.identity, sc.searcher.bn_calib_batches, sc.searcher.eval_batches)
     journal = Journal(plan.search_dir / "journal.jsonl", key)
     elapsed = max((float(r.get("elapsed_s", 0.0)) for r in journal), default=0.0)
-    evaluate = _journaled(p, ctx, evaluator, journal, time.monotonic() - elapsed)
+    sharded = None
+    if ctx.world_size > 1:
+        sharded = ShardedEvaluation(ctx.comm, p.space, evaluator, journal, sc.constraint)
+    clock = sharded.clock if sharded is not None else time.monotonic
+    evaluate = _journaled(p, ctx, evaluator, journal, clock() - elapsed, sharded, clock)
     state = plan.search_dir / "search_state.json"
     before = search_state(plan.search_dir)
     if before.get("finished"):  # the plan let it through: these settings take it further
@@ -492,16 +536,23 @@ def _search(
         ctx.write(_save_search_state, plan.search_dir / "search_state.json", p, a, g + 1, None)
 
     with progress:
-        hooks = SearchHooks(on_generation, on_candidate)
+        hooks = SearchHooks(on_generation, on_candidate, sharded.prefetch if sharded else None, clock)
         result = run_search(p.space, sc.searcher, p.seed, archive, evaluate, hooks, elapsed_s=elapsed)
     return archive, result
 
 
 def _journaled(
-    p: Prepared, ctx: RunContext, evaluator: Evaluator, journal: Journal, t_start: float
+    p: Prepared,
+    ctx: RunContext,
+    evaluator: Evaluator,
+    journal: Journal,
+    t_start: float,
+    sharded: ShardedEvaluation | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Callable[[tuple[int, ...], int], Candidate]:
     """The search's evaluation of a new encoding: from the journal where an earlier (interrupted)
-    run evaluated it, else costs first, the metric only when feasible, journaled at once."""
+    run evaluated it, else from what the ranks evaluated side by side (``sharded``), else costs
+    first, the metric only when feasible; journaled at once."""
     constraint = p.scenario.constraint
     kinds = cost_kinds.kinds()
 
@@ -521,13 +572,18 @@ def _journaled(
                     generation + 1,
                     done["eval_seconds"] if feasible else 0.0,
                 )
-        costs = evaluator.measure(arch)
-        feasible = costs[constraint.kind] <= constraint.value
-        t0 = time.perf_counter()
-        metric = evaluator.evaluate(arch) if feasible else None  # infeasible: decided by cost alone
-        seconds = time.perf_counter() - t0 if feasible else 0.0
+        shared = sharded.take(encoding) if sharded is not None else None
+        if shared is not None:
+            costs, metric, seconds = Costs(shared[0]), shared[1], shared[2]
+            feasible = costs[constraint.kind] <= constraint.value
+        else:
+            costs = evaluator.measure(arch)
+            feasible = costs[constraint.kind] <= constraint.value
+            t0 = time.perf_counter()
+            metric = evaluator.evaluate(arch) if feasible else None  # infeasible: decided by cost alone
+            seconds = time.perf_counter() - t0 if feasible else 0.0
         entry = journal_entry(encoding, metric, costs, seconds)
-        ctx.write(journal.append, {**entry, "elapsed_s": time.monotonic() - t_start})
+        ctx.write(journal.append, {**entry, "elapsed_s": clock() - t_start})
         return Candidate(encoding, arch, metric, costs, feasible, generation + 1, seconds)
 
     return evaluate

@@ -31,17 +31,22 @@ class SearchResult:
 
 
 class _Budget:
-    def __init__(self, cfg: Searcher, elapsed_s: float) -> None:
-        self.cfg = cfg
-        self.start = time.monotonic() - elapsed_s
+    def __init__(self, cfg: Searcher, elapsed_s: float, clock: Callable[[], float]) -> None:
+        self.cfg, self.clock = cfg, clock
+        self.start = clock() - elapsed_s
         self.evaluations = 0
 
     def exhausted(self) -> str | None:
         if self.cfg.max_evaluations is not None and self.evaluations >= self.cfg.max_evaluations:
             return "max_evaluations"
-        if self.cfg.max_duration_s is not None and time.monotonic() - self.start >= self.cfg.max_duration_s:
+        if self.cfg.max_duration_s is not None and self.clock() - self.start >= self.cfg.max_duration_s:
             return "max_duration_s"
         return None
+
+    def remaining_evaluations(self) -> int | None:
+        if self.cfg.max_evaluations is None:
+            return None
+        return max(0, self.cfg.max_evaluations - self.evaluations)
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,12 @@ class SearchHooks:
 
     on_generation: Callable[[int, Archive], None] = lambda generation, archive: None  # 0-based index
     on_candidate: Callable[[Candidate, bool], None] = lambda candidate, cached: None  # cached: reused
+    # Several processes: told a generation's new encodings (in order, each once) and how many metric
+    # evaluations the budget still allows, before ``evaluate`` is asked for any of them, so that they
+    # can be evaluated side by side (docs/distributed.md#sharded-evaluation).
+    prefetch: Callable[[list[tuple[int, ...]], int, int | None], None] | None = None
+    # The time the budget's max_duration_s is counted in (several processes: rank 0's, shared).
+    clock: Callable[[], float] = time.monotonic
 
 
 def run_search(
@@ -73,11 +84,16 @@ def run_search(
     """
     constraint = archive.constraint
     on_generation, on_candidate = hooks.on_generation, hooks.on_candidate
-    budget = _Budget(cfg, elapsed_s)
+    budget = _Budget(cfg, elapsed_s, hooks.clock)
     stepper = _nsga2(space, cfg, seed) if cfg.algorithm == "nsga2" else _random(space, cfg, seed)
     generation = 0
     stopped_by = "generations"
     for X, tell in stepper:
+        if hooks.prefetch is not None:
+            fresh = [space.canonical([int(g) for g in x]) for x in X]
+            fresh = [e for e in dict.fromkeys(fresh) if archive.get(e) is None]
+            if not budget.exhausted():
+                hooks.prefetch(fresh, generation, budget.remaining_evaluations())
         F = np.empty((len(X), 2))
         G = np.empty((len(X), 1))
         for row, x in enumerate(X):

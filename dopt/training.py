@@ -91,6 +91,12 @@ class StepOps(Protocol):
         """Add the gradients of ``forward``'s loss to those accumulated in this step."""
         ...
 
+    def reduce_step(self, finite: bool) -> bool:
+        """With several processes, average the accumulated gradients across them (one all-reduce
+        per step, after every subnet of the step); whether every process's loss was finite. In one
+        process: ``finite`` (docs/distributed.md#data-parallel-training)."""
+        ...
+
     def apply(self) -> None:
         """One optimizer step with the accumulated gradients (and the user's schedule step)."""
         ...
@@ -147,14 +153,18 @@ def train(
     distill: bool,
     log_step: Callable[[StepLog], None],
     on_epoch_end: Callable[[int], None] = lambda epoch: None,
+    check: Callable[[int, int, int, list[Arch]], None] = lambda epoch, i, step, archs: None,
 ) -> None:
     """Train every epoch of ``epochs``; ``sample(epoch)`` gives the subnets of one step.
 
     Every RNG is reseeded from ``(seed, epoch)`` at the start of each epoch (``begin_epoch``), so
-    training resumed from the checkpoint of epoch k equals an uninterrupted run.
+    training resumed from the checkpoint of epoch k equals an uninterrupted run. ``check(epoch,
+    step in epoch, step, subnets)`` sees every step's subnets before they train (several
+    processes: :class:`dopt.distributed.SampleCheck`).
     """
     for epoch in epochs:
-        train_epoch(ops, ops.begin_epoch(epoch), functools.partial(sample, epoch), epoch, state, distill, log_step)
+        batches = ops.begin_epoch(epoch)
+        train_epoch(ops, batches, functools.partial(sample, epoch), epoch, state, distill, log_step, check)
         on_epoch_end(epoch)
 
 
@@ -166,13 +176,18 @@ def train_epoch(
     state: TrainState,
     distill: bool,
     log_step: Callable[[StepLog], None],
+    check: Callable[[int, int, int, list[Arch]], None] = lambda epoch, i, step, archs: None,
 ) -> None:
-    """One pass over ``batches``. Gradients of every sampled subnet accumulate into one step."""
-    for batch in batches:
+    """One pass over ``batches``. Gradients of every sampled subnet accumulate into one step;
+    with several processes they are averaged across them once per step (``reduce_step``), and the
+    step is applied or skipped on all of them alike."""
+    for i, batch in enumerate(batches):
         t0 = time.perf_counter()
         archs = sample()
+        check(epoch, i, state.step, archs)
         lr = ops.start_step()
         total, finite = _accumulate(ops, batch, archs, epoch, state.step, distill)
+        finite = ops.reduce_step(finite)
         if finite:
             ops.apply()
             state.bad_in_row = 0

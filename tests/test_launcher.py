@@ -1,4 +1,4 @@
-"""Launcher detection, and a launch of several processes refused with one line and nothing written."""
+"""Launcher detection; a command that runs in one process refuses a launch of several with one line and writes nothing."""
 
 from __future__ import annotations
 
@@ -16,18 +16,24 @@ from tests.digits_workdir import make_workdir
     ("environ", "expected"),
     [
         ({}, Launch(None)),
-        ({"RANK": "1", "WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "x"}, Launch("torchrun", 1, 2)),
-        ({"HOROVOD_RANK": "3", "HOROVOD_SIZE": "4"}, Launch("horovodrun", 3, 4)),
+        (
+            {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "x"},
+            Launch("torchrun", 3, 4, 1, 2),
+        ),
+        (
+            {"HOROVOD_RANK": "3", "HOROVOD_SIZE": "4", "HOROVOD_LOCAL_RANK": "3", "HOROVOD_LOCAL_SIZE": "4"},
+            Launch("horovodrun", 3, 4, 3, 4),
+        ),
         (  # horovodrun over MPI sets both: Horovod's name wins
             {"HOROVOD_RANK": "0", "HOROVOD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "2"},
-            Launch("horovodrun", 0, 2),
+            Launch("horovodrun", 0, 2, 0, 2),
         ),
-        ({"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2"}, Launch("mpirun", 1, 2)),
-        ({"PMI_RANK": "0", "PMI_SIZE": "8"}, Launch("mpirun", 0, 8)),
+        ({"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2"}, Launch("mpirun", 1, 2, 1, 2)),
+        ({"PMI_RANK": "0", "PMI_SIZE": "8"}, Launch("mpirun", 0, 8, 0, 8)),  # no local variables: one machine
         ({"WORLD_SIZE": "earth"}, Launch(None)),  # somebody else's variable
         (  # a stale export must not hide a launch of two
             {"RANK": "0", "WORLD_SIZE": "1", "OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2"},
-            Launch("mpirun", 1, 2),
+            Launch("mpirun", 1, 2, 1, 2),
         ),
         ({"RANK": "0", "WORLD_SIZE": "1"}, Launch("torchrun", 0, 1)),  # one process under torchrun runs
     ],
@@ -36,11 +42,13 @@ def test_detect(environ, expected):
     assert detect(environ) == expected
 
 
-def test_several_processes_are_refused_with_one_line_and_nothing_written(tmp_path):
+@pytest.mark.parametrize("command", ["validate", "analyze", "train"])
+def test_commands_of_one_process_refuse_a_launch_of_several_with_one_line_and_nothing_written(tmp_path, command):
     work = make_workdir(tmp_path)
     before = sorted(p.name for p in work.iterdir())
+    extra = ["--result", "1"] if command == "train" else []
     proc = subprocess.run(
-        [sys.executable, "-m", "dopt", "-c", "scen.yaml"],
+        [sys.executable, "-m", "dopt", command, "-c", "scen.yaml", *extra],
         cwd=work,
         capture_output=True,
         text=True,
@@ -49,5 +57,6 @@ def test_several_processes_are_refused_with_one_line_and_nothing_written(tmp_pat
     )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "process 1 of 2 by torchrun" in lines[0] and "Fix:" in lines[0], proc.stderr
+    assert len(lines) == 1 and f"dopt {command} was started as process 1 of 2 by torchrun" in lines[0], proc.stderr
+    assert "Fix: start it without the launcher" in lines[0], proc.stderr
     assert sorted(p.name for p in work.iterdir()) == before

@@ -13,11 +13,13 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dopt.costs import Costs
+from dopt.distributed import Comm
 from dopt.evaluation import EvalOps
 from dopt.latency.build import LatencyMeter
 from dopt.training import StepOps
 
 if TYPE_CHECKING:
+    from dopt.launcher import Launch
     from dopt.scenario import Scenario
     from dopt.space import Arch, SearchSpace
 
@@ -141,6 +143,21 @@ class Backend(Protocol):
         """Check base classes of PreNet/PostNet (names and signatures are checked by the core)."""
         ...
 
-    def setup(self, scenario: Scenario, module: ModuleType, seed: int) -> Setup:
-        """Instantiate the user module, build datasets, dry-run PreNet/PostNet, check one batch."""
+    def gpu_count(self) -> int:
+        """GPUs the framework sees on this machine."""
+        ...
+
+    def connect(self, scenario: Scenario, launch: Launch) -> Comm:
+        """Join the other processes of a launch (docs/distributed.md#launching): the communicator
+        of its engine (torch.distributed or Horovod), which also all-reduces gradients.
+
+        Raises:
+            UserError: the launcher's engine is not installed, or does not serve this framework.
+        """
+        ...
+
+    def setup(self, scenario: Scenario, module: ModuleType, seed: int, comm: Comm | None = None) -> Setup:
+        """Instantiate the user module, build datasets, dry-run PreNet/PostNet, check one batch.
+        With several processes (``comm``), pick this process's device and read its shard of the
+        training data."""
         ...

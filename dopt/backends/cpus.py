@@ -16,7 +16,19 @@ def cpu_threads() -> int:
 
     Set explicitly (docs/resume.md#resuming-a-run): results are reproducible for one thread count, and on a machine
     shared with other jobs fewer threads can be much faster than oversubscribed ones.
+
+    One of several processes on this machine (docs/distributed.md#threads): ``DOPT_THREADS`` when
+    set, else its share of the cores. OMP_NUM_THREADS is not read there, as torchrun sets it to 1
+    for every process whether or not the user asked for it.
     """
+    from dopt.launcher import detect
+
+    launch = detect()
+    if launch.world_size > 1:
+        env = os.environ.get("DOPT_THREADS", "")
+        if env.isdigit() and int(env) > 0:
+            return int(env)
+        return max(1, available_cpus() // max(1, launch.local_size))
     env = os.environ.get("OMP_NUM_THREADS", "")
     return int(env) if env.isdigit() and int(env) > 0 else available_cpus()
 

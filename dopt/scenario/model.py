@@ -68,6 +68,7 @@ class Optimizer:
     learning_rate: float
     betas: tuple[float, float] = (0.9, 0.999)
     momentum: float | None = None  # None: not written (Momentum then uses 0.9, SGD none)
+    scale_lr: bool = True  # multiplied by the number of processes of a distributed run (docs/distributed.md)
 
 
 @dataclass(frozen=True)

@@ -180,7 +180,8 @@ def _optimizer(r: _Reader, framework: str, app: str) -> Optimizer:
             "remove betas, or set type: Adam",
         )
     rate = r.get(p + "learning_rate") or (1e-5 if seg else 1e-4)
-    return Optimizer(kind, rate, betas, momentum)
+    scale = r.get(p + "scale_lr")
+    return Optimizer(kind, rate, betas, momentum, True if scale is None else bool(scale))
 
 
 def _dataset(r: _Reader, app: str, workdir: Path) -> Dataset:

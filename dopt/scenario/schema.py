@@ -415,6 +415,13 @@ _WEIGHTS_OPTIMIZER = Section(
             "scaled by the number of processes when distributed",
         ),
         Key("momentum", number(0, 1), None, "momentum: 0.9", "SGD/Momentum; not written: 0.9 for Momentum"),
+        Key(
+            "scale_lr",
+            BOOL,
+            True,
+            "scale_lr: true",
+            "dopt extension: multiply learning_rate by the number of processes of a distributed run",
+        ),
     ),
     "weights_optimizer: {type: Adam}",
     "the supernet's optimizer",

@@ -30,7 +30,9 @@ from dopt.backends.tf.profile import count_macs, count_params
 from dopt.backends.tf.supernet import Supernet
 from dopt.backends.tf.train import distill_loss, is_logits, lr_value, make_optimizer, traced_apply
 from dopt.costs import Costs
+from dopt.distributed import Comm, SingleProcess, learning_rate
 from dopt.evaluation import metric_value
+from dopt.launcher import Launch
 from dopt.scenario import Scenario
 from dopt.space import Arch, SearchSpace
 from dopt.training import Forward
@@ -47,9 +49,19 @@ class TFBackend:
     def check_user_module(self, module: ModuleType) -> None:
         probe.check_classes(module)
 
-    def setup(self, scenario: Scenario, module: ModuleType, seed: int) -> TFSetup:
+    def gpu_count(self) -> int:
+        return len(tf.config.list_physical_devices("GPU"))
+
+    def connect(self, scenario: Scenario, launch: Launch) -> Comm:
+        """Join the other processes of ``launch`` through Horovod (docs/distributed.md#launching)."""
+        from dopt.backends.tf.comm import connect
+
+        return connect(launch)
+
+    def setup(self, scenario: Scenario, module: ModuleType, seed: int, comm: Comm | None = None) -> TFSetup:
+        comm = comm or SingleProcess()
         sn = scenario.supernet
-        device = pick_device(scenario.resource.gpu_ids)
+        device = pick_device(scenario.resource.gpu_ids, comm.local_rank, comm.local_size)
         # TensorFlow's thread pools are fixed once it starts: a latency run times with, and therefore
         # also trains with, latency_threads intra-op threads (docs/latency.md#threads).
         latency = scenario.constraint.kind == "latency"
@@ -65,6 +77,8 @@ class TFBackend:
         train_data = data.Data(
             make_dataset(sc.dataset.train_dir, True, True), "build_dataset_search(train_dir, True)", shape, bs, True
         )
+        if comm.world_size > 1:  # this process's shard of every epoch (docs/distributed.md)
+            train_data.shard(comm.rank, comm.world_size)
         val_data = data.Data(
             make_dataset(sc.dataset.val_dir, False, False), "build_dataset_search(val_dir, False)", shape, bs, False
         )
@@ -84,6 +98,7 @@ class TFBackend:
         return TFSetup(
             scenario=scenario,
             seed=seed,
+            comm=comm,
             user=user,
             device=device,
             user_sha256=file_sha256(Path(module.__file__ or "")),  # the file as imported, not as later edited
@@ -106,6 +121,7 @@ class TFSetup:
 
     scenario: Scenario
     seed: int
+    comm: Comm
     user: Any
     device: str
     user_sha256: str
@@ -166,9 +182,9 @@ class TFTrainer:
         self.setup = s = setup
         self.net = net
         opt = s.scenario.optimizer
-        self.optimizer = make_optimizer(opt.type, opt.learning_rate, opt.betas, opt.momentum)
+        self.lr_init = learning_rate(opt, s.comm.world_size)
+        self.optimizer = make_optimizer(opt.type, self.lr_init, opt.betas, opt.momentum)
         self.optimizer.build(self.net.trainable_variables)
-        self.lr_init = opt.learning_rate
         self.variables = self.net.trainable_variables
         self._epochs = data.TrainEpochs(s.train_data)
         self._apply = traced_apply(self.optimizer, self.variables)  # traced on its first call
@@ -205,6 +221,14 @@ class TFTrainer:
         for i, g in enumerate(tape.gradient(loss, self.variables)):
             if g is not None:
                 self._summed[i] = g if self._summed[i] is None else self._summed[i] + g
+
+    def reduce_step(self, finite: bool) -> bool:
+        comm = self.setup.comm
+        if comm.world_size == 1:
+            return finite
+        from dopt.backends.tf.comm import reduce_gradients
+
+        return reduce_gradients(comm, self._summed, finite)  # type: ignore[arg-type]
 
     def apply(self) -> None:
         self._apply([tf.zeros_like(v) if g is None else g for g, v in zip(self._summed, self.variables)])

@@ -122,6 +122,23 @@ class Data:
     def first(self) -> Any:
         return next(iter(self.dataset))
 
+    def shard(self, rank: int, world_size: int) -> None:
+        """Keep this process's shard: every ``world_size``-th batch from the ``rank``-th, the same
+        number of steps on every process (docs/distributed.md#data-parallel-training)."""
+        steps = self.steps // world_size
+        if steps == 0:
+            raise UserError(
+                f"the training dataset has {self.steps} batch(es) per epoch, fewer than the {world_size} processes "
+                "that share it, so a process would have no step",
+                key="scenario.strategy.batch_size",
+                fix="use a smaller batch_size (it is per process) or fewer processes",
+            )
+        self.dataset = self.dataset.shard(world_size, rank)
+        if not self.infinite:
+            self.dataset = self.dataset.take(steps)
+        self.steps = steps
+        self.samples = self.samples // world_size
+
 
 class TrainEpochs:
     """The training batches of each epoch, reproducible across a resume (docs/user-module.md#tensorflow).

@@ -15,22 +15,20 @@ __all__ = ["pick_device", "set_threads", "seed_everything", "check_data_format"]
 log = logging.getLogger(__name__)
 
 
-def pick_device(gpu_ids: tuple[int, ...]) -> str:
-    """Make only the first listed GPU visible, or none; the CPU with one warning line when the GPU
-    is not there (docs/scenario.md#keys). Called before the runtime starts; a runtime already started (the user
-    module ran TensorFlow ops at import) keeps its devices, with a warning."""
+def pick_device(gpu_ids: tuple[int, ...], local_rank: int = 0, local_size: int = 1) -> str:
+    """Make only this process's GPU visible, or none; the CPU with one warning line when the GPU
+    is not there (docs/scenario.md#keys, docs/distributed.md#gpus). One process: the first listed
+    GPU. One of ``local_size`` processes on a machine: ``gpu_id``'s ``local_rank``-th id when it
+    lists one per process, else GPU ``local_rank``. Called before the runtime starts; a runtime
+    already started (the user module ran TensorFlow ops at import) keeps its devices, with a warning."""
     gpus = tf.config.list_physical_devices("GPU")
-    wanted = gpus[gpu_ids[0]] if gpu_ids and gpu_ids[0] < len(gpus) else None
-    if gpu_ids and wanted is None:
+    index = (gpu_ids[local_rank] if len(gpu_ids) >= local_size else local_rank) if gpu_ids else 0
+    wanted = gpus[index] if gpu_ids and index < len(gpus) else None
+    if gpu_ids and wanted is None and local_rank == 0:
         log.warning(
-            "gpu_id %s: no such GPU visible to TensorFlow here; running one process on the CPU",
+            "gpu_id %s: no such GPU visible to TensorFlow here; running %s on the CPU",
             ",".join(map(str, gpu_ids)),
-        )
-    if len(gpu_ids) > 1 and wanted is not None:
-        log.warning(
-            "gpu_id lists %d GPUs; runs of several processes are not available yet in this version: using GPU %d only",
-            len(gpu_ids),
-            gpu_ids[0],
+            "one process" if local_size == 1 else f"all {local_size} processes",
         )
     try:
         tf.config.set_visible_devices([wanted] if wanted is not None else [], "GPU")

@@ -14,7 +14,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from dopt.atomic import atomic_write_bytes
 from dopt.backends.base import CorruptCheckpoint, Probe, epoch_seed
@@ -28,8 +28,10 @@ from dopt.backends.torch.profile import count_macs, count_params
 from dopt.backends.torch.supernet import Supernet
 from dopt.backends.torch.train import distill_loss, make_optimizer
 from dopt.costs import Costs
+from dopt.distributed import Comm, SingleProcess, learning_rate
 from dopt.errors import UserError
 from dopt.evaluation import metric_value
+from dopt.launcher import Launch
 from dopt.scenario import Scenario
 from dopt.space import Arch, SearchSpace
 from dopt.training import Forward
@@ -52,8 +54,19 @@ class TorchBackend:
                     fix=f"class {name}(torch.nn.Module): ... with forward(self, inputs)",
                 )
 
-    def setup(self, scenario: Scenario, module: ModuleType, seed: int) -> TorchSetup:
-        device = pick_device(scenario.resource.gpu_ids)
+    def gpu_count(self) -> int:
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+    def connect(self, scenario: Scenario, launch: Launch) -> Comm:
+        """Join the other processes of ``launch`` (docs/distributed.md#launching)."""
+        from dopt.backends.torch.comm import connect
+
+        device = pick_device(scenario.resource.gpu_ids, launch.local_rank, launch.local_size)
+        return connect(launch, device)
+
+    def setup(self, scenario: Scenario, module: ModuleType, seed: int, comm: Comm | None = None) -> TorchSetup:
+        comm = comm or SingleProcess()
+        device = getattr(comm, "device", None) or pick_device(scenario.resource.gpu_ids)
         torch.set_num_threads(cpu_threads())
         log.info("torch %s, %d CPU threads, device %s", torch.__version__, torch.get_num_threads(), device)
         seed_everything(seed, device)
@@ -63,7 +76,7 @@ class TorchBackend:
             user.dataset_define(sc.dataset.train_dir, True), "dataset_define(train_dir, True)"
         )
         val_ds = data.check_dataset(user.dataset_define(sc.dataset.val_dir, False), "dataset_define(val_dir, False)")
-        train_loader = data.train_loader(train_ds, bs, seed, device)
+        train_loader = data.train_loader(train_ds, bs, seed, device, comm.rank, comm.world_size)
         eval_loader = data.eval_loader(val_ds, bs, device, sc.searcher.eval_batches)
         first = next(iter(DataLoader(train_ds, batch_size=bs)))
         data.check_batch(first, sc.supernet.chw, "training dataset")
@@ -80,6 +93,7 @@ class TorchBackend:
         return TorchSetup(
             scenario=scenario,
             seed=seed,
+            comm=comm,
             user=user,
             device=device,
             user_sha256=file_sha256(Path(module.__file__ or "")),  # the file as imported, not as later edited
@@ -101,6 +115,7 @@ class TorchSetup:
 
     scenario: Scenario
     seed: int
+    comm: Comm
     user: Any
     device: torch.device
     user_sha256: str
@@ -151,7 +166,9 @@ class TorchTrainer:
         self.setup = s = setup
         self.net = net.to(s.device)
         opt = s.scenario.optimizer
-        self.optimizer = make_optimizer(self.net.parameters(), opt.type, opt.learning_rate, opt.betas, opt.momentum)
+        lr = learning_rate(opt, s.comm.world_size)
+        self.optimizer = make_optimizer(self.net.parameters(), opt.type, lr, opt.betas, opt.momentum)
+        self._params = list(self.net.parameters())
         self.scheduler = s.user.scheduler_define(self.optimizer, len(s.train_loader))
         probe.check_scheduler(self.scheduler)
 
@@ -165,6 +182,8 @@ class TorchTrainer:
         seed_everything(seed, self.setup.device)
         loader = self.setup.train_loader
         cast(torch.Generator, loader.generator).manual_seed(seed)
+        if isinstance(loader.sampler, DistributedSampler):  # this process's shard of the epoch
+            loader.sampler.set_epoch(epoch)
         self.net.train()
         return (data.to_device(batch, self.setup.device) for batch in loader)
 
@@ -184,6 +203,14 @@ class TorchTrainer:
 
     def backward(self, forward: Forward) -> None:
         forward.handle.backward()
+
+    def reduce_step(self, finite: bool) -> bool:
+        comm = self.setup.comm
+        if comm.world_size == 1:
+            return finite
+        from dopt.backends.torch.comm import reduce_gradients
+
+        return reduce_gradients(comm, self._params, finite)
 
     def apply(self) -> None:
         self.optimizer.step()

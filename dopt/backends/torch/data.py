@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, Subset
 
 from dopt.errors import UserError
 from dopt.evaluation import calibration_indices
@@ -50,25 +50,37 @@ def check_dataset(dataset: Any, what: str) -> Dataset:
     return dataset
 
 
-def train_loader(dataset: Dataset, batch_size: int, seed: int, device: torch.device) -> DataLoader:
+def train_loader(
+    dataset: Dataset, batch_size: int, seed: int, device: torch.device, rank: int = 0, world_size: int = 1
+) -> DataLoader:
     """Shuffled with a seeded generator; ``drop_last`` so BatchNorm never sees a 1-sample batch.
 
     Workers are not persistent: each epoch's workers are seeded from the generator, which the
-    backend reseeds per epoch, so a resumed epoch reads and augments exactly as it did.
+    backend reseeds per epoch, so a resumed epoch reads and augments exactly as it did. With
+    several processes each reads its own shard of every epoch (torch's DistributedSampler, seeded
+    from the run's seed and the epoch), all shards of one length (docs/distributed.md).
     """
     n = len(dataset)  # type: ignore[arg-type]
-    if n < batch_size:
+    per_process = n // world_size
+    if per_process < batch_size:
+        shard = f", {per_process} per process of {world_size}" if world_size > 1 else ""
         raise UserError(
-            f"batch_size {batch_size} is larger than the training set ({n} samples), so an epoch has no step",
+            f"batch_size {batch_size} is larger than the training set ({n} samples{shard}), so an epoch has no step",
             key="scenario.strategy.batch_size",
-            fix=f"use batch_size ≤ {n}",
+            fix=f"use batch_size ≤ {per_process}" + (" (batch_size is per process)" if world_size > 1 else ""),
         )
     generator = torch.Generator().manual_seed(seed)
     workers = _workers(device)
+    sampler: DistributedSampler | None = None
+    if world_size > 1:
+        sampler = DistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=True,
+        shuffle=sampler is None,
+        sampler=sampler,
         drop_last=True,
         generator=generator,
         num_workers=workers,

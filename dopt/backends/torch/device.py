@@ -16,19 +16,31 @@ __all__ = ["pick_device", "available_cpus", "cpu_threads", "seed_everything"]
 log = logging.getLogger(__name__)
 
 
-def pick_device(gpu_ids: tuple[int, ...]) -> torch.device:
-    """The first listed GPU if it exists, else the CPU with one warning line (docs/scenario.md#keys)."""
+def pick_device(gpu_ids: tuple[int, ...], local_rank: int = 0, local_size: int = 1) -> torch.device:
+    """The device of this process (docs/scenario.md#keys, docs/distributed.md#gpus).
+
+    One process: the first listed GPU if it exists, else the CPU with one warning line. One of
+    ``local_size`` processes on this machine: ``gpu_id``'s ``local_rank``-th id when it lists one per
+    process, else GPU ``local_rank`` (the launcher's own numbering).
+    """
     if not gpu_ids:
         return torch.device("cpu")
-    if not torch.cuda.is_available() or gpu_ids[0] >= torch.cuda.device_count():
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if local_size > 1:
+        wanted = gpu_ids[local_rank] if len(gpu_ids) >= local_size else local_rank
+        if wanted >= count:
+            if local_rank == 0:
+                log.warning(
+                    "gpu_id %s: this machine has %d CUDA device(s) for %d processes; they run on the CPU",
+                    ",".join(map(str, gpu_ids)),
+                    count,
+                    local_size,
+                )
+            return torch.device("cpu")
+        return torch.device(f"cuda:{wanted}")
+    if gpu_ids[0] >= count:
         log.warning("gpu_id %s: no such CUDA device here; running one process on the CPU", ",".join(map(str, gpu_ids)))
         return torch.device("cpu")
-    if len(gpu_ids) > 1:
-        log.warning(
-            "gpu_id lists %d GPUs; runs of several processes are not available yet in this version: using cuda:%d only",
-            len(gpu_ids),
-            gpu_ids[0],
-        )
     return torch.device(f"cuda:{gpu_ids[0]}")
 
 
