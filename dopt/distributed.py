@@ -34,6 +34,7 @@ class Comm(Protocol):
     local_rank: int  # this process's index on its machine (its GPU)
     local_size: int  # processes on this machine (CPU threads are shared among them)
     engine: str  # "torch.distributed (gloo)", "Horovod (gloo)", "single process"
+    device: Any  # this process's device, chosen by the backend when joining; None in one process
 
     def broadcast(self, obj: Any, root: int = 0) -> Any:
         """``obj`` as rank ``root`` has it, on every rank (pickled: small objects only)."""
@@ -55,6 +56,7 @@ class SingleProcess:
 
     rank, world_size, local_rank, local_size = 0, 1, 0, 1
     engine = "single process"
+    device: Any = None
 
     def broadcast(self, obj: Any, root: int = 0) -> Any:
         return obj
@@ -123,6 +125,7 @@ class Relayed:
         self.comm = comm
         self.rank, self.world_size = comm.rank, comm.world_size
         self.local_rank, self.local_size, self.engine = comm.local_rank, comm.local_size, comm.engine
+        self.device = comm.device
         self._pending: list[str] = []
         self._handler: logging.Handler | None = None
         if self.rank != 0:

@@ -35,7 +35,7 @@ from dopt.checkpoints import (
 from dopt.context import RunContext
 from dopt.convergence import ConvergenceCheck
 from dopt.costs import CostModel, Costs
-from dopt.distributed import Comm, SampleCheck, SingleProcess
+from dopt.distributed import Comm, SampleCheck, SingleProcess, learning_rate
 from dopt.errors import UserError
 from dopt.evaluation import Evaluator
 from dopt.latency.source import LatencySource, latency_source, write_run_copy
@@ -304,6 +304,19 @@ def run(p: Prepared, plan: Plan, ctx: RunContext | None = None) -> RunSummary:
         log.info("%s", line)
     if sc.overrides:
         log.info("overrides: %s", " ".join(f"--set {t}" for t in sc.overrides))
+    if ctx.world_size > 1:
+        opt = sc.optimizer
+        log.info(
+            "%d processes (%s): batch_size %d per process, %d in all; learning rate %s%s",
+            ctx.world_size,
+            ctx.comm.engine,
+            sc.batch_size,
+            sc.batch_size * ctx.world_size,
+            format_number(learning_rate(opt, ctx.world_size)),
+            f" (learning_rate {format_number(opt.learning_rate)} × {ctx.world_size} processes; scale_lr: false keeps it)"
+            if opt.scale_lr
+            else " (scale_lr: false)",
+        )
     if p.latency is not None and p.latency.table is not None:
         ctx.write(write_run_copy, p.latency.table, ckpt_dir)
     try:

@@ -533,11 +533,11 @@ _RESOURCE = Section(
             Check('a GPU id >= 0, a string like "0,1,2,3", a list of ids, or "" / cpu', _gpu_ids),
             (0,),
             "gpu_id: 0",
-            '"" or cpu: the CPU; several ids are not available yet: the first is used, with a warning',
+            '"" or cpu: the CPU; several ids: one process per GPU (docs/distributed.md)',
         ),
     ),
     "resource: {name: pytorch_standalone, gpu_id: 0}",
-    "where the run executes (docs/scenario.md#not-available-yet-multiple-gpus)",
+    "where the run executes (docs/scenario.md#several-gpus)",
 )
 
 _STRATEGY = Section(

@@ -56,16 +56,22 @@ class TFBackend:
         """Join the other processes of ``launch`` through Horovod (docs/distributed.md#launching)."""
         from dopt.backends.tf.comm import connect
 
-        return connect(launch)
+        # Devices and thread pools before Horovod's first collective starts TensorFlow's runtime.
+        device = pick_device(scenario.resource.gpu_ids, launch.local_rank, launch.local_size)
+        _threads(scenario)
+        comm = connect(launch)
+        comm.device = device
+        return comm
 
     def setup(self, scenario: Scenario, module: ModuleType, seed: int, comm: Comm | None = None) -> TFSetup:
         comm = comm or SingleProcess()
         sn = scenario.supernet
-        device = pick_device(scenario.resource.gpu_ids, comm.local_rank, comm.local_size)
-        # TensorFlow's thread pools are fixed once it starts: a latency run times with, and therefore
-        # also trains with, latency_threads intra-op threads (docs/latency.md#threads).
-        latency = scenario.constraint.kind == "latency"
-        threads = set_threads(scenario.constraint.threads if latency else None)
+        if comm.world_size > 1:  # set by connect()
+            device = comm.device
+            threads = tf.config.threading.get_intra_op_parallelism_threads()
+        else:
+            device = pick_device(scenario.resource.gpu_ids)
+            threads = _threads(scenario)
         check_data_format(sn.data_format, device)
         log.info(
             "tensorflow %s, keras %s, %d CPU threads, device %s", tf.__version__, keras.__version__, threads, device
@@ -113,6 +119,13 @@ class TFBackend:
             example=example,
             probe=Probe(channels, hw, fixed, train_data.steps, device),
         )
+
+
+def _threads(scenario: Scenario) -> int:
+    # TensorFlow's thread pools are fixed once it starts: a latency run times with, and therefore
+    # also trains with, latency_threads intra-op threads (docs/latency.md#threads).
+    latency = scenario.constraint.kind == "latency"
+    return set_threads(scenario.constraint.threads if latency else None)
 
 
 @dataclass(frozen=True)
@@ -246,6 +259,7 @@ class TFTrainer:
         arrays = {f"model/{i:05d}": v.numpy() for i, v in enumerate(self.net.variables)}
         arrays.update({f"optimizer/{i:05d}": v.numpy() for i, v in enumerate(self.optimizer.variables)})
         arrays["step"] = np.array(step, np.int64)
+        arrays["steps_per_epoch"] = np.array(self.setup.train_data.steps, np.int64)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         atomic_write_bytes(path, buffer.getvalue())
@@ -265,7 +279,23 @@ class TFTrainer:
                             raise ValueError(f"{v.path}: shape {tuple(value.shape)} in the file, {tuple(v.shape)} here")
                     for v, value in zip(variables, values):
                         v.assign(value)
-                return int(archive["step"])
+                step = int(archive["step"])
+                before = int(archive["steps_per_epoch"]) if "steps_per_epoch" in archive.files else None
+            now = self.setup.train_data.steps
+            if before is not None and before != now:
+                # Another number of processes (docs/distributed.md#resuming): the schedule goes on
+                # from the same epoch, counted in this run's steps per epoch.
+                step = step // before * now
+                self.optimizer.iterations.assign(step)
+                log.warning(
+                    "%s was written with %d steps per epoch, this run has %d (another number of processes): the "
+                    "learning-rate schedule continues from epoch %d",
+                    path.name,
+                    before,
+                    now,
+                    step // now,
+                )
+            return step
         except (OSError, KeyError, ValueError, EOFError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
             raise CorruptCheckpoint(
                 f"{path.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

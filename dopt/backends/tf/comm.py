@@ -26,6 +26,7 @@ class HorovodTF:
         self.rank, self.world_size = hvd.rank(), hvd.size()
         self.local_rank, self.local_size = hvd.local_rank(), hvd.local_size()
         self.engine = "Horovod (" + ("MPI" if hvd.mpi_enabled() and not hvd.gloo_enabled() else "gloo") + ")"
+        self.device = "/CPU:0"  # set by the backend's connect()
         self._name = 0
 
     def broadcast(self, obj: Any, root: int = 0) -> Any:

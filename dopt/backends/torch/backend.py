@@ -66,7 +66,7 @@ class TorchBackend:
 
     def setup(self, scenario: Scenario, module: ModuleType, seed: int, comm: Comm | None = None) -> TorchSetup:
         comm = comm or SingleProcess()
-        device = getattr(comm, "device", None) or pick_device(scenario.resource.gpu_ids)
+        device = comm.device or pick_device(scenario.resource.gpu_ids)
         torch.set_num_threads(cpu_threads())
         log.info("torch %s, %d CPU threads, device %s", torch.__version__, torch.get_num_threads(), device)
         seed_everything(seed, device)
@@ -238,6 +238,7 @@ class TorchTrainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if hasattr(self.scheduler, "state_dict") else {},
                 "step": step,
+                "steps_per_epoch": len(self.setup.train_loader),
             },
             buffer,
         )
@@ -250,11 +251,42 @@ class TorchTrainer:
             self.optimizer.load_state_dict(state["optimizer"])
             if state["scheduler"] and hasattr(self.scheduler, "load_state_dict"):
                 self.scheduler.load_state_dict(state["scheduler"])
-            return int(state["step"])
+            step, before = int(state["step"]), state.get("steps_per_epoch")
         except (OSError, RuntimeError, KeyError, ValueError, EOFError, TypeError) as exc:
             raise CorruptCheckpoint(
                 f"{path.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             ) from exc
+        now = len(self.setup.train_loader)
+        if before is not None and int(before) != now:
+            step = self._restart_schedule(path, int(before), now, step)
+        return step
+
+    def _restart_schedule(self, path: Path, before: int, now: int, step: int) -> int:
+        """A checkpoint of another number of processes, hence of other steps per epoch
+        (docs/distributed.md#resuming): the user's schedule is built again for this run's steps per
+        epoch and learning rate, and advanced to the same epoch; the global step, counted in this
+        run's steps."""
+        import warnings
+
+        epochs_done = step // before
+        step = epochs_done * now
+        base = learning_rate(self.setup.scenario.optimizer, self.setup.comm.world_size)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] = base
+        self.scheduler = self.setup.user.scheduler_define(self.optimizer, now)
+        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": on purpose
+            warnings.simplefilter("ignore")
+            for _ in range(step):
+                self.scheduler.step()
+        log.warning(
+            "%s was written with %d steps per epoch, this run has %d (another number of processes): the learning-rate "
+            "schedule was rebuilt and continues from epoch %d",
+            path.name,
+            before,
+            now,
+            epochs_done,
+        )
+        return step
 
 
 class TorchSession(TorchTrainer):
