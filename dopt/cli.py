@@ -215,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{_TAG}: interrupted{hint}", file=sys.stderr)
         return 130
     except Exception as exc:  # a failure during the run: user code or our own bug
+        if launch.world_size > 1 and _in_collective(exc):
+            return _report_peer_failure(exc)
         return _report_failure(exc, workdir)
 
 
@@ -475,6 +477,32 @@ def _report_failure(exc: BaseException, workdir: Path, user_code_exit: int = EXI
     else:
         print(f"{_TAG}: failed while {stage}: {type(original).__name__}: {original}{notes}", file=sys.stderr)
         traceback.print_exception(original, file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _in_collective(exc: BaseException) -> bool:
+    """An exception raised inside torch.distributed or Horovod: in a run of several processes, the
+    sign that another process stopped (its own error is on the console) or a collective timed out."""
+    if type(exc).__name__ in {"DistBackendError", "DistNetworkError", "HorovodInternalError"}:
+        return True
+    frames = traceback.extract_tb(exc.__traceback__)
+    return any(
+        f"{os.sep}torch{os.sep}distributed{os.sep}" in f.filename or f"{os.sep}horovod{os.sep}" in f.filename
+        for f in frames
+    )
+
+
+def _report_peer_failure(exc: BaseException) -> int:
+    """One line: this process stopped because the run's collective communication broke."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    print(
+        f"{_TAG}: stopped while {dlog.current_stage()}: the communication with the other processes of this run broke "
+        f"(another process failed or was stopped: its error comes first; or a collective waited longer than "
+        f"DOPT_TIMEOUT_S): {type(exc).__name__}: {first[:300]}",
+        file=sys.stderr,
+    )
+    if os.environ.get("DOPT_TRACEBACK") or dlog.console_level() <= logging.DEBUG:
+        traceback.print_exception(exc, file=sys.stderr)
     return EXIT_FAILED
 
 

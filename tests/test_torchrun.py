@@ -147,3 +147,26 @@ def test_a_killed_rank_stops_every_rank_within_a_minute_and_the_run_resumes_in_o
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming supernet training after epoch" in resumed.stderr
     assert (work / "results" / "pareto.json").exists()
+
+
+def test_an_error_on_one_rank_stops_all_with_that_ranks_error_on_the_console(tmp_path):
+    work = make_workdir(tmp_path / "w")
+    module = work / "user_module.py"
+    module.write_text(
+        module.read_text().replace(
+            "    def loss_func(self, labels, logits):\n",
+            "    def loss_func(self, labels, logits):\n"
+            "        if os.environ.get('RANK') == '1':\n"
+            "            raise ValueError('broken on rank 1')\n",
+        )
+    )
+    module.write_text("import os\n" + module.read_text())
+    t0 = time.monotonic()
+    proc = _run(_torchrun(work, "--set", "scenario.strategy.epochs=3"), work, timeout=300)
+    assert proc.returncode != 0 and time.monotonic() - t0 < 120
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("dopt")]
+    assert any(
+        line.startswith("dopt [rank 1]: error in user code while rehearsing") and "broken on rank 1" in line
+        for line in lines
+    ), lines
+    assert "Pareto front" not in proc.stdout
