@@ -51,15 +51,17 @@ def spawn_per_gpu(scenario: Scenario, argv: list[str]) -> None:
     count = get_backend(scenario.framework).gpu_count()
     missing = [i for i in ids if i >= count]
     listed = ",".join(map(str, ids))
+    if missing and ids[0] >= count:
+        return  # the backend's device choice says, in one line, that the run is on the CPU
     if missing:
         log.warning(
-            "gpu_id %s: this machine has %d GPU(s), so GPU %s %s not here; one process runs (%s), without "
+            "gpu_id %s: this machine has %d GPU(s), so GPU %s %s not here; one process runs, on GPU %d, without "
             "learning-rate scaling",
             listed,
             count,
             ",".join(map(str, missing)),
             "is" if len(missing) == 1 else "are",
-            f"GPU {ids[0]}" if ids[0] < count else "on the CPU",
+            ids[0],
         )
         return
     command = launch_command(scenario.framework, len(ids), argv)
