@@ -296,6 +296,7 @@ def run(p: Prepared, plan: Plan, ctx: RunContext | None = None) -> RunSummary:
         check_identity(ckpt_dir, p.identity, "resume" if plan.resume else "search again", _threads())
         if plan.stage == "all":  # a resumed run keeps the --set options it now runs with
             ctx.write(write_identity, ckpt_dir, p.identity, _threads(), sc.overrides)
+    ctx.comm.barrier()  # the other processes read nothing before rank 0 has cleared and recorded
     log_dir = sc.workdir / f"log_{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     file_log = ctx.file_log(log_dir / "dopt.log")
     writer = ctx.summary_writer(log_dir)
