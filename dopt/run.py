@@ -408,10 +408,10 @@ def empty_front(archive: Archive, smallest: float) -> list[str]:
 
 
 def _threads() -> int | None:
-    import os
+    """The CPU threads this process trains with, as the backends set them (docs/resume.md#determinism-and-threads)."""
+    from dopt.backends.cpus import cpu_threads
 
-    env = os.environ.get("OMP_NUM_THREADS", "")
-    return int(env) if env.isdigit() else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None)
+    return cpu_threads()
 
 
 def _metric_label(p: Prepared) -> str:
@@ -546,7 +546,8 @@ def _search(
         progress.update(1, distinct=len(archive), feasible=feasible, best="n/a" if best is None else best)
 
     def on_generation(g: int, a: Archive) -> None:
-        _report_generation(p, writer, g, a)
+        if ctx.is_main:  # figures and TensorBoard: rank 0's
+            _report_generation(p, writer, g, a)
         ctx.write(_save_search_state, plan.search_dir / "search_state.json", p, a, g + 1, None)
 
     with progress:
@@ -660,8 +661,9 @@ def _finish(
 
     front = archive.front()
     ctx.write(_write_results, p, evaluator, archive, plan.results_dir, result)
-    fig = pareto_figure(archive, cost_label=_cost_label(p.scenario), metric_label=_metric_label(p))
-    writer.add_image("search/pareto_final", figure_to_rgb_array(fig), result.generations, dataformats="HWC")
+    if ctx.is_main:
+        fig = pareto_figure(archive, cost_label=_cost_label(p.scenario), metric_label=_metric_label(p))
+        writer.add_image("search/pareto_final", figure_to_rgb_array(fig), result.generations, dataformats="HWC")
     ctx.write(_save_search_state, plan.search_dir / "search_state.json", p, archive, result.generations, result)
     return front
 
