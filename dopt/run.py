@@ -546,6 +546,8 @@ def _search(
         progress.update(1, distinct=len(archive), feasible=feasible, best="n/a" if best is None else best)
 
     def on_generation(g: int, a: Archive) -> None:
+        if sharded is not None:
+            sharded.end_generation()
         if ctx.is_main:  # figures and TensorBoard: rank 0's
             _report_generation(p, writer, g, a)
         ctx.write(_save_search_state, plan.search_dir / "search_state.json", p, a, g + 1, None)

@@ -41,11 +41,17 @@ class ShardedEvaluation:
         )
         self.done: dict[tuple[int, ...], Evaluated] = {}
         # The budget's clock is rank 0's, shared at every gather, so that every rank stops a search
-        # for max_duration_s at the same candidate.
-        self._now = self.comm.broadcast(time.monotonic())
+        # for max_duration_s at the same candidate. While a generation's candidates are taken it
+        # reads the time the generation started: what was evaluated side by side is kept, as one
+        # process keeps what it evaluated before the time ran out; at the generation's end
+        # (end_generation) it moves on to the time the evaluations ended.
+        self._now = self._ended = self.comm.broadcast(time.monotonic())
 
     def clock(self) -> float:
         return self._now
+
+    def end_generation(self) -> None:
+        self._now = self._ended
 
     def take(self, encoding: tuple[int, ...]) -> Evaluated | None:
         """What the ranks evaluated for ``encoding`` in this generation; None if nothing."""
@@ -55,6 +61,7 @@ class ShardedEvaluation:
         """Evaluate, across the ranks, the new ``encodings`` of one generation that the journal does
         not already hold; ``remaining``: metric evaluations the budget still allows (None: no limit)."""
         rank, world = self.comm.rank, self.comm.world_size
+        self._now = self._ended
         journaled = {e: self.journal.get(e) for e in encodings}
         todo = [e for e in encodings if not _complete(journaled[e], self.constraint)]
         costs = self._gather(
@@ -95,7 +102,7 @@ class ShardedEvaluation:
                 f"({', '.join(str(n) for _, n, _ in parts)}); every rank must see the same working directory "
                 "(journal included) and run the same dopt"
             )
-        self._now = parts[0][2]
+        self._ended = parts[0][2]
         merged: dict[tuple[int, ...], Any] = {}
         for part, _, _ in parts:
             merged.update(part)

@@ -73,6 +73,13 @@ def test_two_processes_train_and_search_as_one_and_only_rank_0_writes(tmp_path):
     single = _run([sys.executable, "-m", "dopt", "-c", "scen.yaml", "--stage", "search", "--results", "one"], work)
     assert single.returncode == 0, single.stderr[-3000:]
     assert _archive(work / "one") == archive
+    # A budget of evaluations cuts a sharded search where it cuts one process's.
+    budget = ("--stage", "search", "--set", "scenario.strategy.searcher.max_evaluations=5")
+    two = _run(_torchrun(work, *budget, "--results", "two_budget"), work)
+    one = _run([sys.executable, "-m", "dopt", "-c", "scen.yaml", *budget, "--results", "one_budget"], work)
+    assert two.returncode == one.returncode == 0, (two.stderr + one.stderr)[-3000:]
+    assert _archive(work / "two_budget") == _archive(work / "one_budget")
+    assert sum(c[1] is not None for c in _archive(work / "two_budget")) == 5
 
 
 def test_two_simulated_machines_on_localhost(tmp_path):
