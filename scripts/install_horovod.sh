@@ -44,6 +44,11 @@ set -euo pipefail
 HVD_VERSION=0.28.1
 HVD_SHA256=92a43f5a94c43907a56805bad15f19700c62ffc83b7ca483f9e104e229f67ef0
 PY=${PYTHON:-python}
+# A relative path (PYTHON=.venv/bin/python) must survive the cd into the build directory; the
+# venv's own path is kept (not the interpreter it links to), so pip installs into that venv.
+if [[ "$PY" == */* && "$PY" != /* ]]; then
+    PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"
+fi
 WANT_MPI=0
 VERBOSE=0
 
