@@ -19,7 +19,9 @@ from tests.frameworks import MAKE_WORKDIR, require
 
 require("horovod")
 
-ENV = {**os.environ, "DOPT_THREADS": "1", "DOPT_TIMEOUT_S": "120"}
+# One thread per process, and in the one-process runs compared with them: "identical" holds for
+# one thread count (docs/resume.md#determinism-and-threads).
+ENV = {**os.environ, "DOPT_THREADS": "1", "OMP_NUM_THREADS": "1", "DOPT_TIMEOUT_S": "120"}
 FRAMEWORK_MODULE = {"pytorch": "horovod.torch", "tensorflow": "horovod.tensorflow"}
 
 

@@ -21,7 +21,9 @@ from tests.frameworks import require
 require("torch")
 
 # Two processes of a tiny run on this machine's cores: one thread each.
-ENV = {**os.environ, "DOPT_THREADS": "1", "DOPT_TIMEOUT_S": "120"}
+# One thread per process, and in the one-process runs compared with them: "identical" holds for
+# one thread count (docs/resume.md#determinism-and-threads).
+ENV = {**os.environ, "DOPT_THREADS": "1", "OMP_NUM_THREADS": "1", "DOPT_TIMEOUT_S": "120"}
 
 
 def _torchrun(work: Path, *args: str, nproc: int = 2, launcher: tuple[str, ...] = ("--standalone",)) -> list[str]:
