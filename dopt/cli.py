@@ -72,7 +72,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, ...]:
         prog="dopt",
         description="Evolutionary, hardware-aware neural architecture search: "
         "trains a weight-sharing supernet around your PreNet/PostNet and searches a Pareto front "
-        "of subnets under a size or FLOPs constraint.",
+        "of subnets under a size, FLOPs or latency constraint; one process or several (torchrun, horovodrun).",
         usage="%(prog)s [-h] [--version] -c scen.yaml [--resume] [--stage {all,search}] [--results DIR] "
         "[--overwrite] [--set KEY=VALUE] [--workdir DIR] [-v] [-q]\n"
         "       dopt validate -c scen.yaml [--set KEY=VALUE] [--workdir DIR]\n"
@@ -298,7 +298,10 @@ def _run(scenario: Scenario, args: argparse.Namespace, launch: Launch) -> int:
     if launch.world_size > 1:
         from dopt.backends import get_backend
 
-        with dlog.stage(f"joining the other {launch.world_size - 1} process(es) of this {launch.launcher} launch"):
+        others = launch.world_size - 1
+        with dlog.stage(
+            f"joining the other {others} process{'es' if others > 1 else ''} of this {launch.launcher} launch"
+        ):
             comm = Relayed(get_backend(scenario.framework).connect(scenario, launch))
         logging.getLogger("dopt").info(
             "process %d of %d (%s), %d on this machine", comm.rank, comm.world_size, comm.engine, comm.local_size
@@ -520,8 +523,8 @@ def _report_peer_failure(exc: BaseException) -> int:
     first = (str(exc).strip().splitlines() or [""])[0]
     print(
         f"{_TAG}: stopped while {dlog.current_stage()}: the communication with the other processes of this run broke "
-        f"(another process failed or was stopped: its error comes first; or a collective waited longer than "
-        f"DOPT_TIMEOUT_S): {type(exc).__name__}: {first[:300]}",
+        f"(another process failed or was stopped: its error above, or the launcher's report, names it; or a "
+        f"collective waited longer than DOPT_TIMEOUT_S): {type(exc).__name__}: {first[:300]}",
         file=sys.stderr,
     )
     if os.environ.get("DOPT_TRACEBACK") or dlog.console_level() <= logging.DEBUG:

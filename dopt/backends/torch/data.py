@@ -63,9 +63,13 @@ def train_loader(
     n = len(dataset)  # type: ignore[arg-type]
     per_process = n // world_size
     if per_process < batch_size:
-        shard = f", {per_process} per process of {world_size}" if world_size > 1 else ""
+        what = (
+            f"each process's shard of the training set ({per_process} of {n} samples, {world_size} processes)"
+            if world_size > 1
+            else f"the training set ({n} samples)"
+        )
         raise UserError(
-            f"batch_size {batch_size} is larger than the training set ({n} samples{shard}), so an epoch has no step",
+            f"batch_size {batch_size} is larger than {what}, so an epoch has no step",
             key="scenario.strategy.batch_size",
             fix=f"use batch_size ≤ {per_process}" + (" (batch_size is per process)" if world_size > 1 else ""),
         )
