@@ -41,6 +41,8 @@ from dopt.evaluation import Evaluator
 from dopt.latency.source import LatencySource, latency_source, write_run_copy
 from dopt.log import Progress, current_stage, remove_file, stage
 from dopt.plan import OUTPUTS, Plan, search_state
+from dopt.pretrain import Pretraining, pretrain_stage
+from dopt.pretrain import check as check_pretraining
 from dopt.results import write_csv, write_json
 from dopt.scenario import Scenario
 from dopt.search import SearchHooks, SearchResult, run_search
@@ -74,6 +76,7 @@ class Prepared:
     user_sha256: str  # of user_module.py as imported
     metric_name: str  # UserModule.metric_name, or "accuracy"
     latency: LatencySource | None = None  # when the constraint is latency (docs/latency.md)
+    pretraining: Pretraining | None = None  # detection/segmentation (docs/tasks.md#pre-training)
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -133,6 +136,10 @@ def prepare(
     space = SearchSpace(scenario.supernet, probe.in_channels)
     with stage("building the supernet"):
         session = setup.build_supernet(space)
+    pretraining = None
+    if scenario.dataset.pre_train_dir is not None:
+        with stage("reading pre_train_dir"):
+            pretraining = check_pretraining(scenario, session)
     kind, value = scenario.constraint.kind, scenario.constraint.value
     latency = None
     if kind == "latency":
@@ -181,7 +188,19 @@ def prepare(
     with stage("rehearsing one step of the smallest and the largest subnet"):
         rehearsal = session.rehearse([space.decode(space.smallest()), space.decode(space.largest())])
     return Prepared(
-        scenario, session, probe, space, costs, seed, (lo, hi), share, rehearsal, user_sha256, metric, latency
+        scenario,
+        session,
+        probe,
+        space,
+        costs,
+        seed,
+        (lo, hi),
+        share,
+        rehearsal,
+        user_sha256,
+        metric,
+        latency,
+        pretraining,
     )
 
 
@@ -324,6 +343,9 @@ def run(p: Prepared, plan: Plan, ctx: RunContext | None = None) -> RunSummary:
         with stage("drawing the BN-calibration subset"):
             user_latency = p.latency.user if p.latency else None
             evaluator = Evaluator(p.session, p.costs, np.random.default_rng([p.seed, 1]), user_latency)
+        if plan.stage == "all" and sc.dataset.pre_train_dir is not None:
+            with stage("pre-training"):
+                pretrain_stage(p, ctx, writer, ckpt_dir, plan.resume)
         with stage("training the supernet" if plan.stage == "all" else "loading the trained supernet"):
             if plan.stage == "all":
                 _train(p, ctx, writer, ckpt_dir, plan.resume, evaluator)

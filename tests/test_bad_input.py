@@ -67,15 +67,16 @@ CASES: dict[str, tuple[Edit, list[str], list[str]]] = {
         [],
         ["scen.yaml:", "strides", "1 or 2", "3"],
     ),
-    "detection-not-available-first": (
+    "detection-without-pre-train-dir": (
         lambda w: (
             scen("image_classification", "object_detection")(w),
-            scen("strides: [1, 2, 2]", "strides: [1, 2, 2]\n      feature_choose: [1, 3]")(w),
+            scen("strides: [1, 2, 2]", "strides: [1, 2, 2]\n      feature_choose: [1]")(w),
         ),
         [],
         [
-            "scen.yaml:8:25: scenario.strategy.constraint.application_type: object_detection is not available yet",
-            "Fix: use image_classification for now",
+            "scen.yaml:",
+            "scenario.strategy.dataset.pre_train_dir: required for object_detection",
+            "Fix: add it under scenario.strategy.dataset",
         ],
     ),
     "data-format-of-framework": (
@@ -84,10 +85,21 @@ CASES: dict[str, tuple[Edit, list[str], list[str]]] = {
         ["scen.yaml:", "data_format", "channels_last", "PyTorch"],
     ),
     "optimizer-of-framework": (scen("type: Adam", "type: Momentum"), [], ["scen.yaml:", "Momentum", "SGD"]),
-    "segmentation-not-available-before-pre-train-dir": (
-        scen("image_classification", "semantic_segmentation"),
+    "feature-choose-out-of-range": (
+        lambda w: (
+            scen("image_classification", "semantic_segmentation")(w),
+            scen("strides: [1, 2, 2]", "strides: [1, 2, 2]\n      feature_choose: [1, 3]")(w),
+        ),
         [],
-        ["scen.yaml:8:25:", "semantic_segmentation is not available yet", "Fix: use image_classification for now"],
+        ["scen.yaml:", "feature_choose", "layer 3 does not exist", "numbered 0 to 2"],
+    ),
+    "feature-choose-not-ascending": (
+        lambda w: (
+            scen("image_classification", "semantic_segmentation")(w),
+            scen("strides: [1, 2, 2]", "strides: [1, 2, 2]\n      feature_choose: [1, 0]")(w),
+        ),
+        [],
+        ["scen.yaml:", "feature_choose", "unique and ascending"],
     ),
     "latency-processor-without-latency-func": (
         scen("constraint_type: size", "constraint_type: latency\n      processor_version: npu_v1"),
@@ -173,7 +185,9 @@ def test_bad_input_exits_2_with_one_clear_line_and_writes_nothing(
     ("old", "new"),
     [("image_classification", "object_detection")],
 )
-def test_validate_refuses_what_is_not_available_yet_with_the_same_line(tmp_path, monkeypatch, capsys, old, new):
+def test_validate_refuses_a_detection_scenario_without_pre_training_with_the_same_line(
+    tmp_path, monkeypatch, capsys, old, new
+):
     work = make_workdir(tmp_path / "work")
     scen(old, new)(work)
     monkeypatch.chdir(work)
@@ -181,4 +195,4 @@ def test_validate_refuses_what_is_not_available_yet_with_the_same_line(tmp_path,
     for args in (["-c", "scen.yaml"], ["validate", "-c", "scen.yaml"]):
         assert main(args) == 2
         lines.append([line for line in capsys.readouterr().err.splitlines() if line.startswith("dopt: error:")])
-    assert lines[0] == lines[1] and len(lines[0]) == 1 and "is not available yet" in lines[0][0], lines
+    assert lines[0] == lines[1] and len(lines[0]) == 1 and "pre_train_dir: required" in lines[0][0], lines

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from dopt.scenario import Scenario
     from dopt.space import Arch, SearchSpace
 
-__all__ = ["Probe", "Backend", "Setup", "Session", "ResultTrainer", "CorruptCheckpoint", "epoch_seed"]
+__all__ = ["Probe", "Backend", "Setup", "Session", "Pretrainer", "ResultTrainer", "CorruptCheckpoint", "epoch_seed"]
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -93,6 +93,22 @@ class Session(StepOps, EvalOps, Protocol):
         contract mistakes (loss shape, metric type) surface before training; a line per arch."""
         ...
 
+    def pretrainer(self, folder: Path, epochs: int) -> Pretrainer:
+        """Pre-training on ``folder`` (the user's pre-training dataset function, else class folders).
+
+        Raises:
+            UserError: the dataset is unusable (one class, unreadable images, wrong labels).
+        """
+        ...
+
+    def load_pretrained(self, weights: Path, folder: Path) -> None:
+        """PreNet's and the layers' weights from a pre-training output in ``folder``.
+
+        Raises:
+            UserError: they do not fit this PreNet and skeleton (the message names what differs).
+        """
+        ...
+
     def save(self, path: Path, step: int) -> None:
         """Weights, optimizer and scheduler state and the global ``step``, written atomically."""
         ...
@@ -103,6 +119,29 @@ class Session(StepOps, EvalOps, Protocol):
         Raises:
             CorruptCheckpoint: the file is unreadable or does not fit the supernet.
         """
+        ...
+
+
+class Pretrainer(StepOps, Protocol):
+    """Pre-training of PreNet + the largest skeleton under a temporary pooled linear head
+    (docs/tasks.md#pre-training); it trains the session's own PreNet and layers in place."""
+
+    checkpoint_suffix: str
+    steps_per_epoch: int
+    classes: int  # of the pre-training dataset
+
+    def save(self, path: Path, step: int) -> None: ...
+
+    def load(self, path: Path) -> int:
+        """As :meth:`Session.load`.
+
+        Raises:
+            CorruptCheckpoint: the file is unreadable or does not fit.
+        """
+        ...
+
+    def save_pretrained(self, path: Path) -> None:
+        """PreNet's and the layers' weights, without the head, as :meth:`Session.load_pretrained` reads them."""
         ...
 
 

@@ -75,7 +75,8 @@ class Optimizer:
 class Dataset:
     train_dir: str  # absolute path (or a remote URL, passed through)
     val_dir: str
-    pre_train_dir: str | None = None
+    pre_train_dir: str | None = None  # detection/segmentation: class folders or a pre-training checkpoint
+    pre_train_epochs: int = 10
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,9 @@ __all__ = ["build"]
 _S = "scenario.strategy."
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # gs://, s3://, hdfs://: not ours to check
 
-# The tasks this version runs. object_detection and semantic_segmentation are read and checked
-# (NASEA scenarios name them) but refused before any rule about them, so that nobody is asked for a
-# pre_train_dir only to learn that the task is missing (docs/scenario.md#not-available-yet).
-APPLICATIONS_AVAILABLE = ("image_classification",)
+# The tasks this version runs (docs/tasks.md); a task left out here would be refused before any
+# rule about it, so that nobody is asked for a pre_train_dir only to learn that the task is missing.
+APPLICATIONS_AVAILABLE = ("image_classification", "object_detection", "semantic_segmentation")
 
 
 def build(r: _Reader, path: Path, workdir: Path) -> Scenario:
@@ -198,13 +197,16 @@ def _dataset(r: _Reader, app: str, workdir: Path) -> Dataset:
     elif pre is None:
         r.fail(
             p + "pre_train_dir",
-            f"required for {app} (pre-training, docs/scenario.md#not-available-yet-detection-and-segmentation)",
+            f"required for {app} (pre-training, docs/tasks.md#pre-training)",
             "add it under scenario.strategy.dataset, e.g. pre_train_dir: data/pretrain",
         )
     else:
         pre = _local(r, p + "pre_train_dir", pre, workdir)
     train = _local(r, p + "train_dir", r.get(p + "train_dir"), workdir)
-    return Dataset(train, _local(r, p + "val_dir", r.get(p + "val_dir"), workdir), pre)
+    epochs = r.get(p + "pre_train_epochs")
+    if p + "pre_train_epochs" in r.values and pre is None:
+        r.warn(p + "pre_train_epochs", f"ignored for {app}", "remove it (pre-training is for detection/segmentation)")
+    return Dataset(train, _local(r, p + "val_dir", r.get(p + "val_dir"), workdir), pre, epochs)
 
 
 def _local(r: _Reader, key: str, raw: str, workdir: Path) -> str:
@@ -227,6 +229,13 @@ def _training(r: _Reader) -> Training:
     values = _section(r, _S + "training")
     if values["distill"] is None:  # not written: distillation comes with the sandwich rule
         values["distill"] = values["sampling"] == "sandwich"
+    app = r.get(_S + "constraint.application_type")
+    if app != "image_classification" and values["distill"]:
+        # The teacher's logits are a classifier's; a detector's or segmenter's outputs are not
+        # distilled (docs/tasks.md#training).
+        if p + "distill" in r.values:
+            r.warn(p + "distill", f"distillation is for image_classification, ignored for {app}", "remove it")
+        values["distill"] = False
     training = Training(**values)
     if training.distill and training.sampling != "sandwich":
         r.fail(

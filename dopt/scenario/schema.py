@@ -433,9 +433,16 @@ _DATASET = Section(
         Key(
             "pre_train_dir",
             PATH,
-            Depends("none; for detection/segmentation, not available yet"),
+            Depends("none; required for detection/segmentation"),
             "pre_train_dir: data/pretrain",
-            "pre-training data, never read yet (docs/scenario.md#not-available-yet-detection-and-segmentation)",
+            "a folder of class sub-folders to pre-train on, or a pre-training checkpoint (docs/tasks.md#pre-training)",
+        ),
+        Key(
+            "pre_train_epochs",
+            integer(1),
+            10,
+            "pre_train_epochs: 10",
+            "epochs of pre-training PreNet + the largest skeleton (docs/tasks.md#pre-training)",
         ),
         Key("train_dir", PATH, REQUIRED, "train_dir: data/train", "passed to the user's dataset function"),
         Key("val_dir", PATH, REQUIRED, "val_dir: data/val", "passed when evaluating; may equal train_dir"),

@@ -164,20 +164,20 @@ BAD = {
         ["one of image_classification, object_detection, semantic_segmentation"],
     ),
     "constraint-type": ([sub("constraint_type: size", "constraint_type: params")], 9, ["one of size, flops, latency"]),
-    # not available yet: refused before any rule about them (no pre_train_dir is asked for first)
-    "detection-not-available": (
+    # detection and segmentation need pre-training data
+    "detection-needs-pre-train-dir": (
         [sub("image_classification", "object_detection")],
-        8,
-        [":8:25:", S + "constraint.application_type", "object_detection is not available yet", "image_classification"],
+        11,
+        [S + "dataset.pre_train_dir", "required for object_detection", "docs/tasks.md"],
     ),
-    "segmentation-not-available": (
+    "segmentation-pre-train-dir-missing": (
         [
             sub("image_classification", "semantic_segmentation"),
-            add("    supernet: {feature_choose: [4, 6]}\n"),
+            add("    supernet: {feature_choose: [2, 4]}\n"),
             sub("val_dir: data/val", "val_dir: data/val\n      pre_train_dir: nowhere"),
         ],
-        8,
-        [S + "constraint.application_type", "semantic_segmentation is not available yet", "Fix: use image_classif"],
+        None,
+        [S + "dataset.pre_train_dir", "'nowhere'", "does not exist"],
     ),
     "latency-threads-zero": (
         [sub("constraint_value: 100000", "constraint_value: 1\n      latency_threads: 0")],

@@ -152,6 +152,15 @@ class Supernet(keras.layers.Layer):
         self._kept = tuple(i in plans for i in range(len(self.blocks)))
         self.active = arch
 
+    def backbone(self, inputs: Any, training: bool = False) -> Any:
+        """PreNet and the active subnet's layers, without PostNet: what pre-training classifies."""
+        self._require_active()
+        x = self.pre(inputs, training=training)
+        for block, kept in zip(self.blocks, self._kept):
+            if kept:
+                x = block.forward(x, training)
+        return x
+
     def call(self, inputs: Any, training: bool = False) -> Any:
         assert self.active is not None, "set_active() first"
         x = self.pre(inputs, training=training)

@@ -304,6 +304,20 @@ class TorchSession(TorchTrainer):
     def _activate(self, arch: Arch) -> None:
         self.supernet.set_active(arch)
 
+    # -- pre-training (dopt.pretrain) -------------------------------------------------------------
+    def pretrainer(self, folder: Path, epochs: int) -> Any:
+        """Pre-training of PreNet + the largest skeleton on ``folder`` (docs/tasks.md#pre-training)."""
+        from dopt.backends.torch.pretrain import TorchPretrainer
+
+        return TorchPretrainer(self.setup, self.supernet, folder, epochs)
+
+    def load_pretrained(self, weights: Path, folder: Path) -> None:
+        """PreNet's and the layers' weights from a pre-training output; UserError when they do not fit."""
+        from dopt.backends.torch.pretrain import load_pretrained
+
+        load_pretrained(self.supernet, weights, folder)
+        self.supernet.to(self.setup.device)
+
     def rehearse(self, archs: list[Arch]) -> list[str]:
         """One forward/backward per arch on the first training batch and the metric of the first on
         one validation batch, so contract mistakes surface before training. BatchNorm statistics,

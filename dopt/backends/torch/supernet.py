@@ -116,6 +116,15 @@ class Supernet(nn.Module):
         self._kept = [i in plans for i in range(len(self.blocks))]
         self.active = arch
 
+    def backbone(self, x: torch.Tensor) -> torch.Tensor:
+        """PreNet and the active subnet's layers, without PostNet: what pre-training classifies."""
+        self._require_active()
+        x = self.pre(x)
+        for i, block in enumerate(self.blocks):
+            if self._kept[i]:
+                x = block(x)
+        return x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         assert self.active is not None, "set_active() first"
         x = self.pre(x)

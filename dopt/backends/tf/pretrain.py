@@ -1,0 +1,252 @@
+"""Pre-training PreNet + the largest skeleton with a temporary pooled linear head, in TensorFlow
+(docs/tasks.md#pre-training). The stage's policy is ``dopt/pretrain.py``'s and the step loop
+``dopt/training.py``'s; this file supplies the primitives and the weight files."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dopt.atomic import atomic_write_bytes
+from dopt.backends.base import CorruptCheckpoint, epoch_seed
+from dopt.backends.tf import data
+from dopt.backends.tf.device import seed_everything
+from dopt.backends.tf.train import make_optimizer, traced_apply
+from dopt.distributed import learning_rate
+from dopt.errors import UserError
+from dopt.pretrain import ClassFolders, cosine
+from dopt.training import Forward
+
+if TYPE_CHECKING:
+    from dopt.backends.tf.backend import TFSetup
+    from dopt.backends.tf.supernet import Supernet
+
+__all__ = ["TFPretrainer", "load_pretrained", "backbone_weights"]
+
+_USER_FN = "build_dataset_pretrain"
+
+
+def backbone_weights(supernet: Supernet) -> list[Any]:
+    """PreNet's and the layers' variables (statistics included), in a fixed order."""
+    return list(supernet.pre.weights) + [w for block in supernet.blocks for w in block.weights]
+
+
+class _FolderEpochs:
+    """Class folders in a seeded order per epoch, batched, this process's share of each epoch."""
+
+    def __init__(self, folders: ClassFolders, batch_size: int, seed: int, rank: int, world: int, chw: bool) -> None:
+        self.folders, self.batch_size, self.seed, self.rank, self.world = folders, batch_size, seed, rank, world
+        self.channels_first = chw
+        self.steps = len(folders) // (batch_size * world)
+        if self.steps == 0:
+            raise UserError(
+                f"batch_size {batch_size} is larger than the {len(folders)} pre-training images"
+                + (f" shared by {world} processes" if world > 1 else ""),
+                key="scenario.strategy.batch_size",
+                fix="add pre-training images, or lower batch_size",
+            )
+
+    def batches(self, epoch: int) -> Iterator[tuple[Any, Any]]:
+        order = np.random.default_rng([self.seed, 3, epoch]).permutation(len(self.folders))
+        for step in range(self.steps):
+            first = (step * self.world + self.rank) * self.batch_size
+            chosen = order[first : first + self.batch_size]
+            images = np.stack([self.folders.image(int(i)) for i in chosen])
+            if self.channels_first:
+                images = images.transpose(0, 3, 1, 2)
+            yield tf.constant(images), tf.constant(self.folders.labels[chosen])
+
+
+class _UserEpochs:
+    """The user's ``build_dataset_pretrain`` dataset through the same epoch logic as training's."""
+
+    def __init__(self, result: Any, shape: tuple[int, ...], batch_size: int, rank: int, world: int) -> None:
+        what = f"{_USER_FN}(pre_train_dir)"
+        self.data = data.Data(result, what, shape, batch_size, True)
+        data.check_batch(self.data.first(), shape, f"pre-training dataset of {what}")
+        if world > 1:
+            self.data.shard(rank, world)
+        self.steps = self.data.steps
+        self._epochs = data.TrainEpochs(self.data)
+
+    def batches(self, epoch: int) -> Iterator[Any]:
+        return self._epochs.batches(epoch)
+
+    def classes(self) -> int:
+        top = -1
+        for _, labels in self.data.dataset:
+            values = np.asarray(labels)
+            if values.dtype.kind not in "iu" or values.ndim != 1:
+                raise UserError(
+                    f"{_USER_FN}(pre_train_dir) yields labels of {values.dtype} and shape {values.shape[1:]} per "
+                    "sample; pre-training needs one integer class id per sample",
+                    key=f"UserModule.{_USER_FN}",
+                    fix="yield (images, class_ids) batches with integer class ids",
+                )
+            top = max(top, int(values.max()))
+        if top < 1:
+            raise UserError(
+                f"{_USER_FN}(pre_train_dir) yields 1 class; pre-training classifies, so it needs at least 2",
+                key=f"UserModule.{_USER_FN}",
+                fix="return images of at least two classes",
+            )
+        return top + 1
+
+
+class TFPretrainer:
+    """The primitives of ``dopt.training.StepOps`` for pre-training, and its checkpoints."""
+
+    checkpoint_suffix = ".weights.npz"
+    loss_function = "the pre-training cross-entropy"
+
+    def __init__(self, setup: TFSetup, supernet: Supernet, folder: Path, epochs: int) -> None:
+        self.setup = s = setup
+        self.supernet = supernet
+        sc, comm = s.scenario, s.comm
+        fn = getattr(s.user, _USER_FN, None)
+        self.epochs: _FolderEpochs | _UserEpochs
+        if fn is None:
+            folders = ClassFolders(folder, sc.supernet.chw)
+            first = sc.supernet.data_format == "channels_first"
+            self.epochs = _FolderEpochs(folders, sc.batch_size, s.seed, comm.rank, comm.world_size, first)
+            self.classes = len(folders.classes)
+        else:
+            self.epochs = _UserEpochs(
+                fn(str(folder)), sc.supernet.input_shape, sc.batch_size, comm.rank, comm.world_size
+            )
+            self.classes = self.epochs.classes()
+        self.steps_per_epoch = self.epochs.steps
+        self._largest = supernet.space.decode(supernet.space.largest())
+        supernet.set_active(self._largest)
+        seed_everything(s.seed)
+        self.axes = [2, 3] if sc.supernet.data_format == "channels_first" else [1, 2]
+        self.head = keras.layers.Dense(self.classes)
+        example = np.zeros((1, *sc.supernet.input_shape), np.float32)
+        channels = supernet.backbone(example, training=False).shape[1 if self.axes == [2, 3] else -1]
+        self.head.build((None, int(channels)))
+        opt = sc.optimizer
+        base = learning_rate(opt, comm.world_size)
+        self.optimizer = make_optimizer(opt.type, base, opt.betas, opt.momentum)
+        self.variables = list(supernet.pre.trainable_weights) + [
+            w for block in supernet.blocks for w in block.trainable_weights
+        ]
+        self.variables += list(self.head.trainable_weights)
+        self.optimizer.build(self.variables)
+        self._apply = traced_apply(self.optimizer, self.variables)
+        self._rate = cosine(base, epochs * self.steps_per_epoch)
+        self._grads: list[Any] = []
+
+    def _logits(self, inputs: Any, training: bool) -> Any:
+        return self.head(tf.reduce_mean(self.supernet.backbone(inputs, training=training), axis=self.axes))
+
+    def begin_epoch(self, epoch: int) -> Iterator[Any]:
+        seed_everything(epoch_seed(self.setup.seed, epoch))
+        self.supernet.set_active(self._largest)
+        return self.epochs.batches(epoch)
+
+    def start_step(self) -> float:
+        lr = self._rate(int(self.optimizer.iterations.numpy()))
+        self.optimizer.learning_rate = lr
+        self._grads = []
+        return lr
+
+    def forward(self, batch: Any, arch: Any, teacher: Any) -> Forward:
+        inputs, labels = batch
+        with tf.GradientTape() as tape:
+            logits = self._logits(inputs, True)
+            loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+        return Forward(float(loss), (tape, loss))
+
+    def backward(self, forward: Forward) -> None:
+        tape, loss = forward.handle
+        self._grads = list(tape.gradient(loss, self.variables))
+
+    def reduce_step(self, finite: bool) -> bool:
+        comm = self.setup.comm
+        if comm.world_size == 1:
+            return finite
+        from dopt.backends.tf.comm import reduce_gradients
+
+        return reduce_gradients(comm, self._grads, finite)  # type: ignore[arg-type]
+
+    def apply(self) -> None:
+        self._apply([tf.zeros_like(v) if g is None else g for g, v in zip(self._grads, self.variables)])
+
+    def discard(self) -> None:
+        self._grads = []
+        self.optimizer.iterations.assign_add(1)
+
+    def batch_len(self, batch: Any) -> int:
+        return int(batch[1].shape[0] or 0)
+
+    def _all(self) -> list[Any]:
+        return backbone_weights(self.supernet) + list(self.head.weights)
+
+    def save(self, path: Path, step: int) -> None:
+        arrays = {f"model/{i:05d}": v.numpy() for i, v in enumerate(self._all())}
+        arrays.update({f"optimizer/{i:05d}": v.numpy() for i, v in enumerate(self.optimizer.variables)})
+        arrays["step"] = np.array(step, np.int64)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(path, buffer.getvalue())
+
+    def load(self, path: Path) -> int:
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                for prefix, variables in (("model", self._all()), ("optimizer", self.optimizer.variables)):
+                    keys = sorted(k for k in archive.files if k.startswith(prefix + "/"))
+                    if len(keys) != len(variables):
+                        raise ValueError(f"{len(keys)} {prefix} variables in the file, {len(variables)} here")
+                    for v, k in zip(variables, keys):
+                        v.assign(archive[k])
+                return int(archive["step"])
+        except (OSError, KeyError, ValueError, EOFError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise CorruptCheckpoint(f"{path.name}: {type(exc).__name__}: {first}") from exc
+
+    def save_pretrained(self, path: Path) -> None:
+        """PreNet's and the layers' variables (the head is dropped), as :func:`load_pretrained` reads them."""
+        arrays = {f"{i:05d}": v.numpy() for i, v in enumerate(backbone_weights(self.supernet))}
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_pretrained(supernet: Supernet, path: Path, folder: Path) -> None:
+    """Load PreNet's and the layers' pre-trained variables into ``supernet``.
+
+    Raises:
+        UserError: the file does not fit this PreNet and skeleton (names the first differences).
+    """
+    key = "scenario.strategy.dataset.pre_train_dir"
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            values = [archive[k] for k in sorted(archive.files)]
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise UserError(
+            f"{path} cannot be read ({type(exc).__name__})", key=key, fix="pre-train again: name the class folders"
+        ) from None
+    mine = backbone_weights(supernet)
+    differ = [] if len(values) == len(mine) else [f"{len(values)} variables there, {len(mine)} here"]
+    differ += [
+        f"{v.path} is {tuple(value.shape)} there, {tuple(v.shape)} here"
+        for v, value in zip(mine, values)
+        if tuple(value.shape) != tuple(v.shape)
+    ]
+    if differ:
+        more = f" (and {len(differ) - 3} more)" if len(differ) > 3 else ""
+        raise UserError(
+            f"pre_train_dir {folder} does not fit this PreNet and skeleton: {'; '.join(differ[:3])}{more}",
+            key=key,
+            fix="name the class folders instead to pre-train this PreNet and skeleton",
+        )
+    for v, value in zip(mine, values):
+        v.assign(value)
