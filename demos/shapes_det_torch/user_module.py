@@ -51,8 +51,7 @@ class UserModule:
 
     def loss_func(self, labels, logits):
         heat, sizes, mask = (
-            torch.from_numpy(t).to(logits.device)
-            for t in shapes.centernet_targets(labels.cpu().numpy(), SIZE, STRIDE)
+            torch.from_numpy(t).to(logits.device) for t in shapes.centernet_targets(labels.cpu().numpy(), SIZE, STRIDE)
         )
         return focal_loss(logits[:, :N_OBJECT_CLASSES], heat) + 0.1 * size_loss(
             logits[:, N_OBJECT_CLASSES:], sizes, mask

@@ -20,7 +20,7 @@ import tensorflow as tf
 from dopt.atomic import atomic_write_bytes
 from dopt.backends.base import CorruptCheckpoint, Probe, epoch_seed
 from dopt.backends.cpus import available_cpus
-from dopt.backends.tf import data, probe
+from dopt.backends.tf import data, detection, probe
 from dopt.backends.tf.bn_calib import recalibrate
 from dopt.backends.tf.device import check_data_format, pick_device, seed_everything, set_threads
 from dopt.backends.tf.evaluate import evaluate
@@ -78,22 +78,10 @@ class TFBackend:
         )
         seed_everything(seed)
         user = module.UserModule(epoch=scenario.epochs, batch_size=scenario.batch_size)
-        make_dataset = data.dataset_fn(user)
-        sc, bs, shape = scenario, scenario.batch_size, sn.input_shape
-        train_data = data.Data(
-            make_dataset(sc.dataset.train_dir, True, True), "build_dataset_search(train_dir, True)", shape, bs, True
-        )
-        if comm.world_size > 1:  # this process's shard of every epoch (docs/distributed.md)
-            train_data.shard(comm.rank, comm.world_size)
-        val_data = data.Data(
-            make_dataset(sc.dataset.val_dir, False, False), "build_dataset_search(val_dir, False)", shape, bs, False
-        )
-        n_eval = sc.searcher.eval_batches
-        val_batches = val_data.dataset.take(n_eval) if n_eval is not None else val_data.dataset
-        first = train_data.first()
-        data.check_batch(first, shape, "training dataset")
-        first_val = val_data.first()
-        data.check_batch(first_val, shape, "validation dataset")
+        # Object detection reads NASEA's generators (docs/user-module.md#tensorflow-object-detection); others tf.data.
+        read = detection.datasets if scenario.constraint.application == "object_detection" else data.datasets
+        ds = read(scenario, user, comm)
+        shape = sn.input_shape
         seed_everything(seed)  # PreNet/PostNet weights independent of the batches read above
         pre, post = module.PreNet(), module.PostNet()
         example = np.zeros((1, *shape), np.float32)
@@ -108,16 +96,16 @@ class TFBackend:
             user=user,
             device=device,
             user_sha256=file_sha256(Path(module.__file__ or "")),  # the file as imported, not as later edited
-            make_dataset=make_dataset,
-            train_data=train_data,
-            val_data=val_data,
-            val_batches=val_batches,
-            first=first,
-            first_val=first_val,
+            make_dataset=ds.make,
+            train_data=ds.train,
+            val_data=ds.val,
+            val_batches=ds.val_batches,
+            first=ds.first,
+            first_val=ds.first_val,
             pre=pre,
             post=post,
             example=example,
-            probe=Probe(channels, hw, fixed, train_data.steps, device),
+            probe=Probe(channels, hw, fixed, ds.train.steps, device),
         )
 
 
@@ -139,9 +127,9 @@ class TFSetup:
     device: str
     user_sha256: str
     make_dataset: data.DatasetFn
-    train_data: data.Data
-    val_data: data.Data
-    val_batches: Any  # the validation dataset, at most eval_batches batches
+    train_data: data.Data | detection.Batches
+    val_data: data.Data | detection.Validation
+    val_batches: Any  # the validation dataset, at most eval_batches batches (None for detection)
     first: Any  # the first training batch, for the rehearsal
     first_val: Any
     pre: Any
@@ -199,7 +187,7 @@ class TFTrainer:
         self.optimizer = make_optimizer(opt.type, self.lr_init, opt.betas, opt.momentum)
         self.optimizer.build(self.net.trainable_variables)
         self.variables = self.net.trainable_variables
-        self._epochs = data.TrainEpochs(s.train_data)
+        self._epochs = s.train_data.epochs()
         self._apply = traced_apply(self.optimizer, self.variables)  # traced on its first call
         self._summed: list[Any] = []  # gradients accumulated in the current step
 
@@ -250,7 +238,8 @@ class TFTrainer:
         self._summed = []
 
     def batch_len(self, batch: Any) -> int:
-        return int(tf.nest.flatten(batch[1])[0].shape[0] or 0)
+        # The images: checked to be (N, H, W, C), where detection labels may be a list per image.
+        return int(tf.nest.flatten(batch[0])[0].shape[0] or 0)
 
     # -- checkpoints -----------------------------------------------------------------------------
     def save(self, path: Path, step: int) -> None:
@@ -343,7 +332,11 @@ class TFSession(TFTrainer):
             lines.append(f"loss {float(tf.reshape(loss, [])):.4g}")
         probe.check_distillable(outputs, s.scenario.training.distill)
         lr_value(s.user.lr_scheduler, self.lr_init, 0)
-        metric = metric_value(evaluate(self.extract(archs[0]), s.user.metrics_op, [s.first_val]), self.metric_function)
+        model = self.extract(archs[0])
+        if isinstance(s.val_data, detection.Validation):
+            metric = metric_value(s.val_data.rehearse(model, s.user.metrics_op), self.metric_function)
+        else:
+            metric = metric_value(evaluate(model, s.user.metrics_op, [s.first_val]), self.metric_function)
         lines[0] += f", metric on one validation batch {metric:.4g} (untrained)"
         return lines
 
@@ -355,6 +348,10 @@ class TFSession(TFTrainer):
         s = self.setup
         sc = s.scenario
         seed_everything(s.seed)
+        if isinstance(s.train_data, detection.Batches):
+            return detection.calibration_batches(
+                s.make_dataset, sc.dataset.train_dir, sc.batch_size, sc.searcher.bn_calib_batches, rng
+            )
         fresh = data.Data(
             s.make_dataset(sc.dataset.train_dir, True, False),
             "build_dataset_search(train_dir, True, False)",
@@ -372,6 +369,10 @@ class TFSession(TFTrainer):
         recalibrate(model, calibration)
 
     def metric(self, model: Any, max_batches: int | None = None) -> Any:
+        s = self.setup
+        if isinstance(s.val_data, detection.Validation):
+            limits = [n for n in (s.scenario.searcher.eval_batches, max_batches) if n is not None]
+            return s.val_data.metric(model, s.user.metrics_op, min(limits) if limits else None)
         batches = self.setup.val_batches
         return evaluate(
             model, self.setup.user.metrics_op, batches if max_batches is None else batches.take(max_batches)
@@ -406,6 +407,8 @@ class TFResultTrainer(TFTrainer):
     def evaluate(self) -> float:
         """The user's metric of the model over the whole validation set, BatchNorm as trained."""
         s = self.setup
+        if isinstance(s.val_data, detection.Validation):
+            return metric_value(s.val_data.metric(self.net, s.user.metrics_op, None), self.metric_function)
         return metric_value(evaluate(self.net, s.user.metrics_op, s.val_data.dataset), self.metric_function)
 
     def save_weights(self, path: Path) -> None:

@@ -10,15 +10,28 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from dopt.distributed import Comm
 from dopt.errors import UserError
 from dopt.evaluation import calibration_indices
+from dopt.scenario import Scenario
 
-__all__ = ["DatasetFn", "dataset_fn", "Data", "TrainEpochs", "calibration_batches", "check_batch", "first_leaf"]
+__all__ = [
+    "DatasetFn",
+    "dataset_fn",
+    "Datasets",
+    "datasets",
+    "Data",
+    "TrainEpochs",
+    "calibration_batches",
+    "check_batch",
+    "first_leaf",
+]
 
 _KEY = "UserModule.build_dataset_search"
 
@@ -50,6 +63,36 @@ def dataset_fn(user: Any) -> DatasetFn:
 
 def first_leaf(structure: Any) -> Any:
     return tf.nest.flatten(structure)[0]
+
+
+@dataclass(frozen=True)
+class Datasets:
+    """What a setup reads through ``build_dataset_search``: here tf.data, for object detection
+    generators (``dopt.backends.tf.detection``)."""
+
+    make: DatasetFn
+    train: Any  # Data, or detection.Batches: this process's shard, with ``steps``, ``first()``, ``epochs()``
+    val: Any  # Data, or detection.Validation
+    val_batches: Any  # the validation dataset, at most eval_batches batches (None for detection)
+    first: Any  # the first training batch, for the rehearsal
+    first_val: Any
+
+
+def datasets(scenario: Scenario, user: Any, comm: Comm) -> Datasets:
+    """The training dataset (this process's shard) and the validation dataset, each checked on its first batch."""
+    sc, bs, shape = scenario, scenario.batch_size, scenario.supernet.input_shape
+    make = dataset_fn(user)
+    train = Data(make(sc.dataset.train_dir, True, True), "build_dataset_search(train_dir, True)", shape, bs, True)
+    if comm.world_size > 1:  # this process's shard of every epoch (docs/distributed.md)
+        train.shard(comm.rank, comm.world_size)
+    val = Data(make(sc.dataset.val_dir, False, False), "build_dataset_search(val_dir, False)", shape, bs, False)
+    n_eval = sc.searcher.eval_batches
+    val_batches = val.dataset.take(n_eval) if n_eval is not None else val.dataset
+    first = train.first()
+    check_batch(first, shape, "training dataset")
+    first_val = val.first()
+    check_batch(first_val, shape, "validation dataset")
+    return Datasets(make, train, val, val_batches, first, first_val)
 
 
 class Data:
@@ -121,6 +164,9 @@ class Data:
 
     def first(self) -> Any:
         return next(iter(self.dataset))
+
+    def epochs(self) -> TrainEpochs:
+        return TrainEpochs(self)
 
     def shard(self, rank: int, world_size: int) -> None:
         """Keep this process's shard: every ``world_size``-th batch from the ``rank``-th, the same
