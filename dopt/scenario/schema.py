@@ -382,7 +382,7 @@ _SUPERNET = Section(
             sequence(integer(0), "integers >= 0", empty_ok=True, tidy=_ascending),
             (),
             "feature_choose: [4, 5]",
-            "detection/segmentation, not available yet: layers whose outputs PostNet would also get",
+            "detection/segmentation: layers whose outputs PostNet also receives (docs/tasks.md)",
         ),
         _SEARCH_SPACE,
     ),
