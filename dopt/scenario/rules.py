@@ -70,8 +70,7 @@ def _refuse_unavailable(r: _Reader) -> None:
     if app not in APPLICATIONS_AVAILABLE:
         r.fail(
             p + "application_type",
-            f"{app} is not available yet in this version of dopt "
-            "(docs/scenario.md#not-available-yet)",
+            f"{app} is not available yet in this version of dopt (docs/scenario.md#not-available-yet)",
             f"use {' or '.join(APPLICATIONS_AVAILABLE)} for now",
         )
     from dopt.costs.kinds import get, kinds  # lazily: dopt.costs imports the search space, which imports scenario
