@@ -715,3 +715,20 @@ def test_repository_example_loads(tmp_path: Path, caplog: pytest.LogCaptureFixtu
     assert (s.framework, s.constraint.application) == ("pytorch", "image_classification")
     assert s.supernet.input_shape == (1, 8, 8)
     assert len(s.supernet.filters) == len(s.supernet.strides)
+
+
+def test_distillation_is_off_for_detection_and_a_written_distill_is_ignored_with_a_warning(
+    workdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    detection = [
+        sub("image_classification", "object_detection"),
+        sub("val_dir: data/val", "val_dir: data/val\n      pre_train_dir: data/train"),
+    ]
+    with caplog.at_level(logging.WARNING, logger="dopt.scenario"):
+        s = _load(workdir, _edit(MINIMAL, detection))
+    assert s.training.sampling == "sandwich" and not s.training.distill and not caplog.records
+    with caplog.at_level(logging.WARNING, logger="dopt.scenario"):
+        s = _load(workdir, _edit(MINIMAL, [*detection, add("    training: {sampling: sandwich, distill: true}\n")]))
+    [record] = caplog.records
+    assert not s.training.distill and "distillation is for image_classification" in record.getMessage()
+    assert s.dataset.pre_train_epochs == 10
