@@ -34,7 +34,8 @@ def evaluate(model: Any, metrics_op: Any, batches: Iterable[Any], limit: int = M
     Raises:
         UserError: the evaluation set's labels and outputs would exceed ``limit`` bytes.
     """
-    labels, outputs = [], []
+    labels: list[Any] = []
+    outputs: list[Any] = []
     kept = 0
     infer = traced_call(lambda inputs: model(inputs, training=False))
     for inputs, y in batches:
