@@ -1,0 +1,50 @@
+"""The detection and segmentation demos as shipped, shortened with --set: their scen.yaml, user module
+and pre-training folders stay runnable, and the results carry the demo's metric (docs/tasks.md#demos)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.frameworks import require
+
+DEMOS = Path(__file__).resolve().parents[2] / "demos"
+
+SHORT = [
+    "scenario.strategy.epochs=1",
+    "scenario.strategy.dataset.pre_train_epochs=1",
+    "scenario.strategy.training.sampling=uniform",
+    "scenario.strategy.searcher.generation_num=1",
+    "scenario.strategy.searcher.pop_size=6",
+    "scenario.strategy.searcher.eval_batches=2",
+]
+
+
+@pytest.mark.parametrize(
+    ("demo", "metric"),
+    [
+        ("shapes_seg_torch", "mIoU"),
+        ("shapes_det_torch", "mAP50"),
+        ("shapes_seg_tf", "mIoU"),
+        ("shapes_det_tf", "mAP50"),
+    ],
+)
+def test_demo_runs_shortened(tmp_path, demo, metric):
+    require("torch" if demo.endswith("torch") else "tensorflow")
+    work = tmp_path / demo
+    shutil.copytree(DEMOS / demo, work, ignore=shutil.ignore_patterns("results*", "checkpoints", "log_*", "pretrained"))
+    args = [arg for kv in SHORT for arg in ("--set", kv)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "dopt", "-c", "scen.yaml", *args], cwd=work, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (work / "pretrained" / "pretrain.json").is_file(), "the demo did not pre-train"
+    doc = json.loads((work / "results" / "pareto.json").read_text())
+    assert doc["front"], doc
+    header = (work / "results" / "model_arch_result_1.py").read_text().splitlines()[0]
+    assert header.startswith(f"# {metric}: "), header
