@@ -78,7 +78,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, ...]:
         "       dopt validate -c scen.yaml [--set KEY=VALUE] [--workdir DIR]\n"
         "       dopt analyze -c scen.yaml [--samples N] [--cost-range LO:HI] [--split-by DIM]\n"
         "       dopt train -c scen.yaml --result N [--epochs E] [--from-scratch] [--resume]\n"
-        "       dopt init [--framework {pytorch,tensorflow}] [--task classification] [--dir DIR]",
+        "       dopt init [--framework {pytorch,tensorflow}] [--task {classification,detection,segmentation}] [--dir DIR]",
         epilog="Other commands: `dopt validate -c scen.yaml` checks a scenario without training; "
         "`dopt analyze -c scen.yaml` shows which choices of the space matter; `dopt init` writes a user module, a scenario and data to start from (each has its own --help).",
     )

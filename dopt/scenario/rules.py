@@ -132,7 +132,7 @@ def _supernet(r: _Reader, framework: str, app: str) -> Supernet:
         r.fail(
             p + "feature_choose",
             f"layer {chosen[-1]} does not exist: filters has {len(filters)} layers, numbered 0 to {len(filters) - 1}",
-            f"feature_choose: [{len(filters) - 1}]",
+            f"feature_choose: {[i for i in chosen if i < len(filters)] or [len(filters) - 1]}",
         )
     space = SearchSpaceChoices(**_section(r, p + "search_space"))
     return Supernet(shape, layout, filters, strides, chosen, space)

@@ -362,7 +362,7 @@ BAD_DETECTION = {
     "feature-range": (
         DETECTION + [add("    supernet: {feature_choose: [4, 6]}\n")],
         15,
-        [S + "supernet.feature_choose", "layer 6 does not exist", "numbered 0 to 5"],
+        [S + "supernet.feature_choose", "layer 6 does not exist", "numbered 0 to 5", "feature_choose: [4]"],
     ),
     "pre-train-needed": (
         [sub("image_classification", "semantic_segmentation")],
