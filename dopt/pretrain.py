@@ -252,13 +252,21 @@ def check(sc: Scenario, session: Any) -> Pretraining | None:
     Raises:
         UserError: ``pre_train_dir`` is empty, of another skeleton, or an unusable dataset.
     """
-    src = source(sc)
-    if src is None:
-        return None
-    if src.checkpoint:
-        session.load_pretrained(check_manifest(src.path, sc), src.path)
-        return Pretraining(src)
-    return Pretraining(src, session.pretrainer(src.path, sc.dataset.pre_train_epochs))
+    try:
+        src = source(sc)
+        if src is None:
+            return None
+        if src.checkpoint:
+            session.load_pretrained(check_manifest(src.path, sc), src.path)
+            return Pretraining(src)
+        return Pretraining(src, session.pretrainer(src.path, sc.dataset.pre_train_epochs))
+    except UserError as exc:
+        # A scenario key's mistake names where scen.yaml (or --set) wrote it, as the scenario's own
+        # checks do (docs/cli.md#error-messages).
+        if exc.file is None and exc.key and exc.key.startswith("scenario."):
+            place = sc.where(exc.key)
+            exc.file, exc.line, exc.column = place.get("file"), place.get("line"), place.get("column")
+        raise
 
 
 def pretrain_stage(p: Any, ctx: Any, writer: Any, ckpt_dir: Path, resume: bool) -> None:
