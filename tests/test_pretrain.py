@@ -95,9 +95,18 @@ def _one_error(work: Path, *words: str) -> None:
 @pytest.mark.parametrize(
     ("spoil", "words"),
     [
-        (lambda d: [shutil.rmtree(p) for p in d.iterdir()], ["scen.yaml:", "pre_train_dir", "is empty", "pretrain.json"]),
-        (lambda d: [shutil.rmtree(d / c) for c in ("disk", "square")], ["scen.yaml:", "holds 1 class (triangle)", "at least 2"]),
-        (lambda d: (d / "disk" / "007.png").write_bytes(b"not a png"), ["scen.yaml:", "007.png is not a readable image"]),
+        (
+            lambda d: [shutil.rmtree(p) for p in d.iterdir()],
+            ["scen.yaml:", "pre_train_dir", "is empty", "pretrain.json"],
+        ),
+        (
+            lambda d: [shutil.rmtree(d / c) for c in ("disk", "square")],
+            ["scen.yaml:", "holds 1 class (triangle)", "at least 2"],
+        ),
+        (
+            lambda d: (d / "disk" / "007.png").write_bytes(b"not a png"),
+            ["scen.yaml:", "007.png is not a readable image"],
+        ),
         (
             lambda d: (d / "pretrain.json").write_text("{}"),
             ["scen.yaml:", "pretrain.json is not a dopt pre-training record", "KeyError"],
