@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.frameworks import MAKE_WORKDIR, require
+from tests.shapes_workdir import SHORT_ARGS, make_workdir
 
 require("horovod")
 
@@ -71,6 +72,20 @@ def test_two_processes_train_and_search_as_one_and_only_rank_0_writes(tmp_path, 
     )
     assert single.returncode == 0, single.stderr[-3000:]
     assert _archive(work / "one") == archive
+
+
+@pytest.mark.parametrize("framework", ["pytorch", "tensorflow"])
+def test_two_processes_pretrain_and_only_rank_0_saves_the_pretraining_output(tmp_path, framework):
+    require(FRAMEWORK_MODULE[framework])
+    work = make_workdir(tmp_path / "w", framework)
+    proc = subprocess.run(_horovodrun(*SHORT_ARGS), cwd=work, capture_output=True, text=True, env=ENV, timeout=900)
+    console = proc.stdout + proc.stderr
+    assert proc.returncode == 0, console[-3000:]
+    assert "[rank 1]" not in console and "set pre_train_dir: pretrained" in console, console[-3000:]
+    manifest = json.loads((work / "pretrained" / "pretrain.json").read_text())
+    assert manifest["epochs"] == 3 and (work / "pretrained" / manifest["weights"]).is_file(), manifest
+    assert len(list(work.glob("log_*"))) == 1
+    assert json.loads((work / "results" / "pareto.json").read_text())["front"]
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the ranks' processes through /proc")
