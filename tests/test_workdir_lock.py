@@ -58,14 +58,19 @@ def test_a_killed_holder_leaves_the_folder_usable(tmp_path):
         pass
 
 
+# The child prints its pid itself: once it runs Python code its after-fork handlers have run. (The
+# parent printing child.pid raced them: on a busy CI machine the test killed the parent before the
+# child had been scheduled at all.)
 FORKING_HOLDER = """
-import multiprocessing, sys, time
+import multiprocessing, os, sys, time
 from pathlib import Path
 from dopt.workdir_lock import hold
+def sleep_in_child():
+    print(os.getpid(), flush=True)
+    time.sleep(120)
 with hold(Path(sys.argv[1]), "dopt -c scen.yaml"):
-    child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(120,), daemon=False)
+    child = multiprocessing.get_context("fork").Process(target=sleep_in_child, daemon=False)
     child.start()
-    print(child.pid, flush=True)
     time.sleep(120)
 """
 
