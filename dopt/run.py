@@ -344,7 +344,8 @@ def run(p: Prepared, plan: Plan, ctx: RunContext | None = None) -> RunSummary:
             user_latency = p.latency.user if p.latency else None
             evaluator = Evaluator(p.session, p.costs, np.random.default_rng([p.seed, 1]), user_latency)
         if plan.stage == "all" and sc.dataset.pre_train_dir is not None:
-            with stage("pre-training"):
+            loading = p.pretraining is not None and p.pretraining.trainer is None
+            with stage("loading the pre-trained weights" if loading else "pre-training"):
                 pretrain_stage(p, ctx, writer, ckpt_dir, plan.resume)
         with stage("training the supernet" if plan.stage == "all" else "loading the trained supernet"):
             if plan.stage == "all":

@@ -78,9 +78,10 @@ class TorchBackend:
         val_ds = data.check_dataset(user.dataset_define(sc.dataset.val_dir, False), "dataset_define(val_dir, False)")
         train_loader = data.train_loader(train_ds, bs, seed, device, comm.rank, comm.world_size)
         eval_loader = data.eval_loader(val_ds, bs, device, sc.searcher.eval_batches)
-        first = next(iter(DataLoader(train_ds, batch_size=bs)))
+        first = data.first_batch(train_ds, bs, "dataset_define(train_dir, True)")
         data.check_batch(first, sc.supernet.chw, "training dataset")
-        data.check_batch(next(iter(DataLoader(val_ds, batch_size=bs))), sc.supernet.chw, "validation dataset")
+        val_first = data.first_batch(val_ds, bs, "dataset_define(val_dir, False)")
+        data.check_batch(val_first, sc.supernet.chw, "validation dataset")
         seed_everything(seed, device)  # PreNet/PostNet weights independent of the batches read above
         pre, post = module.PreNet(), module.PostNet()
         example = torch.zeros(1, *sc.supernet.chw)

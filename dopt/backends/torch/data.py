@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,7 +12,15 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDa
 from dopt.errors import UserError
 from dopt.evaluation import calibration_indices
 
-__all__ = ["to_device", "train_loader", "eval_loader", "calibration_batches", "check_batch"]
+__all__ = [
+    "to_device",
+    "collate_of",
+    "first_batch",
+    "train_loader",
+    "eval_loader",
+    "calibration_batches",
+    "check_batch",
+]
 
 
 def to_device(obj: Any, device: torch.device) -> Any:
@@ -26,6 +34,34 @@ def to_device(obj: Any, device: torch.device) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_device(v, device) for v in obj)
     return obj
+
+
+def collate_of(dataset: Dataset) -> Callable[[list[Any]], Any] | None:
+    """The dataset's own ``collate_fn`` attribute, used by every loader dopt builds on it (labels
+    of different sizes per sample, as boxes are: docs/user-module.md#labels-of-different-sizes);
+    None for torch's default batching."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    fn = getattr(dataset, "collate_fn", None)
+    return fn if callable(fn) else None
+
+
+def first_batch(dataset: Dataset, batch_size: int, what: str) -> Any:
+    """The first batch of ``dataset`` as the loaders will batch it. Torch's default batching of
+    labels that differ in size per sample is the user's mistake: exit 2 with the fix."""
+    collate = collate_of(dataset)
+    try:
+        return next(iter(DataLoader(dataset, batch_size=batch_size, collate_fn=collate)))
+    except (RuntimeError, TypeError) as e:
+        if collate is not None or "size" not in str(e):
+            raise
+        raise UserError(
+            f"{what}: torch's default batching could not stack {batch_size} samples into a batch "
+            f"({type(e).__name__}: {e}); labels of different sizes per sample (boxes) need batching of your own",
+            key="UserModule.dataset_define",
+            fix="give the Dataset a collate_fn(self, samples) method returning (inputs, labels), e.g. stacked "
+            "inputs and a list of per-image box tensors, or pad the labels to one shape",
+        ) from None
 
 
 def check_dataset(dataset: Any, what: str) -> Dataset:
@@ -87,6 +123,7 @@ def train_loader(
         sampler=sampler,
         drop_last=True,
         generator=generator,
+        collate_fn=collate_of(dataset),
         num_workers=workers,
         pin_memory=device.type == "cuda",
     )
@@ -103,6 +140,7 @@ def eval_loader(dataset: Dataset, batch_size: int, device: torch.device, max_bat
         batch_size=batch_size,
         shuffle=False,
         drop_last=False,
+        collate_fn=collate_of(dataset),
         num_workers=workers,
         persistent_workers=workers > 0,
         pin_memory=device.type == "cuda",
@@ -125,7 +163,8 @@ def calibration_batches(
 ) -> list[Any]:
     """The BN-calibration subset (``dopt.evaluation.calibration_indices``), materialised on ``device``."""
     indices = calibration_indices(len(dataset), batch_size, n_batches, rng)  # type: ignore[arg-type]
-    loader = DataLoader(Subset(dataset, indices.tolist()), batch_size=batch_size, shuffle=False, drop_last=False)
+    subset = Subset(dataset, indices.tolist())
+    loader = DataLoader(subset, batch_size=batch_size, shuffle=False, drop_last=False, collate_fn=collate_of(dataset))
     return [to_device(batch[0], device) for batch in loader]
 
 

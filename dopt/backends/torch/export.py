@@ -57,7 +57,9 @@ def export(model: nn.Module, directory: str = ".") -> list:
         try:
             scripted = torch.jit.script(model)
         except Exception as exc:  # user code that TorchScript cannot compile: trace it instead
-            print(f"TorchScript could not compile the model ({type(exc).__name__}); tracing it instead")
+            lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+            where = " ".join(lines[:2])  # TorchScript's reason, then the file and line it points at
+            print(f"TorchScript could not compile the model ({type(exc).__name__}: {where}); tracing it instead")
             scripted = torch.jit.trace(model, example, strict=False)
         scripted.save(paths[0])
         torch.onnx.export(

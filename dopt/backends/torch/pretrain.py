@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler
 
 from dopt.atomic import atomic_write_bytes
 from dopt.backends.base import CorruptCheckpoint, epoch_seed
@@ -56,7 +56,7 @@ def _dataset(setup: TorchSetup, folder: Path) -> tuple[Dataset, int]:
         return _Folders(folders), len(folders.classes)
     what = f"{_USER_FN}(pre_train_dir)"
     ds = data.check_dataset(fn(str(folder)), what)
-    first = next(iter(DataLoader(ds, batch_size=2)))
+    first = data.first_batch(ds, 2, what)
     data.check_batch(first, setup.scenario.supernet.chw, f"pre-training dataset of {what}")
     return ds, _classes(ds, what)
 
