@@ -258,6 +258,12 @@ def check(sc: Scenario, session: Any) -> Pretraining | None:
             return None
         if src.checkpoint:
             session.load_pretrained(check_manifest(src.path, sc), src.path)
+            if "scenario.strategy.dataset.pre_train_epochs" in sc.places:
+                log.warning(
+                    "pre_train_epochs is ignored: pre_train_dir %s holds pre-trained weights, so nothing is "
+                    "pre-trained (name the class folders to pre-train again)",
+                    src.path,
+                )
             return Pretraining(src)
         return Pretraining(src, session.pretrainer(src.path, sc.dataset.pre_train_epochs))
     except UserError as exc:

@@ -44,6 +44,9 @@ def test_a_run_from_the_pretraining_output_skips_pretraining(pretrained_run, tmp
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = next(work.glob("log_*/dopt.log")).read_text()
     assert "start from the pre-trained weights" in log and "pre-training PreNet" not in log, log[:3000]
+    assert "loading the pre-trained weights" in log and "INFO dopt: pre-training\n" not in log, log[:3000]
+    # SHORT_ARGS set pre_train_epochs, which a loaded pre-training output leaves unused: said once.
+    assert proc.stderr.count("pre_train_epochs is ignored") == 1, proc.stderr[-3000:]
     assert not (work / "pretrained").exists(), "pre-training ran again"
 
 
