@@ -1,5 +1,5 @@
 """The digits workload shared by the supernet benchmarks: a working directory as a dopt user would
-write it (scenario, user module, data), dopt's supernet trained through `dopt.run.prepare` as
+write it (scenario, user module, data), dopt's supernet trained through `dopt.pipeline.prepare.prepare` as
 `dopt -c` trains it, and a subnet trained alone from scratch with the same recipe.
 
 The recipe is a typical user's: PreNet conv+BN+ReLU, PostNet pool+linear, Adam 3e-3 decayed linearly
@@ -23,10 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dopt.evaluation import metric_value  # noqa: E402
-from dopt.run import Prepared, prepare  # noqa: E402
+from dopt.pipeline.inputs import Prepared  # noqa: E402
+from dopt.pipeline.prepare import prepare  # noqa: E402
 from dopt.scenario import load  # noqa: E402
 from dopt.space import Arch  # noqa: E402
-from dopt.training import TrainState, sampler, train  # noqa: E402
+from dopt.training import TrainHooks, TrainState, sampler, train  # noqa: E402
 
 __all__ = ["Setting", "CONVERGENCE", "workdir", "train_supernet", "alone", "kendall_tau"]
 
@@ -238,17 +239,11 @@ def workdir(
 
 
 def train_supernet(p: Prepared) -> None:
-    """The scenario's epochs of dopt's own supernet training, as `dopt -c` runs it (dopt.run._train
-    without checkpoints, logs and the per-epoch check)."""
+    """The scenario's epochs of dopt's own supernet training, as `dopt -c` runs it
+    (dopt.pipeline.train.train_supernet without checkpoints, logs and the per-epoch check)."""
     sc = p.scenario
-    train(
-        p.session,
-        sampler(p.space, sc.training, p.seed),
-        range(sc.epochs),
-        TrainState(),
-        sc.training.distill,
-        lambda s: None,
-    )
+    hooks = TrainHooks(lambda s: None)
+    train(p.session, sampler(p.space, sc.training, p.seed), range(sc.epochs), TrainState(), hooks, sc.training.distill)
 
 
 def alone(p: Prepared, module: Any, arch: Arch, epochs: int, seed: int) -> float:

@@ -3,11 +3,11 @@
 On the digits workload of search_fidelity.py (8x8 images, 500 training / 1,297 validation images,
 PreNet 8 channels, filters 8-16-16-32-32: ~118k distinct subnets of 5k-48k parameters), it:
 
-  1. trains dopt's supernet once (dopt's own training loop through `dopt.run.prepare`, as
+  1. trains dopt's supernet once (dopt's own training loop through `dopt.pipeline.prepare.prepare`, as
      `dopt -c` does; sandwich sampling with in-place distillation, dopt's default);
   2. sets a size constraint at the median size of uniformly drawn subnets (dopt's fixed-seed draw
      of 2,000, docs/search.md#a-tiny-feasible-region), so half of the space is over it;
-  3. for each seed, runs dopt's search (`dopt.search.run_search`, unchanged) twice, with
+  3. for each seed, runs dopt's search (`dopt.evolution.run_search`, unchanged) twice, with
      `algorithm: nsga2` and `algorithm: random`, dopt's defaults otherwise, each stopped by
      `max_evaluations`: the same number of metric evaluations (new feasible subnets scored;
      infeasible and repeated ones are free, as in dopt). Candidates are scored as dopt scores them:
@@ -65,9 +65,9 @@ from _digits import Setting, train_supernet, workdir
 from dopt.archive import Archive, Candidate
 from dopt.costs import Costs
 from dopt.evaluation import Evaluator
-from dopt.run import Prepared
+from dopt.evolution import SearchHooks, run_search
+from dopt.pipeline.inputs import Prepared
 from dopt.scenario.model import Constraint, Searcher
-from dopt.search import SearchHooks, run_search
 
 # search_fidelity.py's workload: subnets differ by several points of accuracy there, where the
 # 16x16 digits bring them all within a point of each other.
@@ -133,14 +133,21 @@ def search(
     by_evaluation: list[float] = []
     by_generation: list[tuple[int, float]] = []
 
-    def on_candidate(c: Candidate, cached: bool) -> None:
-        if not cached and c.metric is not None:
+    fresh: set[tuple[int, ...]] = set()  # evaluated now, not taken from the archive
+
+    def evaluated(encoding: tuple[int, ...], generation: int) -> Candidate:
+        fresh.add(encoding)
+        return evaluate(encoding, generation)
+
+    def on_candidate(c: Candidate) -> None:
+        if c.encoding in fresh and c.metric is not None:
+            fresh.discard(c.encoding)
             by_evaluation.append(archive.hypervolume())
 
     def on_generation(g: int, a: Archive) -> None:
         by_generation.append((len(by_evaluation), a.hypervolume()))
 
-    result = run_search(space, cfg, seed, archive, evaluate, SearchHooks(on_generation, on_candidate))
+    result = run_search(space, cfg, seed, archive, evaluated, SearchHooks(on_generation, on_candidate))
     return {
         "hv": by_evaluation,
         "curve": padded(by_evaluation, budget),

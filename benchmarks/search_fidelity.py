@@ -69,7 +69,7 @@ import numpy as np
 from _digits import Setting, alone, kendall_tau, train_supernet, workdir
 
 from dopt.evaluation import Evaluator
-from dopt.run import Prepared
+from dopt.pipeline.inputs import Prepared
 
 SETTING = Setting(upscale=1, stem=8, filters=(8, 16, 16, 32, 32), strides=(1, 2, 1, 2, 1), train_images=500)
 

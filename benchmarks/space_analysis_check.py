@@ -27,11 +27,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dopt.analysis import dimensions  # noqa: E402
 from dopt.evaluation import Evaluator  # noqa: E402
 from dopt.log import configure  # noqa: E402
-from dopt.plan import trained  # noqa: E402
-from dopt.run import load_final, prepare  # noqa: E402
+from dopt.pipeline.plan import trained  # noqa: E402
+from dopt.pipeline.prepare import prepare  # noqa: E402
+from dopt.pipeline.train import load_final  # noqa: E402
+from dopt.results.space_analysis import dimensions  # noqa: E402
 from dopt.scenario import load  # noqa: E402
 from dopt.space import GENES_PER_LAYER  # noqa: E402
 

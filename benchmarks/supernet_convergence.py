@@ -5,7 +5,7 @@ typical user recipe (PreNet conv+BN+ReLU, PostNet pool+linear, Adam 3e-3 decayed
 batch 64), it:
 
   1. trains dopt's supernet for E epochs with the scenario's `training` settings (dopt's own
-     training loop, through `dopt.run.prepare`, as `dopt -c scen.yaml` does);
+     training loop, through `dopt.pipeline.prepare.prepare`, as `dopt -c scen.yaml` does);
   2. evaluates the largest, the smallest and N fixed random subnets with inherited weights and BN
      recalibration (dopt's evaluator);
   3. trains each of those architectures alone, from scratch, for the same E epochs with the same

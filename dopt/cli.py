@@ -13,18 +13,17 @@ from typing import TYPE_CHECKING
 
 from dopt import __version__
 from dopt import log as dlog
-from dopt.errors import UserError
-from dopt.launcher import Launch, detect, refuse_many
-from dopt.workdir_lock import hold
+from dopt.errors import EXIT_FAILED, EXIT_USAGE, UserError
+from dopt.parallel.launcher import Launch, detect, refuse_many
+from dopt.store.lock import hold
+from dopt.store.workdir import WorkDir
 
 if TYPE_CHECKING:
-    from dopt.run import RunSummary
     from dopt.scenario import Scenario
+    from dopt.store.identity import RunRecord
 
 __all__ = ["main"]
 
-# docs/cli.md#exit-codes
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_EMPTY_FRONT = 0, 1, 2, 3
 
 # How this process signs its error lines: "dopt", or "dopt [rank N]" in a distributed run.
 _TAG = "dopt"
@@ -52,7 +51,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _init_parser() -> argparse.ArgumentParser:
-    from dopt.init import FRAMEWORKS, TASKS
+    from dopt.commands.init import FRAMEWORKS, TASKS
 
     p = _Parser(
         prog="dopt init",
@@ -67,7 +66,7 @@ def _init_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parsers() -> tuple[argparse.ArgumentParser, ...]:
+def _parsers() -> dict[str, argparse.ArgumentParser]:
     run = _Parser(
         prog="dopt",
         description="Evolutionary, hardware-aware neural architecture search: "
@@ -150,7 +149,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, ...]:
         "its cost range against the constraint. Writes nothing.",
     )
     _common(validate)
-    return run, validate, analyze, train
+    return {"run": run, "validate": validate, "analyze": analyze, "train": train}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,7 +181,6 @@ def _main(argv: list[str] | None) -> int:
     # writer imports TensorFlow when it is installed, even in a PyTorch run. A value set by the
     # user wins.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    run_parser, validate_parser, analyze_parser, train_parser = _parsers()
     workdir = Path.cwd()
     launch = detect()
     global _TAG
@@ -191,56 +189,67 @@ def _main(argv: list[str] | None) -> int:
         if argv[:1] and argv[0] in COMMANDS:
             refuse_many(launch, argv[0])
         if argv[:1] == ["init"]:
-            return _init(_init_parser().parse_args(argv[1:]))
-        if argv[:1] == ["validate"]:
-            args = validate_parser.parse_args(argv[1:])
-        elif argv[:1] == ["analyze"]:
-            args = analyze_parser.parse_args(argv[1:])
-        elif argv[:1] == ["train"]:
-            args = train_parser.parse_args(argv[1:])
-        else:
-            args = run_parser.parse_args(argv)
+            from dopt.commands.init import init_command
+
+            init_args = _init_parser().parse_args(argv[1:])
+            dlog.configure(init_args.verbose - init_args.quiet)
+            return init_command(init_args)
+        command = argv[0] if argv[:1] and argv[0] in COMMANDS else "run"
+        args = _parsers()[command].parse_args(argv[1:] if command != "run" else argv)
         dlog.configure(args.verbose - args.quiet, launch.rank)
         workdir = Path(args.workdir).resolve() if args.workdir else Path.cwd()
         if not workdir.is_dir():
             raise UserError(f"--workdir {args.workdir}: no such directory", fix="pass an existing directory")
         _check_workdir(workdir, Path(args.config))
-        if argv[:1] == ["validate"]:
-            from dopt.scenario import load
-
-            scenario = load(Path(args.config), workdir=workdir, overrides=args.overrides)
-            try:
-                return _validate(scenario)
-            except UserError:
-                raise
-            except Exception as exc:  # validate exists to find the user's mistakes: exit 2 for theirs
-                return _report_failure(exc, workdir, user_code_exit=EXIT_USAGE)
-        if argv[:1] == ["analyze"]:
-            with hold(workdir, " ".join(["dopt", *argv])):
-                return _analyze(_load(args, workdir), args)
-        if argv[:1] == ["train"]:
-            with hold(workdir, " ".join(["dopt", *argv])):
-                return _train(_load(args, workdir), args)
-        scenario = _load(args, workdir)
-        if launch.world_size == 1:
-            from dopt.spawn import spawn_per_gpu
-
-            spawn_per_gpu(scenario, argv)  # several gpu_ids: returns only when one process runs
-        # Rank 0 holds the lock for the whole launch (docs/cli.md#one-run-per-working-directory).
-        with hold(workdir, " ".join(["dopt", *argv])) if launch.rank == 0 else contextlib.nullcontext():
-            return _run(scenario, args, launch)
+        return _dispatch(command, args, argv, workdir, launch)
     except UserError as exc:
         _fill_file(exc, workdir)
         print(f"{_TAG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        hint = "; continue with --resume" if (workdir / "checkpoints" / "run.json").exists() else ""
+        hint = "; continue with --resume" if WorkDir(workdir).run_file.exists() else ""
         print(f"{_TAG}: interrupted{hint}", file=sys.stderr)
         return 130
     except Exception as exc:  # a failure during the run: user code or our own bug
         if launch.world_size > 1 and _in_collective(exc):
             return _report_peer_failure(exc)
         return _report_failure(exc, workdir)
+
+
+def _dispatch(command: str, args: argparse.Namespace, argv: list[str], workdir: Path, launch: Launch) -> int:
+    """Run ``command``; the working directory is locked by every command that writes into it."""
+    line = " ".join(["dopt", *argv])
+    if command == "validate":
+        from dopt.commands.validate import validate
+        from dopt.scenario import load
+
+        scenario = load(Path(args.config), workdir=workdir, overrides=args.overrides)
+        try:
+            return validate(scenario)
+        except UserError:
+            raise
+        except Exception as exc:  # validate exists to find the user's mistakes: exit 2 for theirs
+            return _report_failure(exc, workdir, user_code_exit=EXIT_USAGE)
+    if command == "analyze":
+        from dopt.commands.analyze import analyze_command
+
+        with hold(workdir, line):
+            return analyze_command(*_load(args, workdir), args)
+    if command == "train":
+        from dopt.commands.train import train_command
+
+        with hold(workdir, line):
+            return train_command(*_load(args, workdir), args)
+    from dopt.commands.run import run_command
+
+    scenario, record = _load(args, workdir)
+    if launch.world_size == 1:
+        from dopt.parallel.spawn import spawn_per_gpu
+
+        spawn_per_gpu(scenario, argv)  # several gpu_ids: returns only when one process runs
+    # Rank 0 holds the lock for the whole launch (docs/cli.md#one-run-per-working-directory).
+    with hold(workdir, line) if launch.rank == 0 else contextlib.nullcontext():
+        return run_command(scenario, record, args, launch)
 
 
 COMMANDS = ("init", "validate", "analyze", "train")
@@ -257,163 +266,12 @@ def _command_first(argv: list[str]) -> list[str]:
     return argv
 
 
-def _load(args: argparse.Namespace, workdir: Path) -> Scenario:
-    """The scenario with the ``--set`` options of what this invocation continues re-applied
-    first (the run's for --resume and --stage search, the search's for --stage search --resume),
-    then this command line's, which win (docs/resume.md#overrides)."""
-    from dopt.checkpoints import recorded_overrides
-    from dopt.plan import results_dir_of, search_state
-    from dopt.scenario import load, merge_overrides
-    from dopt.scenario.load import override_key
+def _load(args: argparse.Namespace, workdir: Path) -> tuple[Scenario, RunRecord | None]:
+    from dopt.pipeline.plan import load_scenario
 
-    config, explicit = Path(args.config), tuple(args.overrides)
-    if not args.resume and args.stage == "all":  # a new run: nothing recorded applies
-        return load(config, workdir=workdir, overrides=explicit)
-    recorded = recorded_overrides(workdir / "checkpoints")
-    scenario = load(config, workdir=workdir, overrides=merge_overrides(recorded, explicit))
-    if args.stage == "search" and args.resume:
-        results = Path(args.results) if args.results else None
-        if results is not None and not results.is_absolute():
-            results = workdir / results
-        state = search_state(workdir / "checkpoints" / results_dir_of(scenario, results).name)
-        if isinstance(state.get("overrides"), list):
-            recorded = tuple(str(t) for t in state["overrides"])
-            scenario = load(config, workdir=workdir, overrides=merge_overrides(recorded, explicit))
-    replaced = {override_key(t) for t in explicit}
-    again = [t for t in recorded if override_key(t) not in replaced]
-    if again:
-        logging.getLogger("dopt").info(
-            "re-applying the --set options recorded with the checkpoints: %s", " ".join(f"--set {t}" for t in again)
-        )
-    return scenario
-
-
-def _run(scenario: Scenario, args: argparse.Namespace, launch: Launch) -> int:
-    from dopt.context import RunContext
-    from dopt.distributed import Comm, Relayed, SingleProcess
-    from dopt.plan import plan
-    from dopt.run import prepare, run
-
-    comm: Comm = SingleProcess()
-    if launch.world_size > 1:
-        from dopt.backends import get_backend
-
-        others = launch.world_size - 1
-        with dlog.stage(
-            f"joining the other {others} process{'es' if others > 1 else ''} of this {launch.launcher} launch"
-        ):
-            comm = Relayed(get_backend(scenario.framework).connect(scenario, launch))
-        logging.getLogger("dopt").info(
-            "process %d of %d (%s), %d on this machine", comm.rank, comm.world_size, comm.engine, comm.local_size
-        )
-    main = comm.rank == 0
-    results = Path(args.results) if args.results else None
-    if results is not None and not results.is_absolute():
-        results = scenario.workdir / results
-    todo = plan(scenario, resume=args.resume, stage=args.stage, results=results, overwrite=args.overwrite)
-    if todo.finished and (todo.results_dir / "pareto.json").exists():
-        if main:
-            print(
-                f"dopt: nothing to resume: the run finished; results in {_rel(todo.results_dir, Path.cwd())}/ "
-                "(to search on, raise searcher.generation_num or the budget that stopped it, e.g. "
-                "--resume --set scenario.strategy.searcher.generation_num=N)"
-            )
-        comm.close()
-        return EXIT_OK
-    prepared = prepare(scenario, seed=todo.seed, continuing=todo.resume or todo.stage != "all", comm=comm)
-    summary = run(prepared, todo, RunContext(comm))
-    if main:
-        _print_summary(summary)
-    # Not on failure: the launcher stops every process when one fails (docs/distributed.md#failures).
-    comm.close()
-    return EXIT_OK if summary.front else EXIT_EMPTY_FRONT
-
-
-def _analyze(scenario: Scenario, args: argparse.Namespace) -> int:
-    from dopt.analyze import run_analysis
-
-    if args.samples < 1:
-        raise UserError(f"--samples {args.samples}: expected at least 1", fix="e.g. --samples 200")
-    cost_range = _cost_range(args.cost_range) if args.cost_range else None
-    summary = run_analysis(scenario, args.samples, cost_range, args.split_by)
-    here = Path.cwd()
-    print(f"\nsearch-space analysis of {summary.samples} subnets ({summary.reused} from earlier evaluations):")
-    for line in summary.summary:
-        print(f"  {line}")
-    print(f"\nwritten: {_rel(summary.json_path, here)}, {_rel(summary.png_path, here)}")
-    return EXIT_OK
-
-
-def _train(scenario: Scenario, args: argparse.Namespace) -> int:
-    from dopt.train_result import result_script, train_result
-
-    if args.script:
-        script = Path(args.script).resolve()
-        if not script.is_file():
-            raise UserError(f"--script {args.script}: no such file", fix="pass the path of a model_arch_result_N.py")
-    else:
-        results = Path(args.results) if args.results else None
-        if results is not None and not results.is_absolute():
-            results = scenario.workdir / results
-        script = result_script(scenario.workdir, args.result, results)
-    if args.resume and args.overwrite:
-        raise UserError("--resume and --overwrite contradict each other", fix="pass one of them")
-    summary = train_result(scenario, script, args.epochs, args.from_scratch, args.resume, args.overwrite)
-    here = Path.cwd()
-    if summary is None:
-        print(f"dopt: nothing to resume: the training of {script.name} finished")
-        return EXIT_OK
-    header = "n/a" if summary.header_metric is None else f"{summary.header_metric:.4f}"
-    verdict = "raised" if summary.after > summary.before else "did NOT raise"
-    print(
-        f"\n{script.name}: {summary.metric_name} {summary.after:.4f} after {summary.epochs} epochs "
-        f"({'from scratch' if summary.from_scratch else 'from inherited weights'}; before {summary.before:.4f}, "
-        f"header {header}): training {verdict} it"
+    return load_scenario(
+        Path(args.config), workdir, tuple(args.overrides), resume=args.resume, stage=args.stage, results=args.results
     )
-    print(f"trained weights: {_rel(summary.weights, here)} (the script loads them from now on)")
-    print(f"record:          {_rel(summary.record, here)}")
-    print(f"logs:            tensorboard --logdir {_rel(summary.log_dir, here)}")
-    return EXIT_OK
-
-
-def _cost_range(text: str) -> tuple[float, float]:
-    lo, sep, hi = text.partition(":")
-    try:
-        low, high = float(lo.replace(",", "")), float(hi.replace(",", ""))
-    except ValueError:
-        low = high = float("nan")
-    if not sep or not low <= high:
-        raise UserError(f"--cost-range {text}: expected LO:HI with LO ≤ HI", fix="e.g. --cost-range 10000:30000")
-    return low, high
-
-
-def _validate(scenario: Scenario) -> int:
-    from dopt.run import describe, prepare
-
-    prepared = prepare(scenario)
-    space = prepared.space
-    for line in describe(prepared):
-        print(line)
-    for name, encoding, report in zip(("smallest", "largest"), (space.smallest(), space.largest()), prepared.rehearsal):
-        costs = prepared.costs.costs(space.decode(encoding))
-        listed = ", ".join(f"{kind} {_cost_text(value)}" for kind, value in costs.items())
-        print(f"{name} subnet: {listed}; forward/backward ok ({report})")
-    print(f"{prepared.scenario.path.name}: OK")
-    return EXIT_OK
-
-
-def _init(args: argparse.Namespace) -> int:
-    from dopt.init import init
-
-    dlog.configure(args.verbose - args.quiet)
-    target = Path(args.dir).resolve()
-    written = init(target, args.framework, args.task)
-    here = Path.cwd()
-    for path in written:
-        print(f"wrote {_rel(path, here)}{'/' if path.is_dir() else ''}")
-    cd = "" if target == here else f"cd {_rel(target, here)} && "
-    print(f"next: {cd}dopt validate -c scen.yaml && dopt -c scen.yaml   (then adapt both files to your data)")
-    return EXIT_OK
 
 
 def _check_workdir(workdir: Path, config: Path) -> None:
@@ -425,53 +283,6 @@ def _check_workdir(workdir: Path, config: Path) -> None:
             "where it runs",
             fix=f"cd {beside} first, or pass --workdir {beside}",
         )
-
-
-def _print_summary(s: RunSummary) -> None:
-    from dopt.costs import kinds as cost_kinds
-    from dopt.run import empty_front
-
-    here = Path.cwd()
-    if not s.front:
-        lines = empty_front(s.archive, s.smallest)
-        rule = "!" * 100
-        print(f"\n{rule}\nNO RESULT: " + "\n".join(lines) + f"\n{rule}")
-        print(f"\ncandidates: {_rel(s.results_dir, here)}/pareto.json, pareto.csv (exit code {EXIT_EMPTY_FRONT})")
-        print(f"logs:       tensorboard --logdir {_rel(s.log_dir, here)}")
-        return
-    print(f"\nPareto front ({len(s.front)} of {len(s.archive)} distinct candidates, seed {s.seed}):")
-    kinds = [k for k in cost_kinds() if all(k.name in s.archive[i].costs for i in s.front)]
-    measured = {r["result"]: r for r in (s.latency or {}).get("results", [])}
-    name = s.metric_name[:14]
-    search_ms = "predicted ms" if (s.latency or {}).get("source") == "table" else "search ms"
-    heads = [search_ms if k.name == "latency" and measured else k.name for k in kinds]
-    print(f"  {'N':>3}  {name:>14}" + "".join(f"  {h:>14}" for h in heads) + ("    measured ms" if measured else ""))
-    for n, i in enumerate(s.front, start=1):
-        c = s.archive[i]
-        row = f"  {n:>3}  {c.metric:>14.4f}" + "".join(f"  {_cost_text(c.costs[k.name]):>14}" for k in kinds)
-        if n in measured:
-            r = measured[n]
-            row += f"  {r['measured_ms']:>13.4g}" + ("  OVER THE CONSTRAINT" if r["over_constraint"] else "")
-        print(row)
-    over = [r["result"] for r in measured.values() if r["over_constraint"]]
-    if over:
-        print(
-            f"\nresults {', '.join(map(str, over))} measured over the latency constraint on this machine now "
-            "(flagged in their headers and the plot); docs/latency.md#a-result-over-the-constraint"
-        )
-    print(f"\nresults: {_rel(s.results_dir, here)}/ (model_arch_result_N.py, pareto.json/.csv/.png)")
-    print(f"logs:    tensorboard --logdir {_rel(s.log_dir, here)}")
-
-
-def _cost_text(value: float) -> str:
-    return f"{value:,}" if float(value).is_integer() else f"{value:.4g}"
-
-
-def _rel(path: Path, base: Path) -> str:
-    try:
-        return str(path.relative_to(base))
-    except ValueError:
-        return str(path)
 
 
 def _fill_file(exc: UserError, workdir: Path) -> None:

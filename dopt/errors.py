@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["UserError"]
+__all__ = ["UserError", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_EMPTY_FRONT"]
+
+# The exit codes of every command (docs/cli.md#exit-codes): 0 success, 1 a failure during the run,
+# 2 a mistake the user can fix, 3 a search that ended with an empty front.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_EMPTY_FRONT = 0, 1, 2, 3
 
 
 class UserError(Exception):

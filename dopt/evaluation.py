@@ -8,17 +8,21 @@ the primitives of :class:`EvalOps`.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from dopt import costs as cost_kinds
 from dopt.costs import CostModel, Costs
 from dopt.errors import UserError
+from dopt.scenario.model import Constraint
 from dopt.space import Arch
+from dopt.store.journal import Journal, complete, journal_entry
 
-__all__ = ["EvalOps", "Evaluator", "metric_value", "calibration_indices"]
+__all__ = ["EvalOps", "Evaluator", "Evaluated", "JournaledEvaluator", "metric_value", "calibration_indices"]
 
 # Default calibration subset: about this many images, in full batches (BatchNorm never sees a
 # one-sample batch), or the whole training set where it is smaller.
@@ -171,3 +175,51 @@ def calibration_indices(n: int, batch_size: int, n_batches: int | None, rng: np.
     n_batches = max(1, min(n_batches, n // batch_size))
     take = min(n, n_batches * batch_size)
     return np.sort(rng.choice(n, size=take, replace=False))
+
+
+class Evaluated(NamedTuple):
+    """One candidate's costs, metric (None: infeasible, never evaluated) and the seconds the metric took."""
+
+    costs: Costs
+    metric: float | None
+    seconds: float
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+class JournaledEvaluator:
+    """Candidates evaluated once: taken from a journal where an earlier (interrupted) run evaluated
+    them, else evaluated, costs first and the metric only when feasible, and journaled at once
+    (docs/resume.md#the-journal). The search, the sharded search and `dopt analyze` use it.
+
+    ``write`` runs the journal's append (a run context's ``write``: only the main process writes).
+    """
+
+    def __init__(self, evaluator: Evaluator, journal: Journal, write: Callable[..., Any] = _call) -> None:
+        self.evaluator, self.journal, self.write = evaluator, journal, write
+
+    def journaled(self, encoding: tuple[int, ...], constraint: Constraint) -> Evaluated | None:
+        """What the journal holds for ``encoding`` when it needs no more work: evaluated, or
+        infeasible by its costs alone."""
+        entry = self.journal.get(encoding)
+        if entry is None or not complete(entry, constraint):
+            return None
+        costs = Costs({k.name: entry.get(k.column) for k in cost_kinds.kinds()})
+        if costs[constraint.kind] <= constraint.value:
+            return Evaluated(costs, entry["metric"], entry["eval_seconds"])
+        return Evaluated(costs, None, 0.0)
+
+    def evaluate(self, arch: Arch, constraint: Constraint | None = None) -> Evaluated:
+        """Costs of ``arch``, and its metric unless ``constraint`` rules it out (not journaled)."""
+        costs = self.evaluator.measure(arch)
+        if constraint is not None and not costs[constraint.kind] <= constraint.value:
+            return Evaluated(costs, None, 0.0)  # infeasible: decided by cost alone
+        t0 = time.perf_counter()
+        metric = self.evaluator.evaluate(arch)
+        return Evaluated(costs, metric, time.perf_counter() - t0)
+
+    def record(self, encoding: tuple[int, ...], done: Evaluated, **extra: Any) -> None:
+        """Append ``done`` to the journal (with ``extra`` fields, e.g. the search's elapsed time)."""
+        self.write(self.journal.append, {**journal_entry(encoding, done.metric, done.costs, done.seconds), **extra})

@@ -23,7 +23,7 @@ _stage = "starting"
 def configure(verbosity: int = 0, rank: int = 0) -> None:
     """-q → warnings only, default → info, -v → debug. A process of rank > 0 of a distributed run
     prints only errors, tagged with its rank: its warnings reach rank 0's log and console
-    (``dopt.distributed.Relayed``)."""
+    (``dopt.parallel.comm.Relayed``)."""
     level = logging.INFO if verbosity == 0 else (logging.DEBUG if verbosity > 0 else logging.WARNING)
     if rank:
         level = logging.ERROR

@@ -22,11 +22,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import prod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dopt.scenario.model import Supernet
+if TYPE_CHECKING:
+    from dopt.scenario.model import Supernet
+
 
 __all__ = ["GENES_PER_LAYER", "LayerSpec", "LayerChoice", "LayerPlan", "Arch", "SearchSpace", "round_width"]
 

@@ -32,6 +32,8 @@ __all__ = [
     "train",
     "train_epoch",
     "brief",
+    "cosine",
+    "TrainHooks",
 ]
 
 log = logging.getLogger(__name__)
@@ -145,27 +147,38 @@ def sampler(space: SearchSpace, training: Training, seed: int) -> Callable[[int]
     return sample
 
 
+def _nothing(*args: Any) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class TrainHooks:
+    """What the training loop calls: after every step with its log, after every epoch, and before
+    every step with its subnets (``check(epoch, step in epoch, step, subnets)``; several
+    processes: :class:`dopt.parallel.comm.SampleCheck`)."""
+
+    log_step: Callable[[StepLog], None]
+    on_epoch_end: Callable[[int], None] = _nothing
+    check: Callable[[int, int, int, list[Arch]], None] = _nothing
+
+
 def train(
     ops: StepOps,
     sample: Callable[[int], list[Arch]],
     epochs: range,
     state: TrainState,
-    distill: bool,
-    log_step: Callable[[StepLog], None],
-    on_epoch_end: Callable[[int], None] = lambda epoch: None,
-    check: Callable[[int, int, int, list[Arch]], None] = lambda epoch, i, step, archs: None,
+    hooks: TrainHooks,
+    distill: bool = False,
 ) -> None:
     """Train every epoch of ``epochs``; ``sample(epoch)`` gives the subnets of one step.
 
     Every RNG is reseeded from ``(seed, epoch)`` at the start of each epoch (``begin_epoch``), so
-    training resumed from the checkpoint of epoch k equals an uninterrupted run. ``check(epoch,
-    step in epoch, step, subnets)`` sees every step's subnets before they train (several
-    processes: :class:`dopt.distributed.SampleCheck`).
+    training resumed from the checkpoint of epoch k equals an uninterrupted run.
     """
     for epoch in epochs:
         batches = ops.begin_epoch(epoch)
-        train_epoch(ops, batches, functools.partial(sample, epoch), epoch, state, distill, log_step, check)
-        on_epoch_end(epoch)
+        train_epoch(ops, batches, functools.partial(sample, epoch), epoch, state, hooks, distill)
+        hooks.on_epoch_end(epoch)
 
 
 def train_epoch(
@@ -174,9 +187,8 @@ def train_epoch(
     sample: Callable[[], list[Arch]],
     epoch: int,
     state: TrainState,
-    distill: bool,
-    log_step: Callable[[StepLog], None],
-    check: Callable[[int, int, int, list[Arch]], None] = lambda epoch, i, step, archs: None,
+    hooks: TrainHooks,
+    distill: bool = False,
 ) -> None:
     """One pass over ``batches``. Gradients of every sampled subnet accumulate into one step;
     with several processes they are averaged across them once per step (``reduce_step``), and the
@@ -184,7 +196,7 @@ def train_epoch(
     for i, batch in enumerate(batches):
         t0 = time.perf_counter()
         archs = sample()
-        check(epoch, i, state.step, archs)
+        hooks.check(epoch, i, state.step, archs)
         lr = ops.start_step()
         total, finite = _accumulate(ops, batch, archs, epoch, state.step, distill)
         finite = ops.reduce_step(finite)
@@ -201,7 +213,7 @@ def train_epoch(
                 )
         seconds = time.perf_counter() - t0
         n = ops.batch_len(batch)
-        log_step(
+        hooks.log_step(
             StepLog(epoch, state.step, total / max(1, len(archs)), lr, n / seconds if seconds > 0 else 0.0, not finite)
         )
         state.step += 1
@@ -236,3 +248,12 @@ def _accumulate(
 def brief(arch: Arch) -> str:
     """A subnet in a few characters: ``[k3e6w24, skip, ...]``."""
     return "[" + ", ".join("skip" if c.skip else f"k{c.kernel}e{c.expand}w{c.out_channels}" for c in arch) + "]"
+
+
+def cosine(base: float, total_steps: int) -> Callable[[int], float]:
+    """The pre-training schedule: ``base`` decayed to 0 along a half cosine over ``total_steps``."""
+
+    def rate(step: int) -> float:
+        return float(base * 0.5 * (1 + np.cos(np.pi * min(step, total_steps) / max(1, total_steps))))
+
+    return rate

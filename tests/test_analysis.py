@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dopt.analysis import Record, analyze, dimensions, draw, errors
 from dopt.costs import CostModel, Costs
+from dopt.results.space_analysis import Record, analyze, dimensions, draw, errors
 from tests.test_space import make_space
 
 

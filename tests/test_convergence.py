@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dopt.convergence import ConvergenceCheck
+from dopt.pipeline.convergence import ConvergenceCheck
 from dopt.space import LayerChoice
 
 LARGEST, SMALLEST = (LayerChoice(7, 6, 16),), (LayerChoice(3, 3, 8),)

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from dopt.distributed import CHECK_EVERY, RanksDiverged, Relayed, SampleCheck, SingleProcess, agree, learning_rate
 from dopt.errors import UserError
+from dopt.parallel.comm import CHECK_EVERY, RanksDiverged, Relayed, SampleCheck, SingleProcess, learning_rate
 from dopt.scenario.model import Supernet, Training
 from dopt.space import SearchSpace
 from dopt.training import sampler
@@ -89,12 +89,6 @@ def test_the_sampler_ignores_the_global_rngs_user_code_may_touch():
     assert _steps(seed=5, n=4) == a
 
 
-def test_agree_is_all_of_the_ranks():
-    assert agree(SingleProcess(), False) is False
-    assert agree(_Pair(0, lambda _: True), True) is True
-    assert agree(_Pair(1, lambda _: False), True) is False
-
-
 def test_learning_rate_scales_with_processes_unless_turned_off():
     on, off = SimpleNamespace(learning_rate=0.005, scale_lr=True), SimpleNamespace(learning_rate=0.005, scale_lr=False)
     assert learning_rate(on, 1) == 0.005 and learning_rate(on, 4) == 0.02 and learning_rate(off, 4) == 0.005
@@ -126,15 +120,15 @@ def test_warnings_of_other_ranks_reach_rank_0_tagged(caplog):
 )
 def test_several_gpu_ids_start_one_process_per_gpu_where_they_are(monkeypatch, caplog, framework, ids, gpus, expected):
     import dopt.backends
-    import dopt.spawn
+    import dopt.parallel.spawn
 
     started = []
     monkeypatch.setattr(dopt.backends, "get_backend", lambda fw: SimpleNamespace(gpu_count=lambda: gpus))
-    monkeypatch.setattr(dopt.spawn.shutil, "which", lambda name: "/usr/bin/horovodrun")
-    monkeypatch.setattr(dopt.spawn.os, "execv", lambda path, args: started.append(args))
+    monkeypatch.setattr(dopt.parallel.spawn.shutil, "which", lambda name: "/usr/bin/horovodrun")
+    monkeypatch.setattr(dopt.parallel.spawn.os, "execv", lambda path, args: started.append(args))
     scenario = SimpleNamespace(framework=framework, resource=SimpleNamespace(gpu_ids=ids), where=lambda key: {})
     with caplog.at_level(logging.WARNING, logger="dopt"):
-        dopt.spawn.spawn_per_gpu(scenario, ["-c", "scen.yaml"])  # type: ignore[arg-type]
+        dopt.parallel.spawn.spawn_per_gpu(scenario, ["-c", "scen.yaml"])  # type: ignore[arg-type]
     if expected is None:
         assert started == []
         if len(ids) > 1 and ids[0] < gpus:  # else the device choice says it, in its own line
@@ -147,10 +141,10 @@ def test_several_gpu_ids_start_one_process_per_gpu_where_they_are(monkeypatch, c
 
 def test_tensorflow_on_several_gpus_without_horovod_says_what_to_install(monkeypatch):
     import dopt.backends
-    import dopt.spawn
+    import dopt.parallel.spawn
 
     monkeypatch.setattr(dopt.backends, "get_backend", lambda fw: SimpleNamespace(gpu_count=lambda: 2))
-    monkeypatch.setattr(dopt.spawn.shutil, "which", lambda name: None)
+    monkeypatch.setattr(dopt.parallel.spawn.shutil, "which", lambda name: None)
     scenario = SimpleNamespace(framework="tensorflow", resource=SimpleNamespace(gpu_ids=(0, 1)), where=lambda key: {})
     with pytest.raises(UserError, match="scripts/install_horovod.sh"):
-        dopt.spawn.spawn_per_gpu(scenario, ["-c", "scen.yaml"])  # type: ignore[arg-type]
+        dopt.parallel.spawn.spawn_per_gpu(scenario, ["-c", "scen.yaml"])  # type: ignore[arg-type]

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from dopt.backends.scripts import header_value
 from dopt.errors import UserError
 from dopt.evaluation import metric_value
+from dopt.results.header import header_value
 
 WIDENED = float(np.float32(0.20555556))  # 0.20555555820465088, what float() of the float32 gives
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from dopt.launcher import Launch, detect
+from dopt.parallel.launcher import Launch, detect
 from tests.digits_workdir import make_workdir
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dopt.datasets.class_folders import ClassFolders
 from dopt.errors import UserError
-from dopt.pretrain import ClassFolders
 from tests.shapes_workdir import SHORT_ARGS, SUFFIX, make_workdir
 from tests.test_resume import archive, assert_same_archive, dopt, kill_when
 

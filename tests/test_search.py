@@ -4,8 +4,8 @@ import json
 
 from dopt.archive import Archive, Candidate
 from dopt.costs import Costs
+from dopt.evolution import SearchHooks, run_search
 from dopt.scenario.model import Constraint, Searcher
-from dopt.search import SearchHooks, run_search
 from tests.test_space import make_space
 
 

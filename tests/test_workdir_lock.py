@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from dopt.errors import UserError
-from dopt.workdir_lock import LOCK_NAME, hold
+from dopt.store.lock import LOCK_NAME, hold
 from tests.digits_workdir import make_workdir
 from tests.frameworks import require
 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from dopt.workdir_lock import hold
+from dopt.store.lock import hold
 with hold(Path(sys.argv[1]), "dopt -c scen.yaml --resume"):
     print("held", flush=True)
     time.sleep(120)
@@ -64,7 +64,7 @@ def test_a_killed_holder_leaves_the_folder_usable(tmp_path):
 FORKING_HOLDER = """
 import multiprocessing, os, sys, time
 from pathlib import Path
-from dopt.workdir_lock import hold
+from dopt.store.lock import hold
 def sleep_in_child():
     print(os.getpid(), flush=True)
     time.sleep(120)

@@ -13,13 +13,13 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dopt.costs import Costs
-from dopt.distributed import Comm
 from dopt.evaluation import EvalOps
 from dopt.latency.build import LatencyMeter
+from dopt.parallel.comm import Comm
 from dopt.training import StepOps
 
 if TYPE_CHECKING:
-    from dopt.launcher import Launch
+    from dopt.parallel.launcher import Launch
     from dopt.scenario import Scenario
     from dopt.space import Arch, SearchSpace
 

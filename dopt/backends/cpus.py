@@ -21,7 +21,7 @@ def cpu_threads() -> int:
     set, else its share of the cores. OMP_NUM_THREADS is not read there, as torchrun sets it to 1
     for every process whether or not the user asked for it.
     """
-    from dopt.launcher import detect
+    from dopt.parallel.launcher import detect
 
     launch = detect()
     if launch.world_size > 1:

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["header_value", "replace_header", "load_script", "ScriptParts", "render", "check_outputs", "TOLERANCE"]
+from dopt.results.header import header_lines
+
+__all__ = ["load_script", "ScriptParts", "render", "check_outputs", "TOLERANCE"]
 
 # Relative tolerance between the searched subnet's outputs and the rebuilt model's (float32, CPU).
 TOLERANCE = 1e-5
@@ -96,7 +98,7 @@ def render(
             ``(value, comment)`` or a bare value.
     """
     exports = parts.exports.format(name=name)
-    lines = [f"# {key}: {header_value(value)}" for key, value in header.items()]
+    lines = header_lines(header)
     usage = textwrap.fill(
         f"Copy it next to user_module.py (or leave it in results/) and run `python3 {name}.py`: it builds the "
         f"model, loads the inherited weights saved beside it (the trained ones once `--train EPOCHS` has trained it; "
@@ -147,32 +149,6 @@ def check_outputs(script: Path, diff: float, scale: float) -> None:
     """
     if diff > TOLERANCE * max(1.0, scale):
         raise RuntimeError(f"{script.name}: the rebuilt model's outputs differ from the searched subnet's by {diff:g}")
-
-
-def replace_header(script: Path, header: dict[str, Any]) -> None:
-    """Rewrite the ``# key: value`` lines at the top of a written script (the code is untouched)."""
-    from dopt.atomic import atomic_write_text
-
-    lines = script.read_text().splitlines(keepends=True)
-    body = 0
-    while body < len(lines) and lines[body].startswith("# ") and ": " in lines[body]:
-        body += 1
-    head = "".join(f"# {key}: {header_value(value)}\n" for key, value in header.items())
-    atomic_write_text(script, head + "".join(lines[body:]))
-
-
-def header_value(value: Any) -> str:
-    """A header value as a safe literal: plain digits (no separators), a list of integers, or a
-    quoted one-line text."""
-    if isinstance(value, bool) or value is None:
-        return repr(value)
-    if isinstance(value, str):
-        return repr(" ".join(value.split()))
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(str(int(v)) for v in value) + "]"
-    raise TypeError(f"header values are numbers or integer lists, got {type(value).__name__}")
 
 
 def load_script(path: Path) -> Any:

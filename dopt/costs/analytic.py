@@ -1,4 +1,4 @@
-"""Costs of whole models, and the analytic per-layer formulas of the built-in kinds (docs/costs.md).
+"""Costs of whole models and of the search space, from the kinds' per-layer formulas (docs/costs.md).
 
 The truth for a candidate is what the backend counts on the extracted model; these formulas mirror
 the blocks the backends build (inverted residual: optional 1x1 expand, kxk depthwise, 1x1
@@ -8,96 +8,17 @@ known before anything is built. tests/costs checks them against the backends' co
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Protocol
 
 import numpy as np
 
-from dopt.costs.kinds import CostKind, get, kinds, register
+from dopt.costs.formulas import layer_costs, out_hw
+from dopt.costs.kinds import CostKind, get, kinds
+from dopt.costs.values import Costs
 from dopt.space import Arch, LayerChoice, SearchSpace
 
 __all__ = ["Costs", "CostModel", "LayerTable", "layer_costs", "out_hw"]
-
-
-class Costs(Mapping[str, float]):
-    """Costs of one model by kind name, e.g. ``Costs(size=1200, flops=56000)``; immutable.
-
-    A kind this model was not measured for is absent (``costs.get("latency")`` is None).
-    """
-
-    __slots__ = ("_values",)
-
-    def __init__(self, values: Mapping[str, float | None] | None = None, /, **kw: float | None) -> None:
-        merged = {**(values or {}), **kw}
-        self._values: dict[str, float] = {k: v for k, v in merged.items() if v is not None}
-
-    def __getitem__(self, kind: str) -> float:
-        return self._values[kind]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Mapping) and dict(self._values) == dict(other)
-
-    def __hash__(self) -> int:
-        return hash(tuple(sorted(self._values.items())))
-
-    def __repr__(self) -> str:
-        return "Costs(" + ", ".join(f"{k}={v!r}" for k, v in self._values.items()) + ")"
-
-
-def out_hw(hw: tuple[int, int], stride: int) -> tuple[int, int]:
-    # Odd kernels padded by k // 2: output = floor((n - 1) / s) + 1 for every kernel size.
-    return ((hw[0] - 1) // stride + 1, (hw[1] - 1) // stride + 1)
-
-
-def layer_costs(choice: LayerChoice, cin: int, stride: int, hw: tuple[int, int]) -> Costs:
-    """Params and MACs of one kept layer with ``cin`` input channels at spatial size ``hw``."""
-    if choice.skip:
-        return Costs(size=0, flops=0)
-    k, cout = choice.kernel, choice.out_channels
-    hidden = cin * choice.expand
-    ho, wo = out_hw(hw, stride)
-    size = hidden * k * k + 2 * hidden + hidden * cout + 2 * cout  # depthwise + BN, project + BN
-    flops = hidden * k * k * ho * wo + hidden * cout * ho * wo
-    if choice.expand != 1:
-        size += cin * hidden + 2 * hidden
-        flops += cin * hidden * hw[0] * hw[1]
-    return Costs(size=size, flops=flops)
-
-
-class Size(CostKind):
-    """Trainable parameters of the whole model, PreNet and PostNet included."""
-
-    name, unit, column, header, measured = "size", "parameters", "size", "model_param_size", True
-
-    def layer(self, choice: LayerChoice, cin: int, stride: int, hw: tuple[int, int]) -> float:
-        return layer_costs(choice, cin, stride, hw)["size"]
-
-
-class Flops(CostKind):
-    """Multiply-accumulates of the whole model at batch 1."""
-
-    name, unit, column, header, measured = "flops", "MACs", "flops", "flops", True
-
-    def layer(self, choice: LayerChoice, cin: int, stride: int, hw: tuple[int, int]) -> float:
-        return layer_costs(choice, cin, stride, hw)["flops"]
-
-
-class Latency(CostKind):
-    """Milliseconds at batch 1 on the target device. No formula: the run's latency table predicts
-    each layer (dopt/latency, docs/latency.md), or the user's ``latency_func`` measures the whole
-    candidate; a run that does not constrain latency does not compute it."""
-
-    name, unit, column, header, measured, formula = "latency", "ms", "latency_ms", "latency_ms", False, False
-
-
-for _kind in (Size(), Flops(), Latency()):
-    register(_kind)
 
 
 class LayerTable(Protocol):

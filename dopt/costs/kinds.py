@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from dopt.costs.formulas import layer_costs
+
 if TYPE_CHECKING:
-    from dopt.costs.analytic import Costs
+    from dopt.costs.values import Costs
     from dopt.space import LayerChoice
 
 __all__ = ["CostKind", "register", "unregister", "kinds", "names", "get"]
@@ -74,7 +76,6 @@ def unregister(name: str) -> None:
 
 def kinds() -> tuple[CostKind, ...]:
     """Every registered kind, in registration order (the order of columns in every output)."""
-    _ensure_builtin()
     return tuple(_REGISTRY.values())
 
 
@@ -84,14 +85,37 @@ def names() -> tuple[str, ...]:
 
 def get(name: str) -> CostKind:
     """The kind called ``name``. Raises ``KeyError`` naming the registered kinds."""
-    _ensure_builtin()
     try:
         return _REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown cost kind {name!r}; registered: {', '.join(_REGISTRY)}") from None
 
 
-def _ensure_builtin() -> None:
-    # The built-in kinds live in analytic.py, which imports the search space; importing it here,
-    # on first use, keeps this module free of imports so that the scenario schema can consult it.
-    import dopt.costs.analytic  # noqa: F401  (registers size, flops, latency)
+class Size(CostKind):
+    """Trainable parameters of the whole model, PreNet and PostNet included."""
+
+    name, unit, column, header, measured = "size", "parameters", "size", "model_param_size", True
+
+    def layer(self, choice: LayerChoice, cin: int, stride: int, hw: tuple[int, int]) -> float:
+        return layer_costs(choice, cin, stride, hw)["size"]
+
+
+class Flops(CostKind):
+    """Multiply-accumulates of the whole model at batch 1."""
+
+    name, unit, column, header, measured = "flops", "MACs", "flops", "flops", True
+
+    def layer(self, choice: LayerChoice, cin: int, stride: int, hw: tuple[int, int]) -> float:
+        return layer_costs(choice, cin, stride, hw)["flops"]
+
+
+class Latency(CostKind):
+    """Milliseconds at batch 1 on the target device. No formula: the run's latency table predicts
+    each layer (dopt/latency, docs/latency.md), or the user's ``latency_func`` measures the whole
+    candidate; a run that does not constrain latency does not compute it."""
+
+    name, unit, column, header, measured, formula = "latency", "ms", "latency_ms", "latency_ms", False, False
+
+
+for _kind in (Size(), Flops(), Latency()):
+    register(_kind)

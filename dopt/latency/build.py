@@ -18,9 +18,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from dopt.atomic import atomic_write_text
 from dopt.latency.table import Block, LatencyTable, accuracy, arch_blocks, fit, space_blocks
 from dopt.space import Arch, SearchSpace
+from dopt.store.atomic import atomic_write_text
 
 __all__ = ["Job", "LatencyMeter", "table_key", "obtain", "build", "cache_dir", "cache_file", "Obtained"]
 

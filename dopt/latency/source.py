@@ -186,7 +186,7 @@ def _checked(func: Callable[[Any], Any]) -> UserLatency:
 
 def write_run_copy(table: LatencyTable, checkpoints: Path) -> None:
     """Keep the table a run predicts with beside its checkpoints."""
-    from dopt.atomic import atomic_write_text
+    from dopt.store.atomic import atomic_write_text
 
     checkpoints.mkdir(parents=True, exist_ok=True)
     atomic_write_text(checkpoints / RUN_COPY, table.to_json())

@@ -10,8 +10,8 @@ import os
 from typing import Any
 
 from dopt.archive import Archive
-from dopt.atomic import atomic_write_text
 from dopt.costs import kinds
+from dopt.store.atomic import atomic_write_text
 
 __all__ = ["front_entries", "write_json", "write_csv", "csv_columns"]
 

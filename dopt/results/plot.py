@@ -16,7 +16,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from dopt.archive import Archive, Candidate
-from dopt.atomic import atomic_write_bytes
+from dopt.store.atomic import atomic_write_bytes
 
 __all__ = ["pareto_figure", "save_png", "figure_to_rgb_array"]
 

@@ -73,7 +73,7 @@ def _refuse_unavailable(r: _Reader) -> None:
             f"{app} is not available yet in this version of dopt (docs/scenario.md#not-available-yet)",
             f"use {' or '.join(APPLICATIONS_AVAILABLE)} for now",
         )
-    from dopt.costs.kinds import get, kinds  # lazily: dopt.costs imports the search space, which imports scenario
+    from dopt.costs.kinds import get, kinds
 
     kind = r.get(p + "constraint_type")
     if not get(kind).available:

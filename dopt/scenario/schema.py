@@ -154,7 +154,7 @@ class _CostKindChoice(Check):
 
     @staticmethod
     def _names() -> tuple[str, ...]:
-        from dopt.costs import names  # lazily: dopt.costs imports the search space, which imports scenario
+        from dopt.costs import names
 
         return names()
 

@@ -31,7 +31,7 @@ def cache(tmp_path_factory):
 
 
 def _header(script: Path) -> dict:
-    from dopt.train_result import read_header
+    from dopt.results.header import read_header
 
     return read_header(script)
 

@@ -9,9 +9,9 @@ import os
 import pytest
 
 from dopt.archive import Archive
-from dopt.atomic import atomic_write_bytes, atomic_write_text
 from dopt.results import front_entries, write_csv, write_json
 from dopt.results.pareto import csv_columns
+from dopt.store.atomic import atomic_write_bytes, atomic_write_text
 
 OBJECTIVE = {"metric": "accuracy", "maximize": True, "cost": "flops", "minimize": True}
 

@@ -17,7 +17,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dopt.atomic import atomic_write_bytes
 from dopt.backends.base import CorruptCheckpoint, Probe, epoch_seed
 from dopt.backends.cpus import available_cpus
 from dopt.backends.tf import data, detection, probe
@@ -30,11 +29,12 @@ from dopt.backends.tf.profile import count_macs, count_params
 from dopt.backends.tf.supernet import Supernet
 from dopt.backends.tf.train import distill_loss, is_logits, lr_value, make_optimizer, traced_apply
 from dopt.costs import Costs
-from dopt.distributed import Comm, SingleProcess, learning_rate
 from dopt.evaluation import metric_value
-from dopt.launcher import Launch
+from dopt.parallel.comm import Comm, SingleProcess, learning_rate
+from dopt.parallel.launcher import Launch
 from dopt.scenario import Scenario
 from dopt.space import Arch, SearchSpace
+from dopt.store.atomic import atomic_write_bytes
 from dopt.training import Forward
 from dopt.user_module import file_sha256
 
@@ -303,7 +303,7 @@ class TFSession(TFTrainer):
     def _activate(self, arch: Arch) -> None:
         self.supernet.set_active(arch)
 
-    # -- pre-training (dopt.pretrain) -------------------------------------------------------------
+    # -- pre-training (dopt.pipeline.pretrain) -------------------------------------------------------------
     def pretrainer(self, folder: Path, epochs: int) -> Any:
         """Pre-training of PreNet + the largest skeleton on ``folder`` (docs/tasks.md#pre-training)."""
         from dopt.backends.tf.pretrain import TFPretrainer

@@ -1,5 +1,5 @@
 """The communicator of a TensorFlow run of several processes: Horovod (docs/distributed.md),
-launched by horovodrun or mpirun. It implements ``dopt.distributed.Comm`` plus the gradients'
+launched by horovodrun or mpirun. It implements ``dopt.parallel.comm.Comm`` plus the gradients'
 all-reduce of a training step (:func:`reduce_gradients`)."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from typing import Any
 
 import tensorflow as tf
 
-from dopt.distributed import RanksDiverged
 from dopt.errors import UserError
-from dopt.launcher import Launch, engine
+from dopt.parallel.comm import RanksDiverged
+from dopt.parallel.launcher import Launch, engine
 
 __all__ = ["HorovodTF", "connect", "reduce_gradients"]
 

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from dopt.distributed import Comm
 from dopt.errors import UserError
 from dopt.evaluation import calibration_indices
+from dopt.parallel.comm import Comm
 from dopt.scenario import Scenario
 
 __all__ = [

@@ -25,9 +25,9 @@ import tensorflow as tf
 
 from dopt.backends.tf.data import DatasetFn, Datasets, first_leaf
 from dopt.backends.tf.traced import traced_call
-from dopt.distributed import Comm
 from dopt.errors import UserError
 from dopt.evaluation import calibration_indices
+from dopt.parallel.comm import Comm
 from dopt.scenario import Scenario
 
 __all__ = [

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from dopt.atomic import atomic_write_bytes, atomic_write_text
 from dopt.backends.scripts import ScriptParts, check_outputs, load_script, render
 from dopt.backends.tf import static
 from dopt.backends.tf.profile import count_macs, count_params
 from dopt.costs import Costs
+from dopt.store.atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = ["render_script", "write_and_verify", "load_script", "save_weights"]
 

@@ -1,5 +1,5 @@
 """Pre-training PreNet + the largest skeleton with a temporary pooled linear head, in TensorFlow
-(docs/tasks.md#pre-training). The stage's policy is ``dopt/pretrain.py``'s and the step loop
+(docs/tasks.md#pre-training). The stage's policy is ``dopt/pipeline/pretrain.py``'s and the step loop
 ``dopt/training.py``'s; this file supplies the primitives and the weight files."""
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dopt.atomic import atomic_write_bytes
 from dopt.backends.base import CorruptCheckpoint, epoch_seed
 from dopt.backends.tf import data
 from dopt.backends.tf.device import seed_everything
 from dopt.backends.tf.train import make_optimizer, traced_apply
-from dopt.distributed import learning_rate
+from dopt.datasets.class_folders import ClassFolders
 from dopt.errors import UserError
-from dopt.pretrain import ClassFolders, cosine
-from dopt.training import Forward
+from dopt.parallel.comm import learning_rate
+from dopt.store.atomic import atomic_write_bytes
+from dopt.training import Forward, cosine
 
 if TYPE_CHECKING:
     from dopt.backends.tf.backend import TFSetup

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from dopt.backends.tf.profile import count_macs
-from dopt.costs.analytic import out_hw
+from dopt.costs.formulas import out_hw
 from dopt.errors import UserError
 
 __all__ = ["check_classes", "prenet_output", "postnet_input", "check_postnet", "check_loss", "check_distillable"]

@@ -16,7 +16,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from dopt.atomic import atomic_write_bytes
 from dopt.backends.base import CorruptCheckpoint, Probe, epoch_seed
 from dopt.backends.torch import data, probe
 from dopt.backends.torch.bn_calib import recalibrate
@@ -28,12 +27,13 @@ from dopt.backends.torch.profile import count_macs, count_params
 from dopt.backends.torch.supernet import Supernet
 from dopt.backends.torch.train import distill_loss, make_optimizer
 from dopt.costs import Costs
-from dopt.distributed import Comm, SingleProcess, learning_rate
 from dopt.errors import UserError
 from dopt.evaluation import metric_value
-from dopt.launcher import Launch
+from dopt.parallel.comm import Comm, SingleProcess, learning_rate
+from dopt.parallel.launcher import Launch
 from dopt.scenario import Scenario
 from dopt.space import Arch, SearchSpace
+from dopt.store.atomic import atomic_write_bytes
 from dopt.training import Forward
 from dopt.user_module import file_sha256
 
@@ -305,7 +305,7 @@ class TorchSession(TorchTrainer):
     def _activate(self, arch: Arch) -> None:
         self.supernet.set_active(arch)
 
-    # -- pre-training (dopt.pretrain) -------------------------------------------------------------
+    # -- pre-training (dopt.pipeline.pretrain) -------------------------------------------------------------
     def pretrainer(self, folder: Path, epochs: int) -> Any:
         """Pre-training of PreNet + the largest skeleton on ``folder`` (docs/tasks.md#pre-training)."""
         from dopt.backends.torch.pretrain import TorchPretrainer

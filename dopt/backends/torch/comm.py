@@ -1,5 +1,5 @@
 """Communicators of a PyTorch run of several processes (docs/distributed.md): torch.distributed
-under torchrun, Horovod under horovodrun / mpirun. Both implement ``dopt.distributed.Comm`` plus
+under torchrun, Horovod under horovodrun / mpirun. Both implement ``dopt.parallel.comm.Comm`` plus
 the gradients' all-reduce of a training step (:func:`reduce_gradients`)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from dopt.distributed import RanksDiverged
-from dopt.launcher import Launch
+from dopt.parallel.comm import RanksDiverged
+from dopt.parallel.launcher import Launch
 
 __all__ = ["TorchDistributed", "HorovodTorch", "connect", "reduce_gradients", "timeout_s"]
 
@@ -109,7 +109,7 @@ class HorovodTorch:
 
 def connect(launch: Launch, device: torch.device) -> TorchDistributed | HorovodTorch:
     """The communicator of ``launch``: torch.distributed under torchrun, Horovod otherwise."""
-    from dopt.launcher import engine
+    from dopt.parallel.launcher import engine
 
     if engine(launch, "pytorch") == "torch.distributed":
         return TorchDistributed(launch, device)

@@ -1,6 +1,6 @@
 """Pre-training PreNet + the largest skeleton with a temporary pooled linear head, in PyTorch
 (docs/tasks.md#pre-training). The stage's policy (when, resume, where it is written) is
-``dopt/pretrain.py``'s and the step loop is ``dopt/training.py``'s; this file supplies the
+``dopt/pipeline/pretrain.py``'s and the step loop is ``dopt/training.py``'s; this file supplies the
 primitives and the weight files."""
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, DistributedSampler
 
-from dopt.atomic import atomic_write_bytes
 from dopt.backends.base import CorruptCheckpoint, epoch_seed
 from dopt.backends.torch import data
 from dopt.backends.torch.device import seed_everything
 from dopt.backends.torch.train import make_optimizer
-from dopt.distributed import learning_rate
+from dopt.datasets.class_folders import ClassFolders
 from dopt.errors import UserError
-from dopt.pretrain import ClassFolders, cosine
-from dopt.training import Forward
+from dopt.parallel.comm import learning_rate
+from dopt.store.atomic import atomic_write_bytes
+from dopt.training import Forward, cosine
 
 if TYPE_CHECKING:
     from dopt.backends.torch.backend import TorchSetup

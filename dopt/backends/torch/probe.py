@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from dopt.backends.torch.profile import count_macs
-from dopt.costs.analytic import out_hw
+from dopt.costs.formulas import out_hw
 from dopt.errors import UserError
 
 __all__ = ["prenet_output", "postnet_input", "check_postnet", "check_loss", "check_scheduler", "check_distillable"]

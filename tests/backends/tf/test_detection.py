@@ -20,7 +20,7 @@ from dopt.errors import UserError  # noqa: E402
 from dopt.evaluation import calibration_indices  # noqa: E402
 from dopt.scenario import load  # noqa: E402
 from dopt.space import SearchSpace  # noqa: E402
-from dopt.training import TrainState, train  # noqa: E402
+from dopt.training import TrainHooks, TrainState, train  # noqa: E402
 from dopt.user_module import load_user_module  # noqa: E402
 
 USER_MODULE = '''\
@@ -194,7 +194,7 @@ def test_training_calibration_and_metric_follow_the_detection_contract(tmp_path)
 
     losses = []
     state = TrainState()
-    train(ops, lambda epoch: [largest], range(1), state, False, lambda s: losses.append(s.loss))
+    train(ops, lambda epoch: [largest], range(1), state, TrainHooks(lambda s: losses.append(s.loss)), False)
     assert state.step == 5 and all(np.isfinite(losses))
     assert ops.setup.user.train.epochs_ended == 1  # the PyDataset's on_epoch_end, after the epoch
 
@@ -233,7 +233,7 @@ def test_a_result_trains_and_evaluates_on_the_detection_data(tmp_path):
     np.testing.assert_array_equal(ids, np.arange(24))  # the whole validation set, not eval_batches
     assert size == 24 and 0 < before <= 1
     state = TrainState()
-    train(trainer, lambda epoch: [arch], range(2), state, False, lambda s: None)
+    train(trainer, lambda epoch: [arch], range(2), state, TrainHooks(lambda s: None), False)
     assert state.step == 10 and np.isfinite(trainer.evaluate())
 
 

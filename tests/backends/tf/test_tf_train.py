@@ -11,7 +11,7 @@ tf = require("tensorflow")
 from dopt.backends import get_backend  # noqa: E402
 from dopt.scenario import load  # noqa: E402
 from dopt.space import SearchSpace  # noqa: E402
-from dopt.training import TrainState, train, train_epoch  # noqa: E402
+from dopt.training import TrainHooks, TrainState, train, train_epoch  # noqa: E402
 from dopt.user_module import load_user_module  # noqa: E402
 from tests.backends.tf.tf_workdir import make_workdir  # noqa: E402
 
@@ -48,7 +48,7 @@ def test_training_reduces_the_loss_of_a_fixed_batch(tmp_path):
     before = float(s.setup.user.loss_op(y, s.supernet(x, training=True)))
     logs = []
     for epoch in range(8):
-        train_epoch(s, batches[:1], lambda: [arch], epoch, TrainState(), False, logs.append)
+        train_epoch(s, batches[:1], lambda: [arch], epoch, TrainState(), TrainHooks(logs.append), False)
     assert logs[-1].loss < 0.5 * before, (before, [log.loss for log in logs])
 
 
@@ -71,8 +71,8 @@ def test_sandwich_with_distillation_makes_one_optimizer_step_per_batch_and_feeds
         lambda: [largest, smallest, *(space.decode(space.sample(rng)) for _ in range(2))],
         0,
         TrainState(),
+        TrainHooks(logs.append),
         True,
-        logs.append,
     )
     opt = s.optimizer
     assert steps_seen == [0, 1, 2] and int(opt.iterations) == 3 and [log.step for log in logs] == [0, 1, 2]
@@ -88,7 +88,7 @@ def test_non_finite_loss_skips_the_step_and_leaves_weights_untouched(tmp_path, c
     before = [v.numpy().copy() for v in s.supernet.trainable_variables]
     loss_op = s.setup.user.loss_op
     s.setup.user.loss_op = lambda labels, logits: loss_op(labels, logits) * float("nan")
-    train_epoch(s, batches[:1], lambda: [arch], 0, TrainState(), False, logs.append)
+    train_epoch(s, batches[:1], lambda: [arch], 0, TrainState(), TrainHooks(logs.append), False)
     assert logs[0].skipped and int(s.optimizer.iterations) == 0
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(before, s.supernet.trainable_variables))
     assert "step skipped" in caplog.text and "k5e3" in caplog.text
@@ -108,16 +108,18 @@ def test_resumed_training_equals_an_uninterrupted_run(tmp_path):
     same weights (per-epoch reseeding; the dataset's shuffle advanced to epoch 2)."""
     workdir = make_workdir(tmp_path / "w", epochs=3)
     whole, space = _session(workdir)
-    train(whole, _sampler(space), range(3), TrainState(), False, lambda s: None)
+    train(whole, _sampler(space), range(3), TrainState(), TrainHooks(lambda s: None), False)
 
     first, space = _session(workdir)
     state = TrainState()
-    train(first, _sampler(space), range(2), state, False, lambda s: None)
+    train(first, _sampler(space), range(2), state, TrainHooks(lambda s: None), False)
     first.save(tmp_path / "epoch_2.weights.npz", state.step)
     resumed, space = _session(workdir)
     step = resumed.load(tmp_path / "epoch_2.weights.npz")
     steps = []
-    train(resumed, _sampler(space), range(2, 3), TrainState(step=step), False, lambda s: steps.append(s.step))
+    train(
+        resumed, _sampler(space), range(2, 3), TrainState(step=step), TrainHooks(lambda s: steps.append(s.step)), False
+    )
 
     assert steps[0] == 2 * whole.setup.train_data.steps
     assert int(resumed.optimizer.iterations) == int(whole.optimizer.iterations)

@@ -29,7 +29,7 @@ def _spawn(fn, tmp_path: Path, *args) -> list[dict]:
 
 def _entry(rank: int, fn, out: str, *args) -> None:
     from dopt.backends.torch.comm import TorchDistributed
-    from dopt.launcher import Launch
+    from dopt.parallel.launcher import Launch
 
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2")
     torch.set_num_threads(1)
@@ -73,7 +73,7 @@ def test_ranks_that_used_different_parameters_stop(tmp_path):
 
 def _train_with_seed_per_rank(comm, seeds):
     """The core's training loop with a real sampler: rank r's subnets drawn from seeds[r]."""
-    from dopt.distributed import SampleCheck
+    from dopt.parallel.comm import SampleCheck
     from dopt.scenario.model import Supernet, Training
     from dopt.space import SearchSpace
     from dopt.training import sampler

@@ -11,7 +11,7 @@ torch = require("torch")
 from dopt.backends import get_backend  # noqa: E402
 from dopt.scenario import load  # noqa: E402
 from dopt.space import SearchSpace  # noqa: E402
-from dopt.training import TrainState, train_epoch  # noqa: E402
+from dopt.training import TrainHooks, TrainState, train_epoch  # noqa: E402
 from dopt.user_module import load_user_module  # noqa: E402
 from tests.digits_workdir import make_workdir  # noqa: E402
 
@@ -45,7 +45,7 @@ def test_sandwich_with_distillation_makes_one_optimizer_and_scheduler_step_per_b
     logs = []
     before = [p.detach().clone() for p in s.supernet.parameters()]
     s.begin_epoch(0)
-    train_epoch(s, batches, sample, 0, TrainState(), True, logs.append)
+    train_epoch(s, batches, sample, 0, TrainState(), TrainHooks(logs.append), True)
     assert len(calls) == 3 and [log.step for log in logs] == [0, 1, 2]
     assert s.optimizer.param_groups[0]["lr"] == lr0 * 0.5**3  # the user's scheduler stepped after every step
     assert [log.lr for log in logs] == [lr0, lr0 * 0.5, lr0 * 0.25]
@@ -72,7 +72,7 @@ def test_non_finite_loss_skips_the_step_and_leaves_weights_untouched(tmp_path, c
     loss_func = s.setup.user.loss_func
     s.setup.user.loss_func = lambda labels, logits: loss_func(labels, logits) * float("nan")
     s.begin_epoch(0)
-    train_epoch(s, batches[:1], lambda: [arch], 0, TrainState(), False, logs.append)
+    train_epoch(s, batches[:1], lambda: [arch], 0, TrainState(), TrainHooks(logs.append), False)
     assert logs[0].skipped
     assert all(torch.equal(a, b) for a, b in zip(before, s.supernet.parameters()))
     assert "step skipped" in caplog.text and "k7e6" in caplog.text

@@ -1,15 +1,14 @@
 """`dopt analyze`: evaluate subnets drawn uniformly from the trained supernet and write what the
-space teaches (docs/analysis.md). The statistics are :mod:`dopt.analysis`'s; this module loads the
+space teaches (docs/analysis.md). The statistics are :mod:`dopt.results.space_analysis`'s; this module loads the
 supernet, evaluates through a journal (so an interrupted analysis continues, and candidates any
 search of this supernet already evaluated are reused), and writes the results."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
-import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,25 +16,53 @@ import numpy as np
 
 from dopt import __version__
 from dopt import costs as cost_kinds
-from dopt.analysis import Record, analyze, dimensions, draw
-from dopt.atomic import atomic_write_text
-from dopt.checkpoints import Journal, evaluation_key, journal_entry
-from dopt.context import RunContext
 from dopt.errors import UserError
-from dopt.evaluation import Evaluator
+from dopt.evaluation import Evaluator, JournaledEvaluator
 from dopt.log import Progress, remove_file, stage
-from dopt.plan import trained
-from dopt.run import Prepared, format_number, load_final, prepare
+from dopt.parallel.context import RunContext
+from dopt.pipeline.inputs import Prepared
+from dopt.pipeline.plan import trained
+from dopt.pipeline.prepare import prepare
+from dopt.pipeline.train import load_final
+from dopt.results.space_analysis import Record, analyze, dimensions, draw
 from dopt.scenario import Scenario
+from dopt.store.atomic import atomic_write_text
+from dopt.store.identity import RunRecord
+from dopt.store.journal import Journal, evaluation_key
+from dopt.store.workdir import ANALYSIS_DIR, JOURNAL, WorkDir
+from dopt.text import grouped, rel
 
-__all__ = ["AnalysisSummary", "run_analysis", "JOURNAL_DIR"]
+__all__ = ["AnalysisSummary", "analyze_command", "run_analysis"]
 
 log = logging.getLogger(__name__)
 
-JOURNAL_DIR = "space_analysis"  # checkpoints/space_analysis/journal.jsonl
+
+def analyze_command(scenario: Scenario, record: RunRecord | None, args: argparse.Namespace) -> int:
+    """Run the analysis ``args`` ask for and print its summary; the exit code."""
+    if args.samples < 1:
+        raise UserError(f"--samples {args.samples}: expected at least 1", fix="e.g. --samples 200")
+    cost_range = _cost_range(args.cost_range) if args.cost_range else None
+    summary = run_analysis(scenario, args.samples, cost_range, args.split_by, record=record)
+    here = Path.cwd()
+    print(f"\nsearch-space analysis of {summary.samples} subnets ({summary.reused} from earlier evaluations):")
+    for line in summary.summary:
+        print(f"  {line}")
+    print(f"\nwritten: {rel(summary.json_path, here)}, {rel(summary.png_path, here)}")
+    return 0
 
 
-@dataclass(frozen=True)
+def _cost_range(text: str) -> tuple[float, float]:
+    lo, sep, hi = text.partition(":")
+    try:
+        low, high = float(lo.replace(",", "")), float(hi.replace(",", ""))
+    except ValueError:
+        low = high = float("nan")
+    if not sep or not low <= high:
+        raise UserError(f"--cost-range {text}: expected LO:HI with LO ≤ HI", fix="e.g. --cost-range 10000:30000")
+    return low, high
+
+
+@dataclass(frozen=True, kw_only=True)
 class AnalysisSummary:
     json_path: Path
     png_path: Path
@@ -50,6 +77,7 @@ def run_analysis(
     cost_range: tuple[float, float] | None = None,
     split_by: str | None = None,
     ctx: RunContext | None = None,
+    record: RunRecord | None = None,
 ) -> AnalysisSummary:
     """Draw ``samples`` subnets, evaluate them, write ``results/space_analysis.{json,png}``.
 
@@ -58,21 +86,23 @@ def run_analysis(
             no subnet, or a ``split_by`` that is not a dimension of this space.
     """
     ctx = ctx or RunContext()
-    seed = trained(sc, "analyse")
+    record = trained(sc, "analyse", record)
+    seed = sc.searcher.seed if sc.searcher.seed is not None else record.seed
     p = prepare(sc, seed=seed, continuing=True)
     kind = sc.constraint.kind
     if cost_range is not None:
         lo, hi = p.costs.cost_range(kind)
         if cost_range[1] < lo or cost_range[0] > hi:
             raise UserError(
-                f"--cost-range {format_number(cost_range[0])}:{format_number(cost_range[1])} holds no subnet: the space's {kind} runs "
-                f"from {format_number(lo)} to {format_number(hi)}",
-                fix=f"pick a range within {format_number(lo)}:{format_number(hi)}",
+                f"--cost-range {grouped(cost_range[0])}:{grouped(cost_range[1])} holds no subnet: the space's {kind} runs "
+                f"from {grouped(lo)} to {grouped(hi)}",
+                fix=f"pick a range within {grouped(lo)}:{grouped(hi)}",
             )
     encodings = draw(p.space, p.costs, samples, seed, kind, cost_range)
     if split_by is not None:
         _check_split(p, encodings, split_by)
-    log_dir = sc.workdir / f"log_analyze_{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    work = WorkDir(sc.workdir)
+    log_dir = work.log_dir("analyze")
     file_log = ctx.file_log(log_dir / "dopt.log")
     writer = ctx.summary_writer(log_dir)
     try:
@@ -81,13 +111,13 @@ def run_analysis(
         with stage("drawing the BN-calibration subset"):
             evaluator = Evaluator(p.session, p.costs, np.random.default_rng([seed, 1]))
         with stage("loading the trained supernet"):
-            load_final(p, sc.workdir / "checkpoints")
+            load_final(p, work.checkpoints)
             evaluator.reset()
         with stage("evaluating the sampled subnets"):
             records, reused = _evaluate(p, ctx, evaluator, encodings)
         with stage("writing the analysis"):
             result = analyze(p.space, records, seed, split_by)
-            out = sc.workdir / "results"
+            out = work.results
             paths = ctx.write(_write, p, result, records, out, samples, cost_range, writer)
         for line in result["summary"]:
             log.info("%s", line)
@@ -96,7 +126,9 @@ def run_analysis(
         if file_log is not None:
             remove_file(file_log)
     json_path, png_path = paths if paths is not None else (out / "space_analysis.json", out / "space_analysis.png")
-    return AnalysisSummary(json_path, png_path, len(records), reused, result["summary"])
+    return AnalysisSummary(
+        json_path=json_path, png_path=png_path, samples=len(records), reused=reused, summary=result["summary"]
+    )
 
 
 def _check_split(p: Prepared, encodings: list[tuple[int, ...]], split_by: str) -> None:
@@ -116,14 +148,14 @@ def _evaluate(
     """Every subnet's metric and cost: from this analysis' journal, or any search's journal of
     the same supernet and evaluation settings, else evaluated and journaled at once."""
     sc = p.scenario
-    ckpt = sc.workdir / "checkpoints"
+    work = WorkDir(sc.workdir)
     key = evaluation_key(p.identity, sc.searcher.bn_calib_batches, sc.searcher.eval_batches)
-    journal = Journal(ckpt / JOURNAL_DIR / "journal.jsonl", key)
+    journaled = JournaledEvaluator(evaluator, Journal(work.analysis_journal, key), ctx.write)
     known: dict[tuple[int, ...], dict[str, Any]] = {}
-    for path in sorted(ckpt.glob("*/journal.jsonl")):
-        if path.parent.name != JOURNAL_DIR:
+    for path in sorted(work.checkpoints.glob(f"*/{JOURNAL}")):
+        if path.parent.name != ANALYSIS_DIR:
             known.update({tuple(r["encoding"]): r for r in Journal(path, key) if r.get("metric") is not None})
-    known.update({tuple(r["encoding"]): r for r in journal})
+    known.update({tuple(r["encoding"]): r for r in journaled.journal})
     kind = cost_kinds.get(sc.constraint.kind)
     records, reused = [], 0
     with Progress(len(encodings), "analysing", "subnets") as progress:
@@ -133,12 +165,9 @@ def _evaluate(
                 reused += 1
                 records.append(Record(encoding, float(done["metric"]), float(done[kind.column])))
             else:
-                arch = p.space.decode(encoding)
-                costs = evaluator.measure(arch)
-                t0 = time.perf_counter()
-                metric = evaluator.evaluate(arch)
-                ctx.write(journal.append, journal_entry(encoding, metric, costs, time.perf_counter() - t0))
-                records.append(Record(encoding, metric, float(costs[kind.name])))
+                new = journaled.evaluate(p.space.decode(encoding))
+                journaled.record(encoding, new)
+                records.append(Record(encoding, float(new.metric), float(new.costs[kind.name])))  # type: ignore[arg-type]
             progress.update(1)
     if reused:
         log.info("%d of %d subnets taken from earlier evaluations of this supernet", reused, len(encodings))

@@ -54,7 +54,7 @@ class SearchHooks:
     """What the caller is told during a search."""
 
     on_generation: Callable[[int, Archive], None] = lambda generation, archive: None  # 0-based index
-    on_candidate: Callable[[Candidate, bool], None] = lambda candidate, cached: None  # cached: reused
+    on_candidate: Callable[[Candidate], None] = lambda candidate: None  # new or taken from the archive
     # Several processes: told a generation's new encodings (in order, each once) and how many metric
     # evaluations the budget still allows, before ``evaluate`` is asked for any of them, so that they
     # can be evaluated side by side (docs/distributed.md#sharded-evaluation).
@@ -82,8 +82,6 @@ def run_search(
         elapsed_s: search time already spent before this call (a resumed search), counted
             against ``max_duration_s``.
     """
-    constraint = archive.constraint
-    on_generation, on_candidate = hooks.on_generation, hooks.on_candidate
     budget = _Budget(cfg, elapsed_s, hooks.clock)
     stepper = _nsga2(space, cfg, seed) if cfg.algorithm == "nsga2" else _random(space, cfg, seed)
     generation = 0
@@ -94,39 +92,48 @@ def run_search(
             fresh = [e for e in dict.fromkeys(fresh) if archive.get(e) is None]
             if not budget.exhausted():
                 hooks.prefetch(fresh, generation, budget.remaining_evaluations())
-        F = np.empty((len(X), 2))
-        G = np.empty((len(X), 1))
-        for row, x in enumerate(X):
-            stopped = budget.exhausted()
-            if stopped:
-                stopped_by = stopped
-                break
-            encoding = space.canonical([int(g) for g in x])
-            cand = archive.get(encoding)
-            cached = cand is not None
-            if cand is None:
-                cand = evaluate(encoding, generation)
-                archive.add(cand)
-                budget.evaluations += cand.metric is not None
-            on_candidate(cand, cached)
-            F[row], G[row] = _objectives(cand, constraint)
-        else:
+        F, G, cut_by = _generation(space, archive, X, evaluate, hooks, budget, generation)
+        if cut_by is None:
             tell(F, G)
-            on_generation(generation, archive)
-            generation += 1
-            stopped = budget.exhausted()
-            if stopped and generation < cfg.generation_num:
-                stopped_by = stopped
-                break
-            continue
-        on_generation(generation, archive)  # a generation cut short by a budget still reports
+        hooks.on_generation(generation, archive)  # a generation cut short by a budget still reports
         generation += 1
-        break
+        stopped = cut_by or budget.exhausted()
+        if stopped and (cut_by or generation < cfg.generation_num):
+            stopped_by = stopped
+            break
     if stopped_by == "generations" and generation < cfg.generation_num:
         stopped_by = "space_exhausted"
     if stopped_by != "generations":
         log.info("search stopped by %s after %d generations", stopped_by, generation)
     return SearchResult(generation, budget.evaluations, stopped_by)
+
+
+def _generation(
+    space: SearchSpace,
+    archive: Archive,
+    X: Sequence[Sequence[int]],
+    evaluate: Callable[[tuple[int, ...], int], Candidate],
+    hooks: SearchHooks,
+    budget: _Budget,
+    generation: int,
+) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """Each candidate of one generation, from the archive or evaluated: the objectives and
+    constraint values to tell the algorithm, and the budget that cut the generation short (None)."""
+    F = np.empty((len(X), 2))
+    G = np.empty((len(X), 1))
+    for row, x in enumerate(X):
+        stopped = budget.exhausted()
+        if stopped:
+            return F, G, stopped
+        encoding = space.canonical([int(g) for g in x])
+        cand = archive.get(encoding)
+        if cand is None:
+            cand = evaluate(encoding, generation)
+            archive.add(cand)
+            budget.evaluations += cand.metric is not None
+        hooks.on_candidate(cand)
+        F[row], G[row] = _objectives(cand, archive.constraint)
+    return F, G, None
 
 
 def _objectives(c: Candidate, constraint: Constraint) -> tuple[Sequence[float], Sequence[float]]:

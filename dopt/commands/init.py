@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 from importlib import resources
@@ -10,8 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from dopt.errors import UserError
+from dopt.text import rel
 
-__all__ = ["init", "FRAMEWORKS", "TASKS"]
+__all__ = ["init", "init_command", "FRAMEWORKS", "TASKS"]
 
 FRAMEWORKS = ("pytorch", "tensorflow")
 TASKS = ("classification", "detection", "segmentation")
@@ -21,6 +23,18 @@ TASKS = ("classification", "detection", "segmentation")
 _SCENES = {"train": (400, 1), "val": (100, 2)}  # split: (images, seed)
 _PRETRAIN = (60, 3)  # images per class, seed
 _SIZE = 32
+
+
+def init_command(args: argparse.Namespace) -> int:
+    """Write the files ``args`` ask for and say what to run next; the exit code."""
+    target = Path(args.dir).resolve()
+    written = init(target, args.framework, args.task)
+    here = Path.cwd()
+    for path in written:
+        print(f"wrote {rel(path, here)}{'/' if path.is_dir() else ''}")
+    cd = "" if target == here else f"cd {rel(target, here)} && "
+    print(f"next: {cd}dopt validate -c scen.yaml && dopt -c scen.yaml   (then adapt both files to your data)")
+    return 0
 
 
 def init(target: Path, framework: str, task: str) -> list[Path]:

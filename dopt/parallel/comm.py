@@ -7,7 +7,7 @@ trivial one of a run in one process. The gradients' all-reduce is the backends' 
 ``reduce_step``), not the core's.
 
 This module also holds the checks that keep ranks in step: :class:`SampleCheck` (every rank
-trains the same subnets) and :func:`agree` (one decision for all ranks).
+trains the same subnets).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-__all__ = ["Comm", "SingleProcess", "Relayed", "RanksDiverged", "SampleCheck", "agree", "learning_rate", "CHECK_EVERY"]
+__all__ = ["Comm", "SingleProcess", "Relayed", "RanksDiverged", "SampleCheck", "learning_rate", "CHECK_EVERY"]
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +81,6 @@ def learning_rate(optimizer: Any, world_size: int) -> float:
     steps' worth of samples; the linear scaling rule, as in the seed and Horovod's examples)."""
     rate = float(optimizer.learning_rate)
     return rate * world_size if optimizer.scale_lr else rate
-
-
-def agree(comm: Comm, flag: bool) -> bool:
-    """True on every rank when ``flag`` is true on every rank."""
-    return flag if comm.world_size == 1 else all(comm.allgather(bool(flag)))
 
 
 class SampleCheck:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from dopt.distributed import Comm, SingleProcess
+from dopt.parallel.comm import Comm, SingleProcess
 
 __all__ = ["RunContext"]
 

@@ -14,18 +14,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from dopt import costs as cost_kinds
-from dopt.checkpoints import Journal
 from dopt.costs import Costs
-from dopt.distributed import Comm, RanksDiverged
 from dopt.evaluation import Evaluator
+from dopt.parallel.comm import Comm, RanksDiverged
 from dopt.scenario.model import Constraint
 from dopt.space import SearchSpace
+from dopt.store.journal import Journal, complete
 
-__all__ = ["ShardedEvaluation", "Evaluated"]
+__all__ = ["ShardedEvaluation", "Shared"]
 
 # (costs as a dict, metric or None, seconds the metric took)
-Evaluated = tuple[dict[str, float], float | None, float]
+Shared = tuple[dict[str, float], float | None, float]
 
 
 class ShardedEvaluation:
@@ -39,7 +38,7 @@ class ShardedEvaluation:
             journal,
             constraint,
         )
-        self.done: dict[tuple[int, ...], Evaluated] = {}
+        self.done: dict[tuple[int, ...], Shared] = {}
         # The budget's clock is rank 0's, shared at every gather, so that every rank stops a search
         # for max_duration_s at the same candidate. While a generation's candidates are taken it
         # reads the time the generation started: what was evaluated side by side is kept, as one
@@ -53,7 +52,7 @@ class ShardedEvaluation:
     def end_generation(self) -> None:
         self._now = self._ended
 
-    def take(self, encoding: tuple[int, ...]) -> Evaluated | None:
+    def take(self, encoding: tuple[int, ...]) -> Shared | None:
         """What the ranks evaluated for ``encoding`` in this generation; None if nothing."""
         return self.done.pop(encoding, None)
 
@@ -63,7 +62,7 @@ class ShardedEvaluation:
         rank, world = self.comm.rank, self.comm.world_size
         self._now = self._ended
         journaled = {e: self.journal.get(e) for e in encodings}
-        todo = [e for e in encodings if not _complete(journaled[e], self.constraint)]
+        todo = [e for e in encodings if not complete(journaled[e], self.constraint)]
         costs = self._gather(
             {e: dict(self.evaluator.measure(self.space.decode(e))) for e in todo[rank::world]}, todo, generation
         )
@@ -107,13 +106,3 @@ class ShardedEvaluation:
         for part, _, _ in parts:
             merged.update(part)
         return merged
-
-
-def _complete(entry: dict[str, Any] | None, constraint: Constraint) -> bool:
-    """A journal entry that needs no more work: evaluated, or infeasible by its costs alone (as
-    ``dopt.run``'s journaled evaluation reads it)."""
-    if entry is None:
-        return False
-    return (
-        entry.get("metric") is not None or not float(entry[cost_kinds.get(constraint.kind).column]) <= constraint.value
-    )

@@ -1,0 +1,1 @@
+"""Several processes: the launcher, the communicator, the run context, spawning one process per GPU."""
