@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dopt.latency.build import Job, build, table_key  # noqa: E402
+from dopt.latency.build import Job, Subnets, build, table_key  # noqa: E402
 from dopt.latency.table import accuracy  # noqa: E402
 from dopt.scenario.model import SearchSpaceChoices, Supernet  # noqa: E402
 from dopt.space import SearchSpace  # noqa: E402
@@ -121,7 +121,7 @@ def run(framework: str, input_hw: int, filters: tuple[int, ...], subnets: int, t
     space = SearchSpace(cfg, 16)
     key = table_key(meter.key(), space, (input_hw, input_hw), chw)
     t0 = time.perf_counter()
-    table = build(meter, space, (input_hw, input_hw), key, fit_subnets=20, held_out=subnets, seed=seed)
+    table = build(meter, space, (input_hw, input_hw), key, drawn=Subnets(fit=20, held_out=subnets, seed=seed))
     build_s = time.perf_counter() - t0
     encodings = list(table.calibration_ms)[20:]  # the held-out subnets, in the order they were drawn
     held = [space.decode([int(g) for g in e.split()]) for e in encodings]

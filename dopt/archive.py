@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,10 +94,6 @@ class Archive:
         i = self._by_encoding.get(tuple(int(g) for g in encoding))
         return None if i is None else self._candidates[i]
 
-    def index(self, encoding: Sequence[int]) -> int | None:
-        """Position in the archive of the candidate with this canonical encoding, or None."""
-        return self._by_encoding.get(tuple(int(g) for g in encoding))
-
     def __len__(self) -> int:
         return len(self._candidates)
 
@@ -173,56 +169,10 @@ class Archive:
         """JSON-ready records of every candidate, in archive order.
 
         Each record has the ``pareto.json`` archive fields plus ``eval_seconds``. A NaN metric
-        becomes None (JSON has no NaN); :meth:`from_records` restores it, since a feasible
-        candidate always has a metric.
+        becomes None (JSON has no NaN): a feasible candidate always has a metric, so a reader
+        tells the two apart.
         """
         return [_record(c) for c in self._candidates]
-
-    @classmethod
-    def from_records(
-        cls,
-        constraint: Constraint,
-        records: Sequence[dict[str, Any]],
-        decode: Callable[[Sequence[int]], Arch],
-    ) -> Archive:
-        """Rebuild an archive from :meth:`to_records` output (checkpoints, resume).
-
-        Args:
-            constraint: the scenario's constraint.
-            records: records as written by :meth:`to_records` (``eval_seconds`` may be absent).
-            decode: maps an encoding to its architecture, e.g. ``SearchSpace.decode``.
-
-        Returns:
-            An archive equal, record for record, to the one saved.
-
-        Raises:
-            ValueError: a record's architecture differs from what ``decode`` gives (the records
-                come from another search space), or encodings repeat.
-        """
-        archive = cls(constraint)
-        for n, r in enumerate(records):
-            encoding = tuple(int(g) for g in r["encoding"])
-            arch = decode(encoding)
-            if "arch" in r and arch_to_json(arch) != r["arch"]:
-                raise ValueError(
-                    f"record {n}: encoding {list(encoding)} decodes to {arch_to_json(arch)}, "
-                    f"but the record says {r['arch']}. Was it saved with another supernet or search space?"
-                )
-            metric = r["metric"]
-            if metric is None and r["feasible"]:
-                metric = math.nan
-            archive.add(
-                Candidate(
-                    encoding=encoding,
-                    arch=arch,
-                    metric=metric,
-                    costs=Costs({k.name: r.get(k.column) for k in kinds()}),
-                    feasible=r["feasible"],
-                    generation=r["generation"],
-                    eval_seconds=r.get("eval_seconds", 0.0),
-                )
-            )
-        return archive
 
 
 def _record(c: Candidate) -> dict[str, Any]:

@@ -229,19 +229,6 @@ class SearchSpace:
         """Number of distinct sub-networks."""
         return prod(len(self.layer_options(spec)) for spec in self.layers)
 
-    def describe(self) -> list[dict[str, Any]]:
-        """Per-layer summary for logs and docs."""
-        return [
-            {
-                "layer": s.index,
-                "filters": s.max_out,
-                "stride": s.stride,
-                "widths": sorted({c.out_channels for c in self.layer_options(s) if not c.skip}),
-                "skippable": s.skippable,
-            }
-            for s in self.layers
-        ]
-
     def _check(self, encoding: Sequence[int]) -> None:
         if len(encoding) != self.n_var:
             raise ValueError(f"encoding has {len(encoding)} genes, the space has {self.n_var}")

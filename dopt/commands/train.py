@@ -36,7 +36,7 @@ from dopt.text import rel
 from dopt.training import StepLog, TrainHooks, TrainState, train
 from dopt.user_module import file_sha256, load_user_module
 
-__all__ = ["TrainSummary", "train_command", "result_script", "train_result", "TRAINED"]
+__all__ = ["TrainSummary", "TrainOptions", "train_command", "result_script", "train_result", "TRAINED"]
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,10 @@ def train_command(scenario: Scenario, record: RunRecord | None, args: argparse.N
         script = result_script(scenario.workdir, args.result, results)
     if args.resume and args.overwrite:
         raise UserError("--resume and --overwrite contradict each other", fix="pass one of them")
-    summary = train_result(scenario, script, args.epochs, args.from_scratch, args.resume, args.overwrite, record=record)
+    options = TrainOptions(
+        epochs=args.epochs, from_scratch=args.from_scratch, resume=args.resume, overwrite=args.overwrite
+    )
+    summary = train_result(scenario, script, options, record=record)
     here = Path.cwd()
     if summary is None:
         print(f"dopt: nothing to resume: the training of {script.name} finished")
@@ -127,34 +130,41 @@ def result_script(workdir: Path, result: int, results: Path | None = None) -> Pa
     return script
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrainOptions:
+    """What the command line asks of a result's training."""
+
+    epochs: int | None = None  # None: the scenario's
+    from_scratch: bool = False
+    resume: bool = False
+    overwrite: bool = False
+
+
 def train_result(
     sc: Scenario,
     script: Path,
-    epochs: int | None = None,
-    from_scratch: bool = False,
-    resume: bool = False,
-    overwrite: bool = False,
+    options: TrainOptions = TrainOptions(),  # noqa: B008  (immutable)
     ctx: RunContext | None = None,
     record: RunRecord | None = None,
 ) -> TrainSummary | None:
-    """Train the model of ``script`` for ``epochs`` (default: the scenario's); None when
-    ``resume`` finds the training finished. ``record``: the working directory's run record, whose
-    seed is the training's when the scenario has none.
+    """Train the model of ``script`` for ``options.epochs`` (default: the scenario's); None when
+    ``options.resume`` finds the training finished. ``record``: the working directory's run
+    record, whose seed is the training's when the scenario has none.
 
     Raises:
         UserError: a script written for another user module, missing inherited weights, earlier
             training in the way (without --resume / --overwrite), or nothing to resume.
     """
     ctx = ctx or RunContext()
-    epochs = epochs if epochs is not None else sc.epochs
+    epochs = options.epochs if options.epochs is not None else sc.epochs
     if epochs < 1:
         raise UserError(f"--epochs {epochs}: expected at least 1", fix="e.g. --epochs 20")
     sc = dataclasses.replace(sc, epochs=epochs)  # the user's schedule is built for these epochs
-    t = _set_up(sc, script, from_scratch, resume, overwrite, ctx, record)
+    t = _set_up(sc, script, options, ctx, record)
     if t is None:
         return None
     checkpoints = EpochCheckpoints(t.out, "", t.trainer.checkpoint_suffix)
-    found = checkpoints.newest(t.trainer.load, (CorruptCheckpoint,)) if resume else None
+    found = checkpoints.newest(t.trainer.load, (CorruptCheckpoint,)) if options.resume else None
     done, state = (found[0], TrainState(step=found[1])) if found is not None else (0, TrainState())
     saved = json.loads((t.out / "train.json").read_text())
     per_epoch: list[float] = list(saved.get("per_epoch", []))[:done]
@@ -164,17 +174,7 @@ def train_result(
     file_log = ctx.file_log(log_dir / "dopt.log")
     writer = ctx.summary_writer(log_dir)
     try:
-        with stage("evaluating before training"):
-            before = float(saved["before"]) if done and saved.get("before") is not None else t.trainer.evaluate()
-        log.info(
-            "%s %s %s: %s %.4g before training (the header says %s)",
-            script.name,
-            "from scratch" if from_scratch else "from its inherited weights",
-            f"for {epochs} epochs",
-            t.metric_name,
-            before,
-            t.header.get(t.metric_name),
-        )
+        before = _before(t, saved, done)
         with stage(f"training {script.name}"):
             _train_epochs(t, ctx, writer, (done, state, before, per_epoch))
         after = per_epoch[-1] if per_epoch else t.trainer.evaluate()
@@ -188,7 +188,7 @@ def train_result(
     return TrainSummary(
         script=script,
         epochs=epochs,
-        from_scratch=from_scratch,
+        from_scratch=t.from_scratch,
         metric_name=t.metric_name,
         header_metric=t.header.get(t.metric_name),
         before=before,
@@ -199,14 +199,24 @@ def train_result(
     )
 
 
+def _before(t: _Training, saved: dict[str, Any], done: int) -> float:
+    """The metric before training: measured now, or as recorded when resuming."""
+    with stage("evaluating before training"):
+        before = float(saved["before"]) if done and saved.get("before") is not None else t.trainer.evaluate()
+    log.info(
+        "%s %s %s: %s %.4g before training (the header says %s)",
+        t.script.name,
+        "from scratch" if t.from_scratch else "from its inherited weights",
+        f"for {t.epochs} epochs",
+        t.metric_name,
+        before,
+        t.header.get(t.metric_name),
+    )
+    return before
+
+
 def _set_up(
-    sc: Scenario,
-    script: Path,
-    from_scratch: bool,
-    resume: bool,
-    overwrite: bool,
-    ctx: RunContext,
-    record: RunRecord | None,
+    sc: Scenario, script: Path, options: TrainOptions, ctx: RunContext, record: RunRecord | None
 ) -> _Training | None:
     """Check the script against the user module, plan the training (None: it finished), build the trainer."""
     work = WorkDir(sc.workdir)
@@ -228,19 +238,19 @@ def _set_up(
     identity = {
         "script_sha256": file_sha256(script),
         "epochs": sc.epochs,
-        "from_scratch": from_scratch,
+        "from_scratch": options.from_scratch,
         "seed": seed,
         "batch_size": sc.batch_size,
         "optimizer": dataclasses.asdict(sc.optimizer),
         "dataset": dataclasses.asdict(sc.dataset),
     }
     identity = json.loads(json.dumps(identity, default=str))  # as read back from train.json (tuples as lists)
-    if not _plan(out, identity, resume, overwrite, ctx):
+    if not _plan(out, identity, options.resume, options.overwrite, ctx):
         return None
     with stage("reading the first batch"):
         setup = backend.setup(sc, module, seed)
     inherited = script.with_name(script.stem + setup.result_weights_suffix)
-    if not from_scratch and not inherited.exists():
+    if not options.from_scratch and not inherited.exists():
         raise UserError(
             f"no {inherited.name} beside {script.name}: there are no inherited weights to start from",
             fix="pass --from-scratch, or copy the weights file written with the script next to it",
@@ -248,12 +258,12 @@ def _set_up(
     return _Training(
         script=script,
         epochs=sc.epochs,
-        from_scratch=from_scratch,
+        from_scratch=options.from_scratch,
         seed=seed,
         header=header,
         identity=identity,
         out=out,
-        trainer=setup.build_result(result, None if from_scratch else inherited),
+        trainer=setup.build_result(result, None if options.from_scratch else inherited),
         steps_per_epoch=setup.probe.steps_per_epoch,
         weights_suffix=setup.result_weights_suffix,
         arch=_arch(result),

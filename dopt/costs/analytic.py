@@ -57,9 +57,7 @@ class CostModel:
 
     def kinds(self) -> tuple[CostKind, ...]:
         """The kinds this run computes: those with a formula, a table or a measurement."""
-        return tuple(
-            k for k in kinds() if k.available and (k.formula or k.name in self.tables or k.name in self.counted)
-        )
+        return tuple(k for k in kinds() if (k.formula or k.name in self.tables or k.name in self.counted))
 
     def _source(self, k: CostKind) -> CostKind | LayerTable:
         return self.tables.get(k.name, k)

@@ -1,5 +1,5 @@
 """The analytic cost of one searched layer: parameters and MACs of an inverted-residual block
-at a given input (docs/costs.md#formulas)."""
+at a given input (docs/costs.md#analytic-formulas)."""
 
 from __future__ import annotations
 

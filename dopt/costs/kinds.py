@@ -31,8 +31,6 @@ class CostKind:
         header: its key in a result script's header; empty to leave it out.
         measured: True when the backend counts it on the extracted model (the truth, checked
             again on every written result); False when :meth:`layer` and :meth:`fixed` give it.
-        available: False for a kind that is declared (its column exists) but cannot be measured
-            by this version; a scenario that constrains it is refused.
         formula: False for a kind without a per-layer formula: its per-layer costs come from a
             table measured for the run (latency, docs/latency.md), and a run that does not
             constrain it does not compute it.
@@ -43,7 +41,6 @@ class CostKind:
     column: str = ""
     header: str = ""
     measured: bool = False
-    available: bool = True
     formula: bool = True
 
     def layer(self, choice: LayerChoice, cin: int, stride: int, hw: tuple[int, int]) -> float:

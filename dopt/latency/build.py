@@ -154,18 +154,27 @@ def _calibration_subnets(space: SearchSpace, n: int, seed: int) -> list[Arch]:
     return [space.decode(e) for e in picked]
 
 
+@dataclass(frozen=True)
+class Subnets:
+    """The whole subnets a table is calibrated on (``fit``) and checked against (``held_out``),
+    drawn with ``seed``."""
+
+    fit: int = CALIBRATION_SUBNETS
+    held_out: int = HELD_OUT_SUBNETS
+    seed: int = 0
+
+
 def build(
     meter: LatencyMeter,
     space: SearchSpace,
     in_hw: tuple[int, int],
     key: dict[str, Any],
     feature_choose: Sequence[int] = (),
-    fit_subnets: int = CALIBRATION_SUBNETS,
-    held_out: int = HELD_OUT_SUBNETS,
-    seed: int = 0,
+    drawn: Subnets = Subnets(),  # noqa: B008  (immutable)
 ) -> LatencyTable:
     """Measure every block, PreNet, PostNet and the calibration subnets in one interleaved run,
     fit, and report the accuracy on the held-out subnets."""
+    fit_subnets, held_out, seed = drawn.fit, drawn.held_out, drawn.seed
     from dopt.latency.timing import ROUNDS
     from dopt.log import Progress
 

@@ -206,7 +206,7 @@ def check_pretraining(sc: Scenario, session: Session) -> Pretraining | None:
 
 def _check_same_inputs(comm: Comm, scenario: Scenario, user_sha256: str, seed: int) -> None:
     """Every process must read the same scenario and user module: the machines of a run share its
-    working directory (docs/distributed.md#several-machines)."""
+    working directory (docs/distributed.md#launching)."""
     mine = (user_sha256, training_identity(scenario, seed, user_sha256))
     seen = comm.allgather(mine)
     odd = [r for r, other in enumerate(seen) if other != seen[0]]

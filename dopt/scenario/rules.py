@@ -29,13 +29,9 @@ __all__ = ["build"]
 _S = "scenario.strategy."
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # gs://, s3://, hdfs://: not ours to check
 
-# The tasks this version runs (docs/tasks.md); a task left out here would be refused before any
-# rule about it, so that nobody is asked for a pre_train_dir only to learn that the task is missing.
-APPLICATIONS_AVAILABLE = ("image_classification", "object_detection", "semantic_segmentation")
-
 
 def build(r: _Reader, path: Path, workdir: Path) -> Scenario:
-    _refuse_unavailable(r)
+    _latency_keys(r)
     framework = r.get(_S + "framework")
     app = r.get(_S + "constraint.application_type")
     c = _S + "constraint."
@@ -63,26 +59,10 @@ def build(r: _Reader, path: Path, workdir: Path) -> Scenario:
     )
 
 
-def _refuse_unavailable(r: _Reader) -> None:
-    """What this version cannot run is an error before any other rule, naming the value and what runs."""
+def _latency_keys(r: _Reader) -> None:
+    """The latency keys of a constraint on another kind are ignored, with a warning."""
     p = _S + "constraint."
-    app = r.get(p + "application_type")
-    if app not in APPLICATIONS_AVAILABLE:
-        r.fail(
-            p + "application_type",
-            f"{app} is not available yet in this version of dopt (docs/scenario.md#not-available-yet)",
-            f"use {' or '.join(APPLICATIONS_AVAILABLE)} for now",
-        )
-    from dopt.costs.kinds import get, kinds
-
     kind = r.get(p + "constraint_type")
-    if not get(kind).available:
-        usable = " or ".join(k.name for k in kinds() if k.available)
-        r.fail(
-            p + "constraint_type",
-            f"{kind} is not available yet in this version of dopt (docs/scenario.md#not-available-yet)",
-            f"use {usable} for now",
-        )
     if kind != "latency":
         for extra, default in (("processor_version", "host"), ("latency_threads", 1)):
             if p + extra in r.values and r.get(p + extra) != default:
@@ -231,7 +211,7 @@ def _training(r: _Reader) -> Training:
     app = r.get(_S + "constraint.application_type")
     if app != "image_classification" and values["distill"]:
         # The teacher's logits are a classifier's; a detector's or segmenter's outputs are not
-        # distilled (docs/tasks.md#training).
+        # distilled (docs/tasks.md#training-and-evaluation).
         if p + "distill" in r.values:
             r.warn(p + "distill", f"distillation is for image_classification, ignored for {app}", "remove it")
         values["distill"] = False

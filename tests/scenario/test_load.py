@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dopt.errors import UserError
-from dopt.scenario import Scenario, load, rules
+from dopt.scenario import Scenario, load
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,15 +38,6 @@ def workdir(tmp_path: Path) -> Path:
     (tmp_path / "data" / "train").mkdir(parents=True)
     (tmp_path / "data" / "val").mkdir()
     return tmp_path
-
-
-@pytest.fixture
-def detection_available(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Detection and segmentation are refused before their own rules run; these tests reach those
-    rules, which wait for the tasks, by declaring the tasks available."""
-    monkeypatch.setattr(
-        rules, "APPLICATIONS_AVAILABLE", ("image_classification", "object_detection", "semantic_segmentation")
-    )
 
 
 def _edit(text: str, edits: list[tuple[str, str]]) -> str:
@@ -357,7 +348,7 @@ BAD = {
 }
 
 
-# Rules that only detection and segmentation reach (once the tasks are available).
+# Rules that only detection and segmentation reach.
 BAD_DETECTION = {
     "feature-range": (
         DETECTION + [add("    supernet: {feature_choose: [4, 6]}\n")],
@@ -396,9 +387,7 @@ def test_bad_scenario(workdir: Path, edits: list[tuple[str, str]], line: int | N
 
 
 @pytest.mark.parametrize("edits, line, words", list(BAD_DETECTION.values()), ids=list(BAD_DETECTION))
-def test_bad_detection_scenario(
-    workdir: Path, detection_available: None, edits: list[tuple[str, str]], line: int, words: list[str]
-) -> None:
+def test_bad_detection_scenario(workdir: Path, edits: list[tuple[str, str]], line: int, words: list[str]) -> None:
     with pytest.raises(UserError) as caught:
         _load(workdir, _edit(MINIMAL, edits))
     assert caught.value.line == line and "Fix: " in str(caught.value)
@@ -471,7 +460,7 @@ def test_result_is_frozen_with_tuples(workdir: Path) -> None:
         s.epochs = 1  # type: ignore[misc]
 
 
-def test_tensorflow_segmentation_defaults(workdir: Path, detection_available: None) -> None:
+def test_tensorflow_segmentation_defaults(workdir: Path) -> None:
     text = _edit(
         MINIMAL,
         [
@@ -487,7 +476,7 @@ def test_tensorflow_segmentation_defaults(workdir: Path, detection_available: No
     assert s.dataset.pre_train_dir == str(workdir / "data" / "train")
 
 
-def test_pytorch_segmentation_defaults_to_adam(workdir: Path, detection_available: None) -> None:
+def test_pytorch_segmentation_defaults_to_adam(workdir: Path) -> None:
     text = _edit(
         MINIMAL,
         [
@@ -611,7 +600,7 @@ def test_classification_ignores_detection_keys_with_one_warning_each(
     assert "pre_train_dir" in caplog.records[1].getMessage() and "ignored" in caplog.records[1].getMessage()
 
 
-def test_detection_keeps_feature_choose(workdir: Path, detection_available: None) -> None:
+def test_detection_keeps_feature_choose(workdir: Path) -> None:
     s = _load(workdir, _edit(MINIMAL, DETECTION + [add("    supernet: {feature_choose: [3, 5]}\n")]))
     assert s.supernet.feature_choose == (3, 5) and s.dataset.pre_train_dir == str(workdir / "data" / "train")
 

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 def pick_device(gpu_ids: tuple[int, ...], local_rank: int = 0, local_size: int = 1) -> str:
     """Make only this process's GPU visible, or none; the CPU with one warning line when the GPU
-    is not there (docs/scenario.md#keys, docs/distributed.md#gpus). One process: the first listed
+    is not there (docs/scenario.md#keys, docs/distributed.md#launching). One process: the first listed
     GPU. One of ``local_size`` processes on a machine: ``gpu_id``'s ``local_rank``-th id when it
     lists one per process, else GPU ``local_rank``. Called before the runtime starts; a runtime
     already started (the user module ran TensorFlow ops at import) keeps its devices, with a warning."""

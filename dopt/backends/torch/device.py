@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def pick_device(gpu_ids: tuple[int, ...], local_rank: int = 0, local_size: int = 1) -> torch.device:
-    """The device of this process (docs/scenario.md#keys, docs/distributed.md#gpus).
+    """The device of this process (docs/scenario.md#keys, docs/distributed.md#launching).
 
     One process: the first listed GPU if it exists, else the CPU with one warning line. One of
     ``local_size`` processes on this machine: ``gpu_id``'s ``local_rank``-th id when it lists one per

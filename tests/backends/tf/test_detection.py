@@ -1,4 +1,4 @@
-"""The TensorFlow object-detection contract (docs/user-module.md#object-detection): NASEA's generators for
+"""The TensorFlow object-detection contract (docs/user-module.md#tensorflow-object-detection): NASEA's generators for
 training and BN calibration, ``metrics_op([valid_dir, model], [data_generator, proxy_val_image_ids, data_size])``,
 streams and Sequences across epochs, resume and processes, and the mistakes that are exit 2."""
 
