@@ -6,7 +6,7 @@ import numpy as np
 
 from dopt.costs import CostModel, Costs
 from dopt.results.space_analysis import Record, analyze, dimensions, draw, errors
-from tests.test_space import make_space
+from tests.spaces import make_space
 
 
 def space_and_costs():

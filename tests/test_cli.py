@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,19 +11,9 @@ import pytest
 
 from tests.digits_workdir import make_workdir
 from tests.frameworks import require
+from tests.helpers import dopt
 
 require("torch")
-
-
-def dopt(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "dopt", *args],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""},
-        timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")

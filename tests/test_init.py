@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests import helpers
 from tests.frameworks import require
 
 SHORT = [
@@ -27,15 +25,7 @@ SHORT = [
 ]
 
 
-def dopt(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "dopt", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""},
-        timeout=900,
-    )
+dopt = functools.partial(helpers.dopt, timeout=900)
 
 
 @pytest.mark.parametrize("framework", ["pytorch", "tensorflow"])

@@ -3,6 +3,7 @@ kill -9 and --resume, and the mistakes refused before anything is written (docs/
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -12,8 +13,11 @@ import pytest
 
 from dopt.datasets.class_folders import ClassFolders
 from dopt.errors import UserError
+from tests import helpers
+from tests.helpers import archive, assert_same_archive, kill_when
 from tests.shapes_workdir import SHORT_ARGS, SUFFIX, make_workdir
-from tests.test_resume import archive, assert_same_archive, dopt, kill_when
+
+dopt = functools.partial(helpers.dopt, threads=1)
 
 
 @pytest.fixture(scope="module")

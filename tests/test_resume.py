@@ -2,76 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests import helpers
 from tests.frameworks import MAKE_WORKDIR
+from tests.helpers import archive, assert_same_archive, kill_when
 
 SUFFIX = {"pytorch": ".pt", "tensorflow": ".weights.npz"}
 
 LONGER = ["--set", "scenario.strategy.epochs=4", "--set", "scenario.strategy.searcher.generation_num=3"]
 
 
-def dopt(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "dopt", *args],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "", "OMP_NUM_THREADS": "1"},
-        timeout=600,
-    )
-
-
-def kill_when(workdir: Path, ready: Callable[[Path], bool], *args: str) -> None:
-    """Start a run and SIGKILL it the moment ``ready(workdir)`` holds."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dopt", *args],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    deadline = time.monotonic() + 300
-    while not ready(workdir):
-        assert proc.poll() is None, f"the run ended before the kill point: {proc.stderr.read().decode()[-2000:]}"
-        assert time.monotonic() < deadline, "the kill point was never reached"
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
+dopt = functools.partial(helpers.dopt, threads=1)  # one thread: identical results run to run
 
 
 def journal_lines(workdir: Path) -> int:
     path = workdir / "checkpoints" / "results" / "journal.jsonl"
     return path.read_bytes().count(b"\n") if path.exists() else 0
-
-
-def archive(workdir: Path, results: str = "results") -> dict:
-    return json.loads((workdir / results / "pareto.json").read_text())
-
-
-def assert_same_archive(a: dict, b: dict) -> None:
-    assert [c["encoding"] for c in a["archive"]] == [c["encoding"] for c in b["archive"]]
-    for x, y in zip(a["archive"], b["archive"]):
-        assert (x["size"], x["flops"], x["feasible"], x["generation"]) == (
-            y["size"],
-            y["flops"],
-            y["feasible"],
-            y["generation"],
-        )
-        assert (x["metric"] is None) == (y["metric"] is None)
-        if x["metric"] is not None:
-            assert abs(x["metric"] - y["metric"]) <= 1e-6
-    assert a["front"] == b["front"]
 
 
 @pytest.fixture(scope="module")

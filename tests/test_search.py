@@ -6,7 +6,7 @@ from dopt.archive import Archive, Candidate
 from dopt.costs import Costs
 from dopt.evolution import SearchHooks, run_search
 from dopt.scenario.model import Constraint, Searcher
-from tests.test_space import make_space
+from tests.spaces import make_space
 
 
 def fake_run(cfg: Searcher, seed: int = 3, value: float = 1500.0):
@@ -60,7 +60,7 @@ def test_random_algorithm_runs_and_is_seeded():
 
 
 def test_a_space_smaller_than_the_population_is_searched_exhaustively():
-    from tests.test_space import make_space
+    from tests.spaces import make_space
 
     space = make_space(filters=(32,), strides=(2,))
     assert space.size() == 9

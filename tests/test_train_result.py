@@ -2,36 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests import helpers
 from tests.frameworks import MAKE_WORKDIR
 
 WEIGHTS = {"pytorch": ".weights.pth", "tensorflow": ".weights.h5"}
 SHORT = ["--set", "scenario.strategy.searcher.generation_num=1"]
 
 
-def run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "", "OMP_NUM_THREADS": "1"},
-        timeout=600,
-    )
-
-
-def dopt(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return run(workdir, "-m", "dopt", *args)
+run = functools.partial(helpers.python, threads=1)
+dopt = functools.partial(helpers.dopt, threads=1)
 
 
 @pytest.fixture(scope="module")

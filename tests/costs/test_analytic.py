@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from dopt.costs import CostModel, Costs
-from tests.test_space import all_encodings, make_space
+from tests.spaces import all_encodings, make_space
 
 
 def test_cost_range_is_the_exact_min_and_max_over_the_space():

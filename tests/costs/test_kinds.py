@@ -11,7 +11,7 @@ from dopt import costs
 from dopt.costs import CostKind, CostModel, Costs
 from tests.digits_workdir import make_workdir
 from tests.frameworks import require
-from tests.test_space import all_encodings, make_space
+from tests.spaces import all_encodings, make_space
 
 
 class Layers(CostKind):

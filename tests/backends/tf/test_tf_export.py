@@ -19,7 +19,7 @@ tf = require("tensorflow")
 from dopt.backends.tf.export import load_script, render_script, write_and_verify  # noqa: E402
 from dopt.backends.tf.profile import count_params  # noqa: E402
 from tests.backends.tf import keras_nets as nets  # noqa: E402
-from tests.backends.tf.test_tf_supernet import trained_supernet  # noqa: E402
+from tests.backends.tf.supernets import trained_supernet  # noqa: E402
 
 
 def pb_macs(path: str) -> int:

@@ -13,7 +13,7 @@ torch = require("torch")
 
 from dopt.backends.torch.export import load_script, render_script, write_and_verify  # noqa: E402
 from tests.backends.torch import nets  # noqa: E402
-from tests.backends.torch.test_supernet import trained_supernet  # noqa: E402
+from tests.backends.torch.supernets import trained_supernet  # noqa: E402
 
 
 @pytest.fixture

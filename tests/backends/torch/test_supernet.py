@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from tests.frameworks import require
@@ -9,30 +8,9 @@ torch = require("torch")
 
 from dopt.backends.torch.bn_calib import recalibrate  # noqa: E402
 from dopt.backends.torch.profile import count_macs, count_params  # noqa: E402
-from dopt.backends.torch.supernet import Supernet  # noqa: E402
 from dopt.costs import CostModel, Costs  # noqa: E402
-from tests.backends.torch.nets import ListPostNet, PostNet, PreNet  # noqa: E402
-from tests.test_space import make_space  # noqa: E402
-
-
-def trained_supernet(feature_choose=()):
-    torch.manual_seed(0)
-    space = make_space(filters=(16, 16, 24, 32), strides=(1, 1, 2, 1), feature_choose=feature_choose)
-    post = ListPostNet() if feature_choose else PostNet()
-    net = Supernet(PreNet(), post, space, feature_choose)
-    rng = np.random.default_rng(0)
-    opt = torch.optim.SGD(net.parameters(), lr=0.05)
-    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
-    for _ in range(5):  # a few steps so weights and BN statistics differ per channel
-        net.set_active(space.decode(rng.integers(np.array(space.xl), np.array(space.xu) + 1).tolist()))
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(net(x), y).backward()
-        opt.step()
-    return net, space, rng
-
-
-def random_archs(space, rng, n):
-    return [space.decode(rng.integers(np.array(space.xl), np.array(space.xu) + 1).tolist()) for _ in range(n)]
+from tests.backends.torch.nets import PostNet, PreNet  # noqa: E402
+from tests.backends.torch.supernets import random_archs, trained_supernet  # noqa: E402
 
 
 @pytest.mark.parametrize("feature_choose", [(), (1,)])
