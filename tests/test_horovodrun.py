@@ -112,8 +112,21 @@ def test_a_killed_rank_stops_every_rank_within_a_minute_and_resume_continues_wit
     assert "Exit code: 137" in out + err, (out + err)[-2000:]
     resumed = subprocess.run(_horovodrun("--resume"), cwd=work, capture_output=True, text=True, env=ENV, timeout=900)
     assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
-    assert "resuming supernet training after epoch" in resumed.stdout + resumed.stderr
-    assert (work / "results" / "pareto.json").exists()
+    console = resumed.stdout + resumed.stderr
+    assert "resuming supernet training after epoch" in console and "supernet trained: 8 epochs" in console, console[
+        -3000:
+    ]
+    # The two resumed processes searched the supernet they saved last, as one process searching it again does.
+    again = subprocess.run(
+        [sys.executable, "-m", "dopt", "-c", "scen.yaml", "--stage", "search", "--results", "again"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=900,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert _archive(work / "again") == _archive(work / "results") and _archive(work / "results")
 
 
 def _pid_with(variable: bytes) -> int | None:

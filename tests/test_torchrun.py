@@ -155,7 +155,11 @@ def test_a_killed_rank_stops_every_rank_within_a_minute_and_the_run_resumes_in_o
     resumed = _run([sys.executable, "-m", "dopt", "-c", "scen.yaml", "--resume"], work)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming supernet training after epoch" in resumed.stderr
-    assert (work / "results" / "pareto.json").exists()
+    assert "supernet trained: 8 epochs" in resumed.stderr, resumed.stderr[-3000:]
+    # The resumed run searched the supernet it saved last: searching that supernet again gives its front.
+    again = _run([sys.executable, "-m", "dopt", "-c", "scen.yaml", "--stage", "search", "--results", "again"], work)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert _archive(work / "again") == _archive(work / "results") and _archive(work / "results")
 
 
 def test_an_error_on_one_rank_stops_all_with_that_ranks_error_on_the_console(tmp_path):
