@@ -57,6 +57,7 @@ def test_a_run_writes_results_scripts_checkpoints_and_reports_1_based_generation
     assert [step for step, _ in writer.scalars["search/hypervolume"]] == [1, 2, 3, 4]
     assert sorted({c["generation"] for c in doc["archive"]}) == [1, 2, 3, 4]
     assert len(writer.scalars["train/loss"]) == 12 and writer.closed
+    assert not list(work.rglob("__pycache__")), "dopt must not write bytecode into the user's directory"
 
 
 def test_a_result_script_rebuilds_its_model_on_its_own(finished, tmp_path):
@@ -123,6 +124,8 @@ def _smallest_size(workdir_path: Path, dopt) -> int:
 def test_a_search_that_finds_nothing_within_the_constraint_exits_3(workdir, dopt):
     work = workdir()
     tight = ["--set", f"scenario.strategy.constraint.constraint_value={_smallest_size(work, dopt)}"]
+    check = dopt(work, "validate", "-c", "scen.yaml", *tight)
+    assert check.code == 0 and "tiny" in check.out and "raise constraint_value" in check.err, check.err
     ran = dopt(work, "-c", "scen.yaml", *tight)
     assert ran.code == 3, ran.err
     assert "NO RESULT: the Pareto front is empty: none of" in ran.out and "the smallest seen had" in ran.out

@@ -33,19 +33,62 @@ def module(old: str, new: str) -> Edit:
     return edit
 
 
+def whole(text: str) -> Edit:
+    return lambda work: (work / "scen.yaml").write_text(text)
+
+
+def both(*edits: Edit) -> Edit:
+    def edit(work: Path) -> None:
+        for one in edits:
+            one(work)
+
+    return edit
+
+
 def nothing(work: Path) -> None:
     pass
 
 
+STRIDES = "strides: [1, 1, 2]"
+
+
 # category: (edit, arguments after -c scen.yaml, words the message must contain)
 CASES: dict[str, tuple[Edit, list[str], list[str]]] = {
+    "empty-file": (whole(""), [], ["scen.yaml", "empty", "Fix:"]),
+    "top-level-not-mapping": (whole("- scenario\n"), [], ["scen.yaml:1", "mapping"]),
     "malformed-yaml": (scen("    epochs: 2\n", "    epochs: [2\n"), [], ["scen.yaml:7:", "invalid YAML"]),
     "unknown-key": (scen("    epochs: 2\n", "    epochs: 2\n    colour: red\n"), [], ["scen.yaml:7:5", "colour"]),
     "misspelled-key": (scen("pop_size", "pop_sise"), [], ["scen.yaml:", "pop_sise", "did you mean 'pop_size'?"]),
     "wrong-type": (scen("epochs: 2", "epochs: two"), [], ["scen.yaml:6:", "scenario.strategy.epochs", "'two'"]),
     "out-of-range": (scen("batch_size: 32", "batch_size: 0"), [], ["scen.yaml:5:", "batch_size", "> 0", "got 0"]),
-    "lengths-differ": (scen("strides: [1, 1, 2]", "strides: [1, 2]"), [], ["scen.yaml:", "strides", "filters"]),
-    "stride-not-1-or-2": (scen("strides: [1, 1, 2]", "strides: [1, 3, 2]"), [], ["strides", "1 or 2", "3"]),
+    "lengths-differ": (scen(STRIDES, "strides: [1, 2]"), [], ["scen.yaml:", "strides", "filters"]),
+    "stride-not-1-or-2": (scen(STRIDES, "strides: [1, 3, 2]"), [], ["strides", "1 or 2", "3"]),
+    "detection-without-pre-train-dir": (
+        both(scen("image_classification", "object_detection"), scen(STRIDES, STRIDES + "\n      feature_choose: [1]")),
+        [],
+        ["scen.yaml:", "dataset.pre_train_dir: required for object_detection", "Fix: add it under"],
+    ),
+    "data-format-of-framework": (
+        scen("input_shape: (1, 4, 4)", "input_shape: (4, 4, 1)\n      data_format: channels_last"),
+        [],
+        ["scen.yaml:", "data_format", "channels_last", "PyTorch"],
+    ),
+    "feature-choose-out-of-range": (
+        both(
+            scen("image_classification", "semantic_segmentation"),
+            scen(STRIDES, STRIDES + "\n      feature_choose: [1, 3]"),
+        ),
+        [],
+        ["scen.yaml:", "feature_choose", "layer 3 does not exist", "numbered 0 to 2"],
+    ),
+    "feature-choose-not-ascending": (
+        both(
+            scen("image_classification", "semantic_segmentation"),
+            scen(STRIDES, STRIDES + "\n      feature_choose: [1, 0]"),
+        ),
+        [],
+        ["scen.yaml:", "feature_choose", "unique and ascending"],
+    ),
     "optimizer-of-framework": (scen("type: Adam", "type: Momentum"), [], ["scen.yaml:", "Momentum", "SGD"]),
     "dataset-dir-missing": (scen("val_dir: data/val.npz", "val_dir: data/nope"), [], ["dataset.val_dir", "not exist"]),
     "latency-processor-without-latency-func": (
@@ -103,6 +146,17 @@ def test_a_mistake_exits_2_with_one_clear_line_and_writes_nothing(workdir, dopt,
     if re.search(r"scen\.yaml:\d", message):
         assert re.search(r"scen\.yaml:\d+:\d+: ", message), "a place in the YAML has a line and a column"
     assert listing(work) == before
+
+
+def test_validate_refuses_what_a_run_refuses_with_the_same_line(workdir, dopt):
+    work = workdir()
+    scen("image_classification", "object_detection")(work)
+    lines = []
+    for args in (["-c", "scen.yaml"], ["validate", "-c", "scen.yaml"]):
+        ran = dopt(work, *args)
+        assert ran.code == 2, ran.err
+        lines.append([line for line in ran.err.splitlines() if line.startswith("dopt: error:")])
+    assert lines[0] == lines[1] and len(lines[0]) == 1 and "pre_train_dir: required" in lines[0][0], lines
 
 
 def test_validate_reports_what_a_run_would_and_writes_nothing(workdir, dopt):
