@@ -26,6 +26,9 @@ ENV = {**os.environ, "DOPT_THREADS": "1", "OMP_NUM_THREADS": "1", "DOPT_TIMEOUT_
 FRAMEWORK_MODULE = {"pytorch": "horovod.torch", "tensorflow": "horovod.tensorflow"}
 
 
+pytestmark = pytest.mark.slow  # whole runs in real processes (docs/contributing.md#running-the-tests)
+
+
 def _horovodrun(*args: str) -> list[str]:
     horovodrun = shutil.which("horovodrun") or str(Path(sys.executable).with_name("horovodrun"))
     return [

@@ -28,6 +28,9 @@ SHORT = [
 dopt = functools.partial(helpers.dopt, timeout=900)
 
 
+pytestmark = pytest.mark.slow  # whole runs in real processes (docs/contributing.md#running-the-tests)
+
+
 @pytest.mark.parametrize("framework", ["pytorch", "tensorflow"])
 def test_init_output_runs_as_is(tmp_path, framework):
     require("torch" if framework == "pytorch" else "tensorflow")

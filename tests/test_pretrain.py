@@ -20,6 +20,9 @@ from tests.shapes_workdir import SHORT_ARGS, SUFFIX, make_workdir
 dopt = functools.partial(helpers.dopt, threads=1)
 
 
+pytestmark = pytest.mark.slow  # whole runs in real processes (docs/contributing.md#running-the-tests)
+
+
 @pytest.fixture(scope="module")
 def pretrained_run(tmp_path_factory, framework):
     work = make_workdir(tmp_path_factory.mktemp("pretrain") / "work", framework)

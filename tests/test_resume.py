@@ -21,6 +21,9 @@ LONGER = ["--set", "scenario.strategy.epochs=4", "--set", "scenario.strategy.sea
 dopt = functools.partial(helpers.dopt, threads=1)  # one thread: identical results run to run
 
 
+pytestmark = pytest.mark.slow  # whole runs in real processes (docs/contributing.md#running-the-tests)
+
+
 def journal_lines(workdir: Path) -> int:
     path = workdir / "checkpoints" / "results" / "journal.jsonl"
     return path.read_bytes().count(b"\n") if path.exists() else 0
@@ -65,42 +68,6 @@ def test_kill_during_search_then_resume_reuses_the_journal(uninterrupted, tmp_pa
     assert_same_archive(archive(work), archive(uninterrupted))
     # Nothing evaluated twice: one journal line per distinct candidate.
     assert journal_lines(work) == len(archive(work)["archive"])
-
-
-def test_resume_of_a_finished_run_says_so(uninterrupted):
-    proc = dopt(uninterrupted, "-c", "scen.yaml", "--resume", *LONGER)
-    assert proc.returncode == 0 and "finished" in proc.stdout
-
-
-def test_nothing_to_resume_is_exit_2(tmp_path, make_workdir):
-    work = make_workdir(tmp_path)
-    proc = dopt(work, "-c", "scen.yaml", "--resume")
-    assert proc.returncode == 2 and "nothing to resume" in proc.stderr
-    assert sorted(p.name for p in work.iterdir()) == ["data", "scen.yaml", "user_module.py"]
-
-
-@pytest.mark.parametrize(
-    ("args", "edit", "words"),
-    [
-        (["--set", "scenario.strategy.epochs=5"], None, ["another scenario", "epochs: 4 → 5", "--set"]),
-        (["--set", "scenario.strategy.searcher.seed=8"], None, ["seed: 7 → 8"]),
-        ([], True, ["user_module.py was edited"]),
-    ],
-)
-def test_checkpoints_of_another_scenario_are_refused(uninterrupted, tmp_path, args, edit, words):
-    work = tmp_path / "w"
-    subprocess.run(["cp", "-r", str(uninterrupted), str(work)], check=True)
-    if edit:
-        module = work / "user_module.py"
-        module.write_text(module.read_text() + "\n# edited\n")
-    before = sorted(p.name for p in work.iterdir())
-    for extra in (["--resume"], ["--stage", "search", "--set", "scenario.strategy.constraint.constraint_value=9000"]):
-        proc = dopt(work, "-c", "scen.yaml", *LONGER, *args, *extra)
-        assert proc.returncode == 2, proc.stderr
-        for word in words:
-            assert word in proc.stderr, proc.stderr
-        assert "Traceback" not in proc.stderr
-    assert sorted(p.name for p in work.iterdir()) == before
 
 
 def test_stage_search_trains_nothing_and_meets_the_new_constraint(uninterrupted, tmp_path, framework):
@@ -153,48 +120,6 @@ def test_stage_search_trains_nothing_and_meets_the_new_constraint(uninterrupted,
     )
     assert flops.returncode == 0, flops.stderr
     assert all(c["flops"] <= 400000 for c in archive(work, "by_flops")["archive"] if c["feasible"])
-
-
-def test_the_run_records_its_overrides(uninterrupted):
-    assert archive(uninterrupted)["overrides"] == LONGER[1::2]
-    record = json.loads((uninterrupted / "checkpoints" / "run.json").read_text())
-    assert record["overrides"] == LONGER[1::2]
-    log = sorted(uninterrupted.glob("log_*"))[0].joinpath("dopt.log").read_text()
-    assert "overrides: --set scenario.strategy.epochs=4 --set scenario.strategy.searcher.generation_num=3" in log
-
-
-def test_a_finished_search_goes_on_with_more_generations(uninterrupted, tmp_path):
-    """--resume with a larger generation_num extends the finished search; it ends with the
-    archive of a search that asked for that many generations from the start (same supernet)."""
-    work = tmp_path / "w"
-    subprocess.run(["cp", "-r", str(uninterrupted), str(work)], check=True)
-    more = ["--set", "scenario.strategy.searcher.generation_num=5"]
-    proc = dopt(work, "-c", "scen.yaml", "--resume", *more)
-    assert proc.returncode == 0, proc.stderr
-    assert "extending the finished search: 3 generations done" in proc.stderr
-    extended = archive(work)
-    assert max(c["generation"] for c in extended["archive"]) == 5
-    fresh = dopt(work, "-c", "scen.yaml", "--stage", "search", "--results", "from_start", *more)
-    assert fresh.returncode == 0, fresh.stderr
-    assert_same_archive(extended, archive(work, "from_start"))
-    scripts = sorted(p.name for p in (work / "results").glob("model_arch_result_*.py"))
-    assert len(scripts) == len(extended["front"])  # no script left from the shorter search's front
-    # The extension is recorded: a later --resume has nothing more to do.
-    again = dopt(work, "-c", "scen.yaml", "--resume")
-    assert again.returncode == 0 and "nothing to resume" in again.stdout, again.stderr
-
-
-def test_stage_search_without_a_trained_supernet_is_exit_2(tmp_path, make_workdir):
-    work = make_workdir(tmp_path)
-    proc = dopt(work, "-c", "scen.yaml", "--stage", "search")
-    assert proc.returncode == 2 and "nothing to search again" in proc.stderr
-
-
-def test_refusal_names_resume_overwrite_and_workdir(uninterrupted):
-    proc = dopt(uninterrupted, "-c", "scen.yaml", *LONGER)
-    assert proc.returncode == 2
-    for word in ("--resume", "--overwrite", "--workdir"):
-        assert word in proc.stderr
 
 
 def test_corrupt_checkpoint_and_torn_journal_line_fall_back(uninterrupted, tmp_path, framework):

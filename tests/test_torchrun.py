@@ -26,6 +26,9 @@ require("torch")
 ENV = {**os.environ, "DOPT_THREADS": "1", "OMP_NUM_THREADS": "1", "DOPT_TIMEOUT_S": "120"}
 
 
+pytestmark = pytest.mark.slow  # whole runs in real processes (docs/contributing.md#running-the-tests)
+
+
 def _torchrun(work: Path, *args: str, nproc: int = 2, launcher: tuple[str, ...] = ("--standalone",)) -> list[str]:
     return [
         sys.executable,

@@ -24,6 +24,9 @@ run = functools.partial(helpers.python, threads=1)
 dopt = functools.partial(helpers.dopt, threads=1)
 
 
+pytestmark = pytest.mark.slow  # whole runs in real processes (docs/contributing.md#running-the-tests)
+
+
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory, framework):
     work = MAKE_WORKDIR[framework](tmp_path_factory.mktemp("searched"))

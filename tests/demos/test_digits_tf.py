@@ -8,11 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.frameworks import require
 
 require("tensorflow")
 
 DEMO = Path(__file__).resolve().parents[2] / "demos" / "digits_tf"
+
+
+pytestmark = pytest.mark.slow  # whole runs in real processes (docs/contributing.md#running-the-tests)
 
 
 def test_demo_runs_shortened(tmp_path):

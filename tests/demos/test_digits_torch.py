@@ -7,10 +7,15 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from tests.digits_workdir import DEMO
 from tests.frameworks import require
 
 require("torch")
+
+
+pytestmark = pytest.mark.slow  # whole runs in real processes (docs/contributing.md#running-the-tests)
 
 
 def test_demo_runs_shortened(tmp_path):

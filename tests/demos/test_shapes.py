@@ -26,6 +26,9 @@ SHORT = [
 ]
 
 
+pytestmark = pytest.mark.slow  # whole runs in real processes (docs/contributing.md#running-the-tests)
+
+
 @pytest.mark.parametrize(
     ("demo", "metric"),
     [

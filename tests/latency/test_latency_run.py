@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 
 from dopt.cli import main
-from tests.frameworks import MAKE_WORKDIR, require
+from tests.frameworks import MAKE_WORKDIR
 
 LATENCY_KEYS = ("latency_ms", "latency_ms_predicted", "latency_threads", "latency_device")
+
+
+pytestmark = pytest.mark.slow  # whole runs in real processes (docs/contributing.md#running-the-tests)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -85,36 +88,6 @@ def test_result_script_prints_the_latency_it_measures(finished):
     assert float(line.split("): ")[1].split(" ms")[0]) > 0
 
 
-def test_validate_reuses_the_cached_table_and_another_thread_count_measures_a_new_one(
-    finished, framework, capsys, monkeypatch
-):
-    monkeypatch.chdir(finished)
-    assert main(["validate", "-c", "scen.yaml"]) == 0
-    out = capsys.readouterr().out
-    assert "latency: cached table" in out and "held-out subnets within ±10 %" in out
-    if framework == "tensorflow":
-        return  # its thread pools are fixed for this test process: another count needs a new process
-    assert main(["validate", "-c", "scen.yaml", "--set", "scenario.strategy.constraint.latency_threads=2"]) == 0
-    out = capsys.readouterr().out
-    assert "table measured now" in out and "2 thread(s)" in out
-
-
-def test_a_result_measured_over_the_constraint_is_flagged(tmp_path, monkeypatch, capsys):
-    require("torch")
-    from dopt.latency.source import LatencySource
-
-    work = MAKE_WORKDIR["pytorch"](tmp_path / "work", kind="latency", value=50)
-    monkeypatch.chdir(work)
-    monkeypatch.setattr(LatencySource, "verify", lambda self, models, archs: [99.0] * len(models))
-    assert main(["-c", "scen.yaml"]) == 0
-    out = capsys.readouterr().out
-    assert "OVER THE CONSTRAINT" in out and "measured over the latency constraint" in out
-    header = _header(work / "results" / "model_arch_result_1.py")
-    assert header["latency_ms"] == 99.0 and header["latency_over_constraint"] is True
-    results = json.loads((work / "results" / "pareto.json").read_text())["latency"]["results"]
-    assert all(r["over_constraint"] and r["measured_ms"] == 99.0 for r in results)
-
-
 LATENCY_FUNC = """
 
 def _latency_func(self, model):
@@ -128,56 +101,3 @@ UserModule.latency_func = _latency_func
 def _with_latency_func(work: Path, body: str) -> None:
     module = work / "user_module.py"
     module.write_text(module.read_text() + LATENCY_FUNC.format(body=body))
-
-
-def test_latency_func_replaces_the_table_for_another_device(tmp_path, monkeypatch, cache):
-    require("torch")
-    work = MAKE_WORKDIR["pytorch"](tmp_path / "work", kind="latency", value=30)
-    (work / "scen.yaml").write_text(
-        (work / "scen.yaml")
-        .read_text()
-        .replace("constraint_value: 30", "constraint_value: 30\n      processor_version: npu_v1")
-    )
-    _with_latency_func(work, "sum(p.numel() for p in model.parameters()) / 1000")
-    monkeypatch.chdir(work)
-    before = set(cache.glob("*")) if cache.exists() else set()
-    assert main(["-c", "scen.yaml"]) == 0
-    doc = json.loads((work / "results" / "pareto.json").read_text())
-    assert doc["latency"]["source"] == "latency_func"
-    for record in doc["archive"]:
-        assert record["latency_ms"] == pytest.approx(record["size"] / 1000)
-    header = _header(work / "results" / "model_arch_result_1.py")
-    assert header["latency_ms"] == pytest.approx(header["model_param_size"] / 1000)
-    assert (set(cache.glob("*")) if cache.exists() else set()) == before, "no table is measured"
-
-
-@pytest.mark.parametrize(
-    ("body", "words"),
-    [
-        ("-1.0", ["latency_func returned -1.0 for subnet", "expected milliseconds > 0"]),
-        ("'fast'", ["latency_func returned 'fast'"]),
-        ("1 / 0", ["latency_func raised ZeroDivisionError", "on subnet"]),
-    ],
-)
-def test_a_wrong_latency_func_is_exit_2_naming_the_subnet(tmp_path, monkeypatch, capsys, body, words):
-    require("torch")
-    work = MAKE_WORKDIR["pytorch"](tmp_path / "work", kind="latency", value=30)
-    _with_latency_func(work, body)
-    monkeypatch.chdir(work)
-    before = sorted(work.rglob("*"))
-    assert main(["-c", "scen.yaml"]) == 2
-    error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("dopt: error:")]
-    assert len(error) == 1 and all(w in error[0] for w in words), error
-    assert sorted(work.rglob("*")) == before
-
-
-def test_constraint_below_the_fastest_subnet_names_its_latency(tmp_path, monkeypatch, capsys):
-    require("torch")
-    work = MAKE_WORKDIR["pytorch"](tmp_path / "work", kind="latency", value=0.0001)
-    monkeypatch.chdir(work)
-    before = sorted(work.rglob("*"))
-    assert main(["-c", "scen.yaml"]) == 2
-    [error] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("dopt: error:")]
-    assert "below the fastest subnet's predicted latency (" in error and " ms, PreNet and PostNet included" in error
-    assert "Fix: set constraint_value ≥ 0." in error
-    assert sorted(work.rglob("*")) == before

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.frameworks import require
@@ -19,6 +20,9 @@ require("tensorflow")
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "dopt" / "templates" / "tensorflow" / "classification"
 DIGITS = ROOT / "demos" / "digits_tf" / "data"
+
+
+pytestmark = pytest.mark.slow  # whole runs in real processes (docs/contributing.md#running-the-tests)
 
 
 def write_png_folders(workdir: Path) -> None:
