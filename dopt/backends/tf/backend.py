@@ -286,9 +286,7 @@ class TFTrainer:
                 )
             return step
         except (OSError, KeyError, ValueError, EOFError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
-            raise CorruptCheckpoint(
-                f"{path.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            ) from exc
+            raise CorruptCheckpoint.of(path, exc) from exc
 
 
 class TFSession(TFTrainer):

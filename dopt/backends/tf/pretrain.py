@@ -209,8 +209,7 @@ class TFPretrainer:
                         v.assign(archive[k])
                 return int(archive["step"])
         except (OSError, KeyError, ValueError, EOFError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            raise CorruptCheckpoint(f"{path.name}: {type(exc).__name__}: {first}") from exc
+            raise CorruptCheckpoint.of(path, exc) from exc
 
     def save_pretrained(self, path: Path) -> None:
         """PreNet's and the layers' variables (the head is dropped), as :func:`load_pretrained` reads them."""

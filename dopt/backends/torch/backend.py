@@ -254,9 +254,7 @@ class TorchTrainer:
                 self.scheduler.load_state_dict(state["scheduler"])
             step, before = int(state["step"]), state.get("steps_per_epoch")
         except (OSError, RuntimeError, KeyError, ValueError, EOFError, TypeError) as exc:
-            raise CorruptCheckpoint(
-                f"{path.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            ) from exc
+            raise CorruptCheckpoint.of(path, exc) from exc
         now = len(self.setup.train_loader)
         if before is not None and int(before) != now:
             step = self._restart_schedule(path, int(before), now, step)

@@ -181,8 +181,7 @@ class TorchPretrainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self._step = int(state["step"])
         except (OSError, RuntimeError, KeyError, ValueError, EOFError, TypeError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            raise CorruptCheckpoint(f"{path.name}: {type(exc).__name__}: {first}") from exc
+            raise CorruptCheckpoint.of(path, exc) from exc
         return self._step
 
     def save_pretrained(self, path: Path) -> None:
