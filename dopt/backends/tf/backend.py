@@ -59,9 +59,7 @@ class TFBackend:
         # Devices and thread pools before Horovod's first collective starts TensorFlow's runtime.
         device = pick_device(scenario.resource.gpu_ids, launch.local_rank, launch.local_size)
         _threads(scenario)
-        comm = connect(launch)
-        comm.device = device
-        return comm
+        return connect(launch, device)
 
     def setup(self, scenario: Scenario, module: ModuleType, seed: int, comm: Comm | None = None) -> TFSetup:
         comm = comm or SingleProcess()
@@ -229,7 +227,7 @@ class TFTrainer:
             return finite
         from dopt.backends.tf.comm import reduce_gradients
 
-        return reduce_gradients(comm, self._summed, finite)  # type: ignore[arg-type]
+        return reduce_gradients(comm, self._summed, finite)
 
     def apply(self) -> None:
         self._apply([tf.zeros_like(v) if g is None else g for g, v in zip(self._summed, self.variables)])

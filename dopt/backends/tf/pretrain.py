@@ -175,7 +175,7 @@ class TFPretrainer:
             return finite
         from dopt.backends.tf.comm import reduce_gradients
 
-        return reduce_gradients(comm, self._grads, finite)  # type: ignore[arg-type]
+        return reduce_gradients(comm, self._grads, finite)
 
     def apply(self) -> None:
         self._apply([tf.zeros_like(v) if g is None else g for g, v in zip(self._grads, self.variables)])
