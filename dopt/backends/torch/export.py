@@ -16,8 +16,9 @@ import torch
 from dopt.backends.scripts import ScriptParts, check_outputs, load_script, render
 from dopt.backends.torch import static
 from dopt.backends.torch.profile import count_macs, count_params
+from dopt.backends.torch.train import save_atomic
 from dopt.costs import Costs
-from dopt.store.atomic import atomic_write_bytes, atomic_write_text
+from dopt.store.atomic import atomic_write_text
 
 __all__ = ["render_script", "write_and_verify", "load_script"]
 
@@ -176,9 +177,7 @@ def write_and_verify(
     """
     atomic_write_text(script, script_text)
     weights = script.with_name(script.stem + ".weights.pth")
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in static.state_dict().items()}, buffer)
-    atomic_write_bytes(weights, buffer.getvalue())
+    save_atomic({k: v.detach().cpu() for k, v in static.state_dict().items()}, weights)
     module = load_script(script)
     model = module.build_model()
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
