@@ -3,11 +3,7 @@ whose primitives the core's training loop and evaluator drive (docs/architecture
 
 from __future__ import annotations
 
-import io
 import logging
-import zipfile
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -17,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dopt.backends.base import CorruptCheckpoint, Probe, epoch_seed
+from dopt.backends.base import Probe
 from dopt.backends.cpus import available_cpus
 from dopt.backends.tf import data, detection, probe
 from dopt.backends.tf.bn_calib import recalibrate
@@ -25,17 +21,16 @@ from dopt.backends.tf.device import check_data_format, pick_device, seed_everyth
 from dopt.backends.tf.evaluate import evaluate
 from dopt.backends.tf.export import render_script, save_weights, write_and_verify
 from dopt.backends.tf.latency import TFLatencyMeter
+from dopt.backends.tf.pretrain import TFPretrainer, load_pretrained
 from dopt.backends.tf.profile import count_macs, count_params
 from dopt.backends.tf.supernet import Supernet
-from dopt.backends.tf.train import distill_loss, is_logits, lr_value, make_optimizer, traced_apply
+from dopt.backends.tf.train import TFTrainer, lr_value
 from dopt.costs import Costs
 from dopt.evaluation import metric_value
-from dopt.parallel.comm import Comm, SingleProcess, learning_rate
+from dopt.parallel.comm import Comm, SingleProcess
 from dopt.parallel.launcher import Launch
 from dopt.scenario import Scenario
 from dopt.space import Arch, SearchSpace
-from dopt.store.atomic import atomic_write_bytes
-from dopt.training import Forward
 from dopt.user_module import file_sha256
 
 __all__ = ["TFBackend", "TFSetup", "TFSession"]
@@ -168,125 +163,6 @@ class TFSetup:
         return TFResultTrainer(self, model)
 
 
-class TFTrainer:
-    """A Keras network, its optimizer and the user's schedule: the primitives of
-    ``dopt.training.StepOps`` and checkpoints with tf.GradientTape, for the supernet
-    (:class:`TFSession`) and for a result's static model (:class:`TFResultTrainer`) alike."""
-
-    checkpoint_suffix = ".weights.npz"
-    loss_function = "loss_op"
-    metric_function = "metrics_op"
-
-    def __init__(self, setup: TFSetup, net: Any) -> None:
-        self.setup = s = setup
-        self.net = net
-        opt = s.scenario.optimizer
-        self.lr_init = learning_rate(opt, s.comm.world_size)
-        self.optimizer = make_optimizer(opt.type, self.lr_init, opt.betas, opt.momentum)
-        self.optimizer.build(self.net.trainable_variables)
-        self.variables = self.net.trainable_variables
-        self._epochs = s.train_data.epochs()
-        self._apply = traced_apply(self.optimizer, self.variables)  # traced on its first call
-        self._summed: list[Any] = []  # gradients accumulated in the current step
-
-    def _activate(self, arch: Arch) -> None:
-        """Make ``arch`` the network that the next forward runs (a static model has only one)."""
-
-    # -- training primitives (dopt.training.StepOps) ---------------------------------------------
-    def begin_epoch(self, epoch: int) -> Iterator[Any]:
-        # Every RNG from (seed, epoch): a run resumed at this epoch draws what an uninterrupted
-        # one does; the data order comes from the dataset's own iteration count (data.TrainEpochs).
-        seed_everything(epoch_seed(self.setup.seed, epoch))
-        return self._epochs.batches(epoch)
-
-    def start_step(self) -> float:
-        lr = lr_value(self.setup.user.lr_scheduler, self.lr_init, int(self.optimizer.iterations.numpy()))
-        self.optimizer.learning_rate = lr
-        self._summed = [None] * len(self.variables)
-        return lr
-
-    def forward(self, batch: Any, arch: Arch, teacher: Any) -> Forward:
-        inputs, labels = batch
-        self._activate(arch)
-        with tf.GradientTape() as tape:
-            outputs = self.net(inputs, training=True)
-            loss = self.setup.user.loss_op(labels, outputs)
-            if teacher is not None and is_logits(outputs):
-                loss = loss + distill_loss(outputs, teacher)
-        return Forward(float(loss), (tape, loss), tf.stop_gradient(outputs) if is_logits(outputs) else None)
-
-    def backward(self, forward: Forward) -> None:
-        tape, loss = forward.handle
-        for i, g in enumerate(tape.gradient(loss, self.variables)):
-            if g is not None:
-                self._summed[i] = g if self._summed[i] is None else self._summed[i] + g
-
-    def reduce_step(self, finite: bool) -> bool:
-        comm = self.setup.comm
-        if comm.world_size == 1:
-            return finite
-        from dopt.backends.tf.comm import reduce_gradients
-
-        return reduce_gradients(comm, self._summed, finite)
-
-    def apply(self) -> None:
-        self._apply([tf.zeros_like(v) if g is None else g for g, v in zip(self._summed, self.variables)])
-
-    def discard(self) -> None:
-        self._summed = []
-
-    def batch_len(self, batch: Any) -> int:
-        # The images: checked to be (N, H, W, C), where detection labels may be a list per image.
-        return int(tf.nest.flatten(batch[0])[0].shape[0] or 0)
-
-    # -- checkpoints -----------------------------------------------------------------------------
-    def save(self, path: Path, step: int) -> None:
-        """Every variable of the supernet (weights, BN statistics, dropout seed states) and of the
-        optimizer (its step count included), plus dopt's step counter, as one .npz."""
-        arrays = {f"model/{i:05d}": v.numpy() for i, v in enumerate(self.net.variables)}
-        arrays.update({f"optimizer/{i:05d}": v.numpy() for i, v in enumerate(self.optimizer.variables)})
-        arrays["step"] = np.array(step, np.int64)
-        arrays["steps_per_epoch"] = np.array(self.setup.train_data.steps, np.int64)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        atomic_write_bytes(path, buffer.getvalue())
-
-    def load(self, path: Path) -> int:
-        try:
-            with np.load(path, allow_pickle=False) as archive:  # arrays only: no code runs
-                for prefix, variables in (("model", self.net.variables), ("optimizer", self.optimizer.variables)):
-                    keys = sorted(k for k in archive.files if k.startswith(prefix + "/"))
-                    if len(keys) != len(variables):
-                        raise ValueError(
-                            f"{len(keys)} {prefix} variables in the file, {len(variables)} in this supernet"
-                        )
-                    values = [archive[k] for k in keys]
-                    for v, value in zip(variables, values):
-                        if tuple(value.shape) != tuple(v.shape):
-                            raise ValueError(f"{v.path}: shape {tuple(value.shape)} in the file, {tuple(v.shape)} here")
-                    for v, value in zip(variables, values):
-                        v.assign(value)
-                step = int(archive["step"])
-                before = int(archive["steps_per_epoch"]) if "steps_per_epoch" in archive.files else None
-            now = self.setup.train_data.steps
-            if before is not None and before != now:
-                # Another number of processes (docs/distributed.md#resuming): the schedule goes on
-                # from the same epoch, counted in this run's steps per epoch.
-                step = step // before * now
-                self.optimizer.iterations.assign(step)
-                log.warning(
-                    "%s was written with %d steps per epoch, this run has %d (another number of processes): the "
-                    "learning-rate schedule continues from epoch %d",
-                    path.name,
-                    before,
-                    now,
-                    step // now,
-                )
-            return step
-        except (OSError, KeyError, ValueError, EOFError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
-            raise CorruptCheckpoint.of(path, exc) from exc
-
-
 class TFSession(TFTrainer):
     """One supernet: the trainer's primitives plus ``dopt.evaluation.EvalOps``."""
 
@@ -300,16 +176,12 @@ class TFSession(TFTrainer):
         self.supernet.set_active(arch)
 
     # -- pre-training (dopt.pipeline.pretrain) -------------------------------------------------------------
-    def pretrainer(self, folder: Path, epochs: int) -> Any:
+    def pretrainer(self, folder: Path, epochs: int) -> TFPretrainer:
         """Pre-training of PreNet + the largest skeleton on ``folder`` (docs/tasks.md#pre-training)."""
-        from dopt.backends.tf.pretrain import TFPretrainer
-
         return TFPretrainer(self.setup, self.supernet, folder, epochs)
 
     def load_pretrained(self, weights: Path, folder: Path) -> None:
         """PreNet's and the layers' weights from a pre-training output; UserError when they do not fit."""
-        from dopt.backends.tf.pretrain import load_pretrained
-
         load_pretrained(self.supernet, weights, folder)
 
     def rehearse(self, archs: list[Arch]) -> list[str]:
