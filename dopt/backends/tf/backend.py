@@ -18,7 +18,6 @@ from dopt.backends.cpus import available_cpus
 from dopt.backends.tf import data, detection, probe
 from dopt.backends.tf.bn_calib import recalibrate
 from dopt.backends.tf.device import check_data_format, pick_device, seed_everything, set_threads
-from dopt.backends.tf.evaluate import evaluate
 from dopt.backends.tf.export import render_script, save_weights, write_and_verify
 from dopt.backends.tf.latency import TFLatencyMeter
 from dopt.backends.tf.pretrain import TFPretrainer, load_pretrained
@@ -89,12 +88,7 @@ class TFBackend:
             user=user,
             device=device,
             user_sha256=file_sha256(Path(module.__file__ or "")),  # the file as imported, not as later edited
-            make_dataset=ds.make,
-            train_data=ds.train,
-            val_data=ds.val,
-            val_batches=ds.val_batches,
-            first=ds.first,
-            first_val=ds.first_val,
+            data=ds,
             pre=pre,
             post=post,
             example=example,
@@ -119,12 +113,7 @@ class TFSetup:
     user: Any
     device: str
     user_sha256: str
-    make_dataset: data.DatasetFn
-    train_data: data.Data | detection.Batches
-    val_data: data.Data | detection.Validation
-    val_batches: Any  # the validation dataset, at most eval_batches batches (None for detection)
-    first: Any  # the first training batch, for the rehearsal
-    first_val: Any
+    data: data.TaskData  # the datasets and how a model is scored on them, chosen by the task
     pre: Any
     post: Any
     example: np.ndarray  # a zero input at batch 1
@@ -189,7 +178,7 @@ class TFSession(TFTrainer):
         statistics change, no optimizer step) and the metric of the first on one validation
         batch, so contract mistakes surface before training."""
         s = self.setup
-        inputs, labels = s.first
+        inputs, labels = s.data.first
         lines = []
         for arch in archs:
             self.supernet.set_active(arch)
@@ -201,33 +190,16 @@ class TFSession(TFTrainer):
         probe.check_distillable(outputs, s.scenario.training.distill)
         lr_value(s.user.lr_scheduler, self.lr_init, 0)
         model = self.extract(archs[0])
-        if isinstance(s.val_data, detection.Validation):
-            metric = metric_value(s.val_data.rehearse(model, s.user.metrics_op), self.metric_function)
-        else:
-            metric = metric_value(evaluate(model, s.user.metrics_op, [s.first_val]), self.metric_function)
+        metric = metric_value(s.data.rehearsal_metric(model, s.user.metrics_op), self.metric_function)
         lines[0] += f", metric on one validation batch {metric:.4g} (untrained)"
         return lines
 
     # -- evaluation primitives (dopt.evaluation.EvalOps) -----------------------------------------
     def calibration_set(self, rng: np.random.Generator) -> list[Any]:
-        """The calibration subset from a freshly built training dataset, unshuffled where the user's
-        function takes ``is_shuffle``, under the run's seed: the same subset however often the
-        dataset was iterated before (training, resume, --stage search)."""
-        s = self.setup
-        sc = s.scenario
-        seed_everything(s.seed)
-        if isinstance(s.train_data, detection.Batches):
-            return detection.calibration_batches(
-                s.make_dataset, sc.dataset.train_dir, sc.batch_size, sc.searcher.bn_calib_batches, rng
-            )
-        fresh = data.Data(
-            s.make_dataset(sc.dataset.train_dir, True, False),
-            "build_dataset_search(train_dir, True, False)",
-            sc.supernet.input_shape,
-            sc.batch_size,
-            True,
-        )
-        return data.calibration_batches(fresh, sc.batch_size, sc.searcher.bn_calib_batches, rng)
+        """The calibration subset from a freshly built training dataset, under the run's seed: the
+        same subset however often the dataset was iterated before (training, resume, --stage search)."""
+        seed_everything(self.setup.seed)
+        return self.setup.data.calibration_set(rng)
 
     def extract(self, arch: Arch) -> Any:
         self.supernet.set_active(arch)
@@ -237,14 +209,7 @@ class TFSession(TFTrainer):
         recalibrate(model, calibration)
 
     def metric(self, model: Any, max_batches: int | None = None) -> Any:
-        s = self.setup
-        if isinstance(s.val_data, detection.Validation):
-            limits = [n for n in (s.scenario.searcher.eval_batches, max_batches) if n is not None]
-            return s.val_data.metric(model, s.user.metrics_op, min(limits) if limits else None)
-        batches = self.setup.val_batches
-        return evaluate(
-            model, self.setup.user.metrics_op, batches if max_batches is None else batches.take(max_batches)
-        )
+        return self.setup.data.metric(model, self.setup.user.metrics_op, max_batches)
 
     def count(self, model: Any) -> Costs:
         return Costs(size=count_params(model), flops=count_macs(model, self.setup.example))
@@ -274,10 +239,7 @@ class TFResultTrainer(TFTrainer):
 
     def evaluate(self) -> float:
         """The user's metric of the model over the whole validation set, BatchNorm as trained."""
-        s = self.setup
-        if isinstance(s.val_data, detection.Validation):
-            return metric_value(s.val_data.metric(self.net, s.user.metrics_op, None), self.metric_function)
-        return metric_value(evaluate(self.net, s.user.metrics_op, s.val_data.dataset), self.metric_function)
+        return metric_value(self.setup.data.whole_metric(self.net, self.setup.user.metrics_op), self.metric_function)
 
     def save_weights(self, path: Path) -> None:
         """The weights as the result script loads them (``model.load_weights``)."""

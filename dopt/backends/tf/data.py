@@ -11,11 +11,12 @@ import inspect
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import tensorflow as tf
 
+from dopt.backends.tf.evaluate import evaluate
 from dopt.errors import UserError
 from dopt.evaluation import calibration_indices
 from dopt.parallel.comm import Comm
@@ -24,7 +25,8 @@ from dopt.scenario import Scenario
 __all__ = [
     "DatasetFn",
     "dataset_fn",
-    "Datasets",
+    "TaskData",
+    "ClassificationData",
     "datasets",
     "Data",
     "TrainEpochs",
@@ -65,20 +67,76 @@ def first_leaf(structure: Any) -> Any:
     return tf.nest.flatten(structure)[0]
 
 
-@dataclass(frozen=True)
-class Datasets:
-    """What a setup reads through ``build_dataset_search``: here tf.data, for object detection
-    generators (``dopt.backends.tf.detection``)."""
+class TaskData(Protocol):
+    """What a run reads through ``build_dataset_search`` and how a model is scored on it, per task:
+    :class:`ClassificationData` (tf.data) or ``detection.DetectionData`` (NASEA's generators),
+    chosen once when the run is set up."""
 
+    @property
+    def train(self) -> Any:
+        """This process's shard of the training data, with ``steps``, ``first()``, ``epochs()``."""
+        ...
+
+    @property
+    def first(self) -> Any:
+        """The first training batch, for the rehearsal."""
+        ...
+
+    def rehearsal_metric(self, model: Any, metrics_op: Any) -> Any:
+        """``metrics_op`` on one validation batch, as returned."""
+        ...
+
+    def calibration_set(self, rng: np.random.Generator) -> list[Any]:
+        """The BN-calibration batches, drawn from ``rng``, from a freshly built training set."""
+        ...
+
+    def metric(self, model: Any, metrics_op: Any, max_batches: int | None = None) -> Any:
+        """``metrics_op`` over the evaluation batches (at most ``max_batches``), as returned."""
+        ...
+
+    def whole_metric(self, model: Any, metrics_op: Any) -> Any:
+        """``metrics_op`` over the whole validation set, as returned."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassificationData:
+    """The tf.data datasets of a run (any task but object detection) and how a model is scored on
+    them: ``metrics_op(labels, outputs)`` (``dopt.backends.tf.evaluate``)."""
+
+    scenario: Scenario
     make: DatasetFn
-    train: Any  # Data, or detection.Batches: this process's shard, with ``steps``, ``first()``, ``epochs()``
-    val: Any  # Data, or detection.Validation
-    val_batches: Any  # the validation dataset, at most eval_batches batches (None for detection)
+    train: Data  # this process's shard
+    val: Data
+    val_batches: Any  # the validation dataset, at most eval_batches batches
     first: Any  # the first training batch, for the rehearsal
     first_val: Any
 
+    def rehearsal_metric(self, model: Any, metrics_op: Any) -> Any:
+        return evaluate(model, metrics_op, [self.first_val])
 
-def datasets(scenario: Scenario, user: Any, comm: Comm) -> Datasets:
+    def calibration_set(self, rng: np.random.Generator) -> list[Any]:
+        """Unshuffled where the user's function takes ``is_shuffle``: the same subset however often
+        the dataset was iterated before."""
+        sc = self.scenario
+        fresh = Data(
+            self.make(sc.dataset.train_dir, True, False),
+            "build_dataset_search(train_dir, True, False)",
+            sc.supernet.input_shape,
+            sc.batch_size,
+            True,
+        )
+        return calibration_batches(fresh, sc.batch_size, sc.searcher.bn_calib_batches, rng)
+
+    def metric(self, model: Any, metrics_op: Any, max_batches: int | None = None) -> Any:
+        batches = self.val_batches if max_batches is None else self.val_batches.take(max_batches)
+        return evaluate(model, metrics_op, batches)
+
+    def whole_metric(self, model: Any, metrics_op: Any) -> Any:
+        return evaluate(model, metrics_op, self.val.dataset)
+
+
+def datasets(scenario: Scenario, user: Any, comm: Comm) -> ClassificationData:
     """The training dataset (this process's shard) and the validation dataset, each checked on its first batch."""
     sc, bs, shape = scenario, scenario.batch_size, scenario.supernet.input_shape
     make = dataset_fn(user)
@@ -92,7 +150,9 @@ def datasets(scenario: Scenario, user: Any, comm: Comm) -> Datasets:
     check_batch(first, shape, "training dataset")
     first_val = val.first()
     check_batch(first_val, shape, "validation dataset")
-    return Datasets(make, train, val, val_batches, first, first_val)
+    return ClassificationData(
+        scenario=sc, make=make, train=train, val=val, val_batches=val_batches, first=first, first_val=first_val
+    )
 
 
 class Data:

@@ -138,7 +138,7 @@ class TFTrainer:
         self.optimizer = make_optimizer(opt.type, self.lr_init, opt.betas, opt.momentum)
         self.optimizer.build(self.net.trainable_variables)
         self.variables = self.net.trainable_variables
-        self._epochs = s.train_data.epochs() if epochs is None else epochs
+        self._epochs = s.data.train.epochs() if epochs is None else epochs
         self._apply = traced_apply(self.optimizer, self.variables)  # traced on its first call
         self._summed: list[Any] = []  # gradients accumulated in the current step
 
@@ -205,7 +205,7 @@ class TFTrainer:
 
     def _counters(self, step: int) -> dict[str, int]:
         """The counters a checkpoint holds: the global step and the steps per epoch it counts in."""
-        return {"step": step, "steps_per_epoch": self.setup.train_data.steps}
+        return {"step": step, "steps_per_epoch": self.setup.data.train.steps}
 
     def load(self, path: Path) -> int:
         try:
@@ -214,7 +214,7 @@ class TFTrainer:
                     restore_group(archive, group, variables, here=self._here, check_shapes=self._check_shapes)
                 step = int(archive["step"])
                 before = int(archive["steps_per_epoch"]) if "steps_per_epoch" in archive.files else None
-            if before is not None and before != self.setup.train_data.steps:
+            if before is not None and before != self.setup.data.train.steps:
                 step = self._restart_schedule(path, before, step)
             return step
         except (OSError, KeyError, ValueError, EOFError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
@@ -223,7 +223,7 @@ class TFTrainer:
     def _restart_schedule(self, path: Path, before: int, step: int) -> int:
         """A checkpoint of another number of processes (docs/distributed.md#resuming): the schedule
         goes on from the same epoch, counted in this run's steps per epoch; the global step."""
-        now = self.setup.train_data.steps
+        now = self.setup.data.train.steps
         step = step // before * now
         self.optimizer.iterations.assign(step)
         log.warning(
