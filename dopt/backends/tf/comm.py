@@ -34,6 +34,8 @@ def reduce_gradients(comm: Comm, summed: list[Any], finite: bool) -> bool:
     """Average the accumulated gradients ``summed`` (None where the step's subnets did not use a
     variable) across processes, in place; whether every process's step was finite. As in PyTorch
     (dopt/backends/torch/comm.py): which variables have a gradient is compared first, and must match."""
+    if comm.world_size == 1:  # one process: nothing to average
+        return finite
     present = [g is not None for g in summed]
     head = comm.allreduce_sum(tf.constant([*present, not finite], tf.float32)).numpy()
     if head[-1] > 0:

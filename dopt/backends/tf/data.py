@@ -33,6 +33,8 @@ __all__ = [
     "calibration_batches",
     "check_batch",
     "first_leaf",
+    "image_count",
+    "shard_steps",
 ]
 
 _KEY = "UserModule.build_dataset_search"
@@ -65,6 +67,39 @@ def dataset_fn(user: Any) -> DatasetFn:
 
 def first_leaf(structure: Any) -> Any:
     return tf.nest.flatten(structure)[0]
+
+
+def image_count(value: Any, what: str, name: str, fix: str) -> int:
+    """``value``, which ``what`` returned as ``name``: the number of images, an integer > 0.
+
+    Raises:
+        UserError: it is not.
+    """
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n <= 0:
+        raise UserError(f"{what} returned {name} {value!r}; dopt needs the number of images, > 0", key=_KEY, fix=fix)
+    return n
+
+
+def shard_steps(steps: int, world_size: int, what: str) -> int:
+    """The steps per epoch of each of ``world_size`` processes sharing the ``steps`` batches of the
+    ``what``: the same number on every process (docs/distributed.md#data-parallel-training).
+
+    Raises:
+        UserError: there are fewer batches than processes.
+    """
+    share = steps // world_size
+    if share == 0:
+        raise UserError(
+            f"the {what} has {steps} batch(es) per epoch, fewer than the {world_size} processes "
+            "that share it, so a process would have no step",
+            key="scenario.strategy.batch_size",
+            fix="use a smaller batch_size (it is per process) or fewer processes",
+        )
+    return share
 
 
 class TaskData(Protocol):
@@ -182,16 +217,7 @@ class Data:
                 key=_KEY,
                 fix="build it with tf.data, e.g. tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)",
             )
-        try:
-            n = int(data_num)
-        except (TypeError, ValueError):
-            n = 0
-        if n <= 0:
-            raise UserError(
-                f"{what} returned data_num {data_num!r}; dopt needs the number of images, > 0",
-                key=_KEY,
-                fix="return (dataset, len(images))",
-            )
+        n = image_count(data_num, what, "data_num", "return (dataset, len(images))")
         spec = dataset.element_spec
         if not isinstance(spec, (tuple, list)) or len(spec) != 2:
             got = f"a {type(spec).__name__}" + (f" of {len(spec)} items" if isinstance(spec, (tuple, list)) else "")
@@ -231,14 +257,7 @@ class Data:
     def shard(self, rank: int, world_size: int) -> None:
         """Keep this process's shard: every ``world_size``-th batch from the ``rank``-th, the same
         number of steps on every process (docs/distributed.md#data-parallel-training)."""
-        steps = self.steps // world_size
-        if steps == 0:
-            raise UserError(
-                f"the training dataset has {self.steps} batch(es) per epoch, fewer than the {world_size} processes "
-                "that share it, so a process would have no step",
-                key="scenario.strategy.batch_size",
-                fix="use a smaller batch_size (it is per process) or fewer processes",
-            )
+        steps = shard_steps(self.steps, world_size, "training dataset")
         self.dataset = self.dataset.shard(world_size, rank)
         if not self.infinite:
             self.dataset = self.dataset.take(steps)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from dopt.backends.tf.data import DatasetFn, first_leaf
+from dopt.backends.tf.data import DatasetFn, first_leaf, image_count, shard_steps
 from dopt.backends.tf.traced import traced_call
 from dopt.errors import UserError
 from dopt.evaluation import calibration_indices
@@ -143,18 +143,8 @@ def _generator(result: Any, what: str, is_training: bool) -> tuple[Any, int]:
             key=_KEY,
             fix="return a keras.utils.PyDataset subclass or a Python generator of (images, labels) batches",
         )
-    try:
-        count = int(size)
-    except (TypeError, ValueError):
-        count = 0
-    if count <= 0:
-        raise UserError(
-            f"{what} returned {'train' if is_training else 'val'}_dataset_size {size!r}; dopt needs the number of "
-            "images, > 0",
-            key=_KEY,
-            fix=f"return {expected} with the number of images last",
-        )
-    return generator, count
+    name = f"{'train' if is_training else 'val'}_dataset_size"
+    return generator, image_count(size, what, name, f"return {expected} with the number of images last")
 
 
 def _batch_count(generator: Any) -> int | None:
@@ -251,14 +241,7 @@ class Batches:
     def shard(self, rank: int, world_size: int) -> None:
         """Keep every ``world_size``-th batch from the ``rank``-th, the same number of steps on every
         process, as ``dopt.backends.tf.data.Data.shard`` does (docs/distributed.md#data-parallel-training)."""
-        steps = self.steps // world_size
-        if steps == 0:
-            raise UserError(
-                f"the training generator has {self.steps} batch(es) per epoch, fewer than the {world_size} processes "
-                "that share it, so a process would have no step",
-                key="scenario.strategy.batch_size",
-                fix="use a smaller batch_size (it is per process) or fewer processes",
-            )
+        steps = shard_steps(self.steps, world_size, "training generator")
         self.rank, self.world_size, self.steps = rank, world_size, steps
         self.samples //= world_size
 

@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from dopt.backends.base import CorruptCheckpoint, epoch_seed
 from dopt.backends.checkpoint_format import restore_group, save_npz
+from dopt.backends.tf.comm import reduce_gradients
 from dopt.backends.tf.device import seed_everything
 from dopt.errors import UserError
 from dopt.parallel.comm import learning_rate
@@ -180,12 +181,7 @@ class TFTrainer:
                 self._summed[i] = g if self._summed[i] is None else self._summed[i] + g
 
     def reduce_step(self, finite: bool) -> bool:
-        comm = self.setup.comm
-        if comm.world_size == 1:
-            return finite
-        from dopt.backends.tf.comm import reduce_gradients
-
-        return reduce_gradients(comm, self._summed, finite)
+        return reduce_gradients(self.setup.comm, self._summed, finite)
 
     def apply(self) -> None:
         self._apply([tf.zeros_like(v) if g is None else g for g, v in zip(self._summed, self.variables)])

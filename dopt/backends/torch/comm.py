@@ -103,6 +103,8 @@ def reduce_gradients(comm: Comm, params: Sequence[torch.Tensor], finite: bool) -
     small all-reduce): the ranks trained the same subnets, so they must agree, and a disagreement
     stops the run. Then one all-reduce of every gradient, flattened into one buffer.
     """
+    if comm.world_size == 1:  # one process: nothing to average
+        return finite
     device = params[0].device if params else torch.device("cpu")
     present = [p.grad is not None for p in params]
     head = torch.tensor([*present, not finite], dtype=torch.float32, device=device)

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from dopt.backends.base import CorruptCheckpoint, epoch_seed
 from dopt.backends.torch import data, probe
+from dopt.backends.torch.comm import reduce_gradients
 from dopt.backends.torch.device import seed_everything
 from dopt.parallel.comm import learning_rate
 from dopt.store.atomic import atomic_write_bytes
@@ -121,12 +122,7 @@ class TorchTrainer:
         forward.handle.backward()
 
     def reduce_step(self, finite: bool) -> bool:
-        comm = self.setup.comm
-        if comm.world_size == 1:
-            return finite
-        from dopt.backends.torch.comm import reduce_gradients
-
-        return reduce_gradients(comm, self._params, finite)
+        return reduce_gradients(self.setup.comm, self._params, finite)
 
     def apply(self) -> None:
         self.optimizer.step()
