@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from dopt.backends.base import Probe
 from dopt.backends.cpus import available_cpus
+from dopt.backends.scripts import ScriptSpec, measures_latency
 from dopt.backends.tf import data, detection, probe
 from dopt.backends.tf.bn_calib import recalibrate
 from dopt.backends.tf.device import check_data_format, pick_device, seed_everything, set_threads
@@ -218,20 +219,17 @@ class TFSession(TFTrainer):
         """Write script + weights (BN recalibrated for ``arch``); rebuild, export and verify them."""
         s = self.setup
         sn = s.scenario.supernet
-        text = render_script(
+        spec = ScriptSpec(
             name=script.stem,
             header=header,
             rows=self.supernet.layer_rows(arch),
             features=self.supernet.static_features(arch),
             input_shape=sn.input_shape,
-            data_format=sn.data_format,
             user_sha256=s.user_sha256,
-            latency=(
-                s.scenario.constraint.kind == "latency" and getattr(s.user, "latency_func", None) is None,
-                tf.config.threading.get_intra_op_parallelism_threads() or available_cpus(),
-            ),
+            measure_latency=measures_latency(s.scenario, s.user),
+            latency_threads=tf.config.threading.get_intra_op_parallelism_threads() or available_cpus(),
         )
-        return write_and_verify(model, text, script, s.example)
+        return write_and_verify(model, render_script(spec, data_format=sn.data_format), script, s.example)
 
 
 class TFResultTrainer(TFTrainer):

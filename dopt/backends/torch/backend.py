@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from dopt.backends.base import Probe
+from dopt.backends.scripts import ScriptSpec, measures_latency
 from dopt.backends.torch import data, probe
 from dopt.backends.torch.bn_calib import recalibrate
 from dopt.backends.torch.device import cpu_threads, pick_device, seed_everything
@@ -236,21 +237,17 @@ class TorchSession(TorchTrainer):
     ) -> tuple[Costs, nn.Module]:
         """Write script + weights (BN recalibrated for ``arch``); rebuild, export and verify them."""
         s = self.setup
-        text = render_script(
+        spec = ScriptSpec(
             name=script.stem,
             header=header,
             rows=self.supernet.layer_rows(arch),
             features=self.supernet.static_features(arch),
             input_shape=s.scenario.supernet.chw,
             user_sha256=s.user_sha256,
-            latency=(_host_latency(s), s.scenario.constraint.threads, s.device.type == "cuda"),
+            measure_latency=measures_latency(s.scenario, s.user),
+            latency_threads=s.scenario.constraint.threads,
         )
-        return write_and_verify(model, text, script, s.example)
-
-
-def _host_latency(s: TorchSetup) -> bool:
-    """Whether result scripts print this machine's latency: a latency run measured here, not by latency_func."""
-    return s.scenario.constraint.kind == "latency" and getattr(s.user, "latency_func", None) is None
+        return write_and_verify(model, render_script(spec, latency_on_gpu=s.device.type == "cuda"), script, s.example)
 
 
 class TorchResultTrainer(TorchTrainer):
