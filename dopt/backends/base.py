@@ -36,6 +36,13 @@ def epoch_seed(seed: int, epoch: int) -> int:
 class CorruptCheckpoint(Exception):
     """A checkpoint file that cannot be loaded (torn, truncated, or of another supernet)."""
 
+    @classmethod
+    def of(cls, path: Path, exc: BaseException) -> CorruptCheckpoint:
+        """The error for ``path``, which failed to load with ``exc``: its name, the error's type and
+        the first line of its message (``supernet_epoch_3.pt: EOFError: Ran out of input``)."""
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return cls(f"{path.name}: {type(exc).__name__}: {first}")
+
 
 @dataclass(frozen=True)
 class Probe:

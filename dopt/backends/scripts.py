@@ -1,20 +1,38 @@
-"""Framework-free parts of result scripts (docs/outputs.md#result-scripts): the header, the docstring,
-the layer table, the user-module check, assembling the text, importing a written script, and the
-output tolerance of the verification. Each backend's ``export.py`` adds its framework's parts."""
+"""Framework-free parts of result scripts (docs/outputs.md#result-scripts): what a script is written
+from (:class:`ScriptSpec`), the header, the docstring, the layer table, the user-module check,
+assembling the text, importing a written script, and the output tolerance of the verification.
+Each backend's ``export.py`` adds its framework's parts."""
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from dopt.results.header import header_lines
+from dopt.store.atomic import atomic_write_text
 
-__all__ = ["load_script", "ScriptParts", "render", "check_outputs", "TOLERANCE"]
+if TYPE_CHECKING:
+    from dopt.scenario import Scenario
+
+__all__ = [
+    "load_script",
+    "ScriptSpec",
+    "ScriptParts",
+    "render",
+    "static_source",
+    "measures_latency",
+    "main_start",
+    "write_script",
+    "check_outputs",
+    "TOLERANCE",
+]
 
 # Relative tolerance between the searched subnet's outputs and the rebuilt model's (float32, CPU).
 TOLERANCE = 1e-5
@@ -57,12 +75,54 @@ def _train(args) -> None:
         sys.exit(code)
 """
 
+# The start of both frameworks' main(), after their own set-up: the trained weights when
+# `--train` wrote them, else those inherited from the supernet (main_start fills in the framework's parts).
+_MAIN_START = """    _check_user_module()
+    if args.train:
+        _train(args)
+    model = build_model()
+    trained = os.path.join(_HERE, NAME + ".trained{suffix}")
+    weights = trained if os.path.exists(trained) else os.path.join(_HERE, NAME + "{suffix}")
+    if os.path.exists(weights):
+        {load}
+        what = "trained weights" if weights == trained else "inherited weights (BN recalibrated)"
+        print(f"loaded {{what}} from {{weights}}")
+    else:
+        print(f"no {{NAME}}{suffix} beside this file: weights are freshly initialised")
+"""
+
 _PATH_SETUP = (
     "_HERE = os.path.dirname(os.path.abspath(__file__))\n"
     "for _path in (os.path.dirname(_HERE), _HERE):  # its own directory first, then the parent\n"
     "    if _path not in sys.path:\n        sys.path.insert(0, _path)\n"
     "from user_module import PostNet, PreNet  # noqa: E402\n"
 )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScriptSpec:
+    """What one result script is written from, in either framework.
+
+    Attributes:
+        name: the script's file name without ``.py``.
+        header: the result's header (``dopt.results.header``), written as comments.
+        rows: one (in_channels, out_channels, kernel_size, stride, expand_ratio) row per searched layer.
+        features: positions in ``rows`` whose outputs PostNet also receives.
+        input_shape: one input sample's shape, in the framework's layout.
+        user_sha256: of the user_module.py the run imported.
+        measure_latency: the script prints its latency when run (the run constrained latency,
+            measured on this machine), docs/latency.md.
+        latency_threads: threads of that measurement.
+    """
+
+    name: str
+    header: dict[str, Any]
+    rows: Sequence[tuple[int, ...]]
+    features: tuple[int, ...]
+    input_shape: tuple[int, int, int]
+    user_sha256: str
+    measure_latency: bool = False
+    latency_threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -82,23 +142,16 @@ class ScriptParts:
     body: str
 
 
-def render(
-    parts: ScriptParts,
-    *,
-    name: str,
-    header: dict[str, Any],
-    constants: dict[str, Any],
-    rows: Sequence[tuple[int, ...]],
-    features: tuple[int, ...],
-) -> str:
-    """The text of a result script. Every value is written with ``repr`` (safe literals).
+def render(parts: ScriptParts, spec: ScriptSpec, constants: dict[str, Any]) -> str:
+    """The text of the result script of ``spec``. Every value is written with ``repr`` (safe literals).
 
     Args:
         constants: module constants written after ``NAME`` (``INPUT_SHAPE``, ...), each as
             ``(value, comment)`` or a bare value.
     """
+    name = spec.name
     exports = parts.exports.format(name=name)
-    lines = header_lines(header)
+    lines = header_lines(spec.header)
     usage = textwrap.fill(
         f"Copy it next to user_module.py (or leave it in results/) and run `python3 {name}.py`: it builds the "
         f"model, loads the inherited weights saved beside it (the trained ones once `--train EPOCHS` has trained it; "
@@ -116,8 +169,8 @@ def render(
         table.append(f"{key} = {value!r}" + (f"  # {comment}" if comment else ""))
     table += [
         "# One row per searched layer: (in_channels, out_channels, kernel_size, stride, expand_ratio)",
-        "LAYERS = [\n" + "".join(f"    {tuple(r)!r},\n" for r in rows) + "]",
-        f"FEATURE_LAYERS = {tuple(features)!r}  # positions in LAYERS whose outputs PostNet also receives",
+        "LAYERS = [\n" + "".join(f"    {tuple(r)!r},\n" for r in spec.rows) + "]",
+        f"FEATURE_LAYERS = {tuple(spec.features)!r}  # positions in LAYERS whose outputs PostNet also receives",
     ]
     code = (
         "import os\nimport random\nimport sys\nimport time\n" + parts.imports + "\n" + _PATH_SETUP,
@@ -131,13 +184,43 @@ def render(
     return "\n".join(lines) + "\n" + doc + "\n\n" + "\n\n\n".join(part.strip("\n") for part in code) + "\n"
 
 
+def main_start(weights_suffix: str, load: str) -> str:
+    """The lines of a result script's ``main()`` that both frameworks share: check the user module,
+    train when asked, build the model and load its weights (``NAME + weights_suffix`` beside the
+    script, or the trained ones); ``load`` is the framework's statement that loads ``weights``."""
+    return _MAIN_START.format(suffix=weights_suffix, load=load)
+
+
+def measures_latency(scenario: Scenario, user: Any) -> bool:
+    """Whether result scripts print their latency when run: the run constrained latency and measured
+    it on this machine, not through the user's ``latency_func`` (docs/latency.md)."""
+    return scenario.constraint.kind == "latency" and getattr(user, "latency_func", None) is None
+
+
+def static_source(static: ModuleType, last_import: str) -> str:
+    """A backend's ``static.py`` below ``last_import`` (its last import line): the static model
+    classes a result script holds; the script's header has the imports."""
+    return inspect.getsource(static).split(last_import, 1)[1].strip("\n")
+
+
 def _timing_source() -> str:
     """dopt/latency/timing.py below its imports: the timing method every latency comes from."""
-    import inspect
-
     from dopt.latency import timing
 
     return inspect.getsource(timing).split("import time\n", 1)[1].strip("\n")
+
+
+def write_script(
+    script: Path, text: str, weights_suffix: str, save_weights: Callable[[Path], None]
+) -> tuple[Any, Path]:
+    """The first half of a backend's ``write_and_verify``: write the result script and, beside it,
+    its weights (``save_weights(path)``, the script's name + ``weights_suffix``), both atomically;
+    the script imported afresh, and the weights' path. The backend then rebuilds the model from
+    them, runs its exports once and compares its outputs (:func:`check_outputs`)."""
+    atomic_write_text(script, text)
+    weights = script.with_name(script.stem + weights_suffix)
+    save_weights(weights)
+    return load_script(script), weights
 
 
 def check_outputs(script: Path, diff: float, scale: float) -> None:

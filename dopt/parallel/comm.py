@@ -1,10 +1,10 @@
 """Several processes of one run, framework-free (docs/distributed.md).
 
 A communicator is the small set of collectives the core needs between the processes of one
-launch: broadcast and gather of small Python objects, and a barrier. The engines behind it are
-torch.distributed and Horovod (``dopt/backends/*/comm.py``); :class:`SingleProcess` is the
-trivial one of a run in one process. The gradients' all-reduce is the backends' business (their
-``reduce_step``), not the core's.
+launch: broadcast and gather of small Python objects, and a barrier; plus the sums of framework
+tensors that the backends' ``reduce_step`` averages the gradients with (the core never calls
+them). The engines behind it are torch.distributed (``dopt/backends/torch/comm.py``) and Horovod
+(``dopt/backends/horovod.py``); :class:`SingleProcess` is the trivial one of a run in one process.
 
 This module also holds the checks that keep ranks in step: :class:`SampleCheck` (every rank
 trains the same subnets).
@@ -46,6 +46,15 @@ class Comm(Protocol):
 
     def barrier(self) -> None: ...
 
+    def allreduce_sum(self, tensor: Any) -> Any:
+        """``tensor`` (of the backend's framework) summed over every rank. Use the tensor returned:
+        an engine may sum in place or into a new tensor."""
+        ...
+
+    def grouped_sum(self, tensors: list[Any]) -> list[Any]:
+        """Each of ``tensors`` summed over every rank, in one collective where the engine has one."""
+        ...
+
     def close(self) -> None:
         """Leave the group (at the end of the run)."""
         ...
@@ -66,6 +75,12 @@ class SingleProcess:
 
     def barrier(self) -> None:
         pass
+
+    def allreduce_sum(self, tensor: Any) -> Any:
+        return tensor
+
+    def grouped_sum(self, tensors: list[Any]) -> list[Any]:
+        return list(tensors)
 
     def close(self) -> None:
         pass
@@ -127,9 +142,6 @@ class Relayed:
             self._handler = _Collect(self._pending)
             logging.getLogger("dopt").addHandler(self._handler)
 
-    def __getattr__(self, name: str) -> Any:  # the engine's own collectives (gradients)
-        return getattr(self.comm, name)
-
     def broadcast(self, obj: Any, root: int = 0) -> Any:
         return self.comm.broadcast(obj, root)
 
@@ -144,6 +156,12 @@ class Relayed:
 
     def barrier(self) -> None:
         self.comm.barrier()
+
+    def allreduce_sum(self, tensor: Any) -> Any:
+        return self.comm.allreduce_sum(tensor)
+
+    def grouped_sum(self, tensors: list[Any]) -> list[Any]:
+        return self.comm.grouped_sum(tensors)
 
     def close(self) -> None:
         try:

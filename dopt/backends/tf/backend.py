@@ -3,11 +3,7 @@ whose primitives the core's training loop and evaluator drive (docs/architecture
 
 from __future__ import annotations
 
-import io
 import logging
-import zipfile
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -17,25 +13,24 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dopt.backends.base import CorruptCheckpoint, Probe, epoch_seed
+from dopt.backends.base import Probe
 from dopt.backends.cpus import available_cpus
+from dopt.backends.scripts import ScriptSpec, measures_latency
 from dopt.backends.tf import data, detection, probe
 from dopt.backends.tf.bn_calib import recalibrate
 from dopt.backends.tf.device import check_data_format, pick_device, seed_everything, set_threads
-from dopt.backends.tf.evaluate import evaluate
 from dopt.backends.tf.export import render_script, save_weights, write_and_verify
 from dopt.backends.tf.latency import TFLatencyMeter
+from dopt.backends.tf.pretrain import TFPretrainer, load_pretrained
 from dopt.backends.tf.profile import count_macs, count_params
 from dopt.backends.tf.supernet import Supernet
-from dopt.backends.tf.train import distill_loss, is_logits, lr_value, make_optimizer, traced_apply
+from dopt.backends.tf.train import TFTrainer, lr_value
 from dopt.costs import Costs
 from dopt.evaluation import metric_value
-from dopt.parallel.comm import Comm, SingleProcess, learning_rate
+from dopt.parallel.comm import Comm, SingleProcess
 from dopt.parallel.launcher import Launch
 from dopt.scenario import Scenario
 from dopt.space import Arch, SearchSpace
-from dopt.store.atomic import atomic_write_bytes
-from dopt.training import Forward
 from dopt.user_module import file_sha256
 
 __all__ = ["TFBackend", "TFSetup", "TFSession"]
@@ -59,9 +54,7 @@ class TFBackend:
         # Devices and thread pools before Horovod's first collective starts TensorFlow's runtime.
         device = pick_device(scenario.resource.gpu_ids, launch.local_rank, launch.local_size)
         _threads(scenario)
-        comm = connect(launch)
-        comm.device = device
-        return comm
+        return connect(launch, device)
 
     def setup(self, scenario: Scenario, module: ModuleType, seed: int, comm: Comm | None = None) -> TFSetup:
         comm = comm or SingleProcess()
@@ -96,12 +89,7 @@ class TFBackend:
             user=user,
             device=device,
             user_sha256=file_sha256(Path(module.__file__ or "")),  # the file as imported, not as later edited
-            make_dataset=ds.make,
-            train_data=ds.train,
-            val_data=ds.val,
-            val_batches=ds.val_batches,
-            first=ds.first,
-            first_val=ds.first_val,
+            data=ds,
             pre=pre,
             post=post,
             example=example,
@@ -126,12 +114,7 @@ class TFSetup:
     user: Any
     device: str
     user_sha256: str
-    make_dataset: data.DatasetFn
-    train_data: data.Data | detection.Batches
-    val_data: data.Data | detection.Validation
-    val_batches: Any  # the validation dataset, at most eval_batches batches (None for detection)
-    first: Any  # the first training batch, for the rehearsal
-    first_val: Any
+    data: data.TaskData  # the datasets and how a model is scored on them, chosen by the task
     pre: Any
     post: Any
     example: np.ndarray  # a zero input at batch 1
@@ -170,127 +153,6 @@ class TFSetup:
         return TFResultTrainer(self, model)
 
 
-class TFTrainer:
-    """A Keras network, its optimizer and the user's schedule: the primitives of
-    ``dopt.training.StepOps`` and checkpoints with tf.GradientTape, for the supernet
-    (:class:`TFSession`) and for a result's static model (:class:`TFResultTrainer`) alike."""
-
-    checkpoint_suffix = ".weights.npz"
-    loss_function = "loss_op"
-    metric_function = "metrics_op"
-
-    def __init__(self, setup: TFSetup, net: Any) -> None:
-        self.setup = s = setup
-        self.net = net
-        opt = s.scenario.optimizer
-        self.lr_init = learning_rate(opt, s.comm.world_size)
-        self.optimizer = make_optimizer(opt.type, self.lr_init, opt.betas, opt.momentum)
-        self.optimizer.build(self.net.trainable_variables)
-        self.variables = self.net.trainable_variables
-        self._epochs = s.train_data.epochs()
-        self._apply = traced_apply(self.optimizer, self.variables)  # traced on its first call
-        self._summed: list[Any] = []  # gradients accumulated in the current step
-
-    def _activate(self, arch: Arch) -> None:
-        """Make ``arch`` the network that the next forward runs (a static model has only one)."""
-
-    # -- training primitives (dopt.training.StepOps) ---------------------------------------------
-    def begin_epoch(self, epoch: int) -> Iterator[Any]:
-        # Every RNG from (seed, epoch): a run resumed at this epoch draws what an uninterrupted
-        # one does; the data order comes from the dataset's own iteration count (data.TrainEpochs).
-        seed_everything(epoch_seed(self.setup.seed, epoch))
-        return self._epochs.batches(epoch)
-
-    def start_step(self) -> float:
-        lr = lr_value(self.setup.user.lr_scheduler, self.lr_init, int(self.optimizer.iterations.numpy()))
-        self.optimizer.learning_rate = lr
-        self._summed = [None] * len(self.variables)
-        return lr
-
-    def forward(self, batch: Any, arch: Arch, teacher: Any) -> Forward:
-        inputs, labels = batch
-        self._activate(arch)
-        with tf.GradientTape() as tape:
-            outputs = self.net(inputs, training=True)
-            loss = self.setup.user.loss_op(labels, outputs)
-            if teacher is not None and is_logits(outputs):
-                loss = loss + distill_loss(outputs, teacher)
-        return Forward(float(loss), (tape, loss), tf.stop_gradient(outputs) if is_logits(outputs) else None)
-
-    def backward(self, forward: Forward) -> None:
-        tape, loss = forward.handle
-        for i, g in enumerate(tape.gradient(loss, self.variables)):
-            if g is not None:
-                self._summed[i] = g if self._summed[i] is None else self._summed[i] + g
-
-    def reduce_step(self, finite: bool) -> bool:
-        comm = self.setup.comm
-        if comm.world_size == 1:
-            return finite
-        from dopt.backends.tf.comm import reduce_gradients
-
-        return reduce_gradients(comm, self._summed, finite)  # type: ignore[arg-type]
-
-    def apply(self) -> None:
-        self._apply([tf.zeros_like(v) if g is None else g for g, v in zip(self._summed, self.variables)])
-
-    def discard(self) -> None:
-        self._summed = []
-
-    def batch_len(self, batch: Any) -> int:
-        # The images: checked to be (N, H, W, C), where detection labels may be a list per image.
-        return int(tf.nest.flatten(batch[0])[0].shape[0] or 0)
-
-    # -- checkpoints -----------------------------------------------------------------------------
-    def save(self, path: Path, step: int) -> None:
-        """Every variable of the supernet (weights, BN statistics, dropout seed states) and of the
-        optimizer (its step count included), plus dopt's step counter, as one .npz."""
-        arrays = {f"model/{i:05d}": v.numpy() for i, v in enumerate(self.net.variables)}
-        arrays.update({f"optimizer/{i:05d}": v.numpy() for i, v in enumerate(self.optimizer.variables)})
-        arrays["step"] = np.array(step, np.int64)
-        arrays["steps_per_epoch"] = np.array(self.setup.train_data.steps, np.int64)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        atomic_write_bytes(path, buffer.getvalue())
-
-    def load(self, path: Path) -> int:
-        try:
-            with np.load(path, allow_pickle=False) as archive:  # arrays only: no code runs
-                for prefix, variables in (("model", self.net.variables), ("optimizer", self.optimizer.variables)):
-                    keys = sorted(k for k in archive.files if k.startswith(prefix + "/"))
-                    if len(keys) != len(variables):
-                        raise ValueError(
-                            f"{len(keys)} {prefix} variables in the file, {len(variables)} in this supernet"
-                        )
-                    values = [archive[k] for k in keys]
-                    for v, value in zip(variables, values):
-                        if tuple(value.shape) != tuple(v.shape):
-                            raise ValueError(f"{v.path}: shape {tuple(value.shape)} in the file, {tuple(v.shape)} here")
-                    for v, value in zip(variables, values):
-                        v.assign(value)
-                step = int(archive["step"])
-                before = int(archive["steps_per_epoch"]) if "steps_per_epoch" in archive.files else None
-            now = self.setup.train_data.steps
-            if before is not None and before != now:
-                # Another number of processes (docs/distributed.md#resuming): the schedule goes on
-                # from the same epoch, counted in this run's steps per epoch.
-                step = step // before * now
-                self.optimizer.iterations.assign(step)
-                log.warning(
-                    "%s was written with %d steps per epoch, this run has %d (another number of processes): the "
-                    "learning-rate schedule continues from epoch %d",
-                    path.name,
-                    before,
-                    now,
-                    step // now,
-                )
-            return step
-        except (OSError, KeyError, ValueError, EOFError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
-            raise CorruptCheckpoint(
-                f"{path.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            ) from exc
-
-
 class TFSession(TFTrainer):
     """One supernet: the trainer's primitives plus ``dopt.evaluation.EvalOps``."""
 
@@ -304,16 +166,12 @@ class TFSession(TFTrainer):
         self.supernet.set_active(arch)
 
     # -- pre-training (dopt.pipeline.pretrain) -------------------------------------------------------------
-    def pretrainer(self, folder: Path, epochs: int) -> Any:
+    def pretrainer(self, folder: Path, epochs: int) -> TFPretrainer:
         """Pre-training of PreNet + the largest skeleton on ``folder`` (docs/tasks.md#pre-training)."""
-        from dopt.backends.tf.pretrain import TFPretrainer
-
         return TFPretrainer(self.setup, self.supernet, folder, epochs)
 
     def load_pretrained(self, weights: Path, folder: Path) -> None:
         """PreNet's and the layers' weights from a pre-training output; UserError when they do not fit."""
-        from dopt.backends.tf.pretrain import load_pretrained
-
         load_pretrained(self.supernet, weights, folder)
 
     def rehearse(self, archs: list[Arch]) -> list[str]:
@@ -321,7 +179,7 @@ class TFSession(TFTrainer):
         statistics change, no optimizer step) and the metric of the first on one validation
         batch, so contract mistakes surface before training."""
         s = self.setup
-        inputs, labels = s.first
+        inputs, labels = s.data.first
         lines = []
         for arch in archs:
             self.supernet.set_active(arch)
@@ -333,33 +191,16 @@ class TFSession(TFTrainer):
         probe.check_distillable(outputs, s.scenario.training.distill)
         lr_value(s.user.lr_scheduler, self.lr_init, 0)
         model = self.extract(archs[0])
-        if isinstance(s.val_data, detection.Validation):
-            metric = metric_value(s.val_data.rehearse(model, s.user.metrics_op), self.metric_function)
-        else:
-            metric = metric_value(evaluate(model, s.user.metrics_op, [s.first_val]), self.metric_function)
+        metric = metric_value(s.data.rehearsal_metric(model, s.user.metrics_op), self.metric_function)
         lines[0] += f", metric on one validation batch {metric:.4g} (untrained)"
         return lines
 
     # -- evaluation primitives (dopt.evaluation.EvalOps) -----------------------------------------
     def calibration_set(self, rng: np.random.Generator) -> list[Any]:
-        """The calibration subset from a freshly built training dataset, unshuffled where the user's
-        function takes ``is_shuffle``, under the run's seed: the same subset however often the
-        dataset was iterated before (training, resume, --stage search)."""
-        s = self.setup
-        sc = s.scenario
-        seed_everything(s.seed)
-        if isinstance(s.train_data, detection.Batches):
-            return detection.calibration_batches(
-                s.make_dataset, sc.dataset.train_dir, sc.batch_size, sc.searcher.bn_calib_batches, rng
-            )
-        fresh = data.Data(
-            s.make_dataset(sc.dataset.train_dir, True, False),
-            "build_dataset_search(train_dir, True, False)",
-            sc.supernet.input_shape,
-            sc.batch_size,
-            True,
-        )
-        return data.calibration_batches(fresh, sc.batch_size, sc.searcher.bn_calib_batches, rng)
+        """The calibration subset from a freshly built training dataset, under the run's seed: the
+        same subset however often the dataset was iterated before (training, resume, --stage search)."""
+        seed_everything(self.setup.seed)
+        return self.setup.data.calibration_set(rng)
 
     def extract(self, arch: Arch) -> Any:
         self.supernet.set_active(arch)
@@ -369,14 +210,7 @@ class TFSession(TFTrainer):
         recalibrate(model, calibration)
 
     def metric(self, model: Any, max_batches: int | None = None) -> Any:
-        s = self.setup
-        if isinstance(s.val_data, detection.Validation):
-            limits = [n for n in (s.scenario.searcher.eval_batches, max_batches) if n is not None]
-            return s.val_data.metric(model, s.user.metrics_op, min(limits) if limits else None)
-        batches = self.setup.val_batches
-        return evaluate(
-            model, self.setup.user.metrics_op, batches if max_batches is None else batches.take(max_batches)
-        )
+        return self.setup.data.metric(model, self.setup.user.metrics_op, max_batches)
 
     def count(self, model: Any) -> Costs:
         return Costs(size=count_params(model), flops=count_macs(model, self.setup.example))
@@ -385,20 +219,17 @@ class TFSession(TFTrainer):
         """Write script + weights (BN recalibrated for ``arch``); rebuild, export and verify them."""
         s = self.setup
         sn = s.scenario.supernet
-        text = render_script(
+        spec = ScriptSpec(
             name=script.stem,
             header=header,
             rows=self.supernet.layer_rows(arch),
             features=self.supernet.static_features(arch),
             input_shape=sn.input_shape,
-            data_format=sn.data_format,
             user_sha256=s.user_sha256,
-            latency=(
-                s.scenario.constraint.kind == "latency" and getattr(s.user, "latency_func", None) is None,
-                tf.config.threading.get_intra_op_parallelism_threads() or available_cpus(),
-            ),
+            measure_latency=measures_latency(s.scenario, s.user),
+            latency_threads=tf.config.threading.get_intra_op_parallelism_threads() or available_cpus(),
         )
-        return write_and_verify(model, text, script, s.example)
+        return write_and_verify(model, render_script(spec, data_format=sn.data_format), script, s.example)
 
 
 class TFResultTrainer(TFTrainer):
@@ -406,10 +237,7 @@ class TFResultTrainer(TFTrainer):
 
     def evaluate(self) -> float:
         """The user's metric of the model over the whole validation set, BatchNorm as trained."""
-        s = self.setup
-        if isinstance(s.val_data, detection.Validation):
-            return metric_value(s.val_data.metric(self.net, s.user.metrics_op, None), self.metric_function)
-        return metric_value(evaluate(self.net, s.user.metrics_op, s.val_data.dataset), self.metric_function)
+        return metric_value(self.setup.data.whole_metric(self.net, self.setup.user.metrics_op), self.metric_function)
 
     def save_weights(self, path: Path) -> None:
         """The weights as the result script loads them (``model.load_weights``)."""

@@ -1,6 +1,6 @@
-"""The communicator of a TensorFlow run of several processes: Horovod (docs/distributed.md),
-launched by horovodrun or mpirun. It implements ``dopt.parallel.comm.Comm`` plus the gradients'
-all-reduce of a training step (:func:`reduce_gradients`)."""
+"""The communicator of a TensorFlow run of several processes: Horovod (docs/distributed.md,
+``dopt.backends.horovod``) over its TensorFlow binding, launched by horovodrun or mpirun. Also the
+gradients' all-reduce of a training step (:func:`reduce_gradients`)."""
 
 from __future__ import annotations
 
@@ -8,55 +8,21 @@ from typing import Any
 
 import tensorflow as tf
 
+from dopt.backends.horovod import Horovod
 from dopt.errors import UserError
-from dopt.parallel.comm import RanksDiverged
+from dopt.parallel.comm import Comm, RanksDiverged
 from dopt.parallel.launcher import Launch, engine
 
-__all__ = ["HorovodTF", "connect", "reduce_gradients"]
+__all__ = ["connect", "reduce_gradients"]
 
 
-class HorovodTF:
-    """Horovod's TensorFlow binding."""
-
-    def __init__(self, launch: Launch) -> None:
-        import horovod.tensorflow as hvd
-
-        self.hvd = hvd
-        hvd.init()
-        self.rank, self.world_size = hvd.rank(), hvd.size()
-        self.local_rank, self.local_size = hvd.local_rank(), hvd.local_size()
-        self.engine = "Horovod (" + ("MPI" if hvd.mpi_enabled() and not hvd.gloo_enabled() else "gloo") + ")"
-        self.device = "/CPU:0"  # set by the backend's connect()
-        self._name = 0
-
-    def broadcast(self, obj: Any, root: int = 0) -> Any:
-        return self.hvd.broadcast_object(obj, root_rank=root, name=self._next("broadcast"))
-
-    def allgather(self, obj: Any) -> list[Any]:
-        return list(self.hvd.allgather_object(obj, name=self._next("allgather")))
-
-    def barrier(self) -> None:
-        self.allgather(None)
-
-    def allreduce_sum(self, tensor: Any) -> Any:
-        return self.hvd.allreduce(tensor, op=self.hvd.Sum, name=self._next("allreduce"))
-
-    def grouped_sum(self, tensors: list[Any]) -> list[Any]:
-        return list(self.hvd.grouped_allreduce(tensors, op=self.hvd.Sum, name=self._next("grads")))
-
-    def close(self) -> None:
-        self.hvd.shutdown()
-
-    def _next(self, what: str) -> str:
-        # Horovod matches collectives across ranks by name: every rank calls them in one order.
-        self._name += 1
-        return f"dopt.{what}.{self._name}"
-
-
-def connect(launch: Launch) -> HorovodTF:
+def connect(launch: Launch, device: str) -> Horovod:
+    """Join ``launch`` through Horovod, ``device`` being this process's."""
     engine(launch, "tensorflow")  # TensorFlow under torchrun: exit 2 naming horovodrun
     try:
-        return HorovodTF(launch)
+        import horovod.tensorflow as hvd
+
+        return Horovod(hvd, device, gather_barrier=True)
     except ImportError as exc:
         raise UserError(
             f"started by {launch.launcher}, which needs Horovod's TensorFlow binding: {exc}",
@@ -64,10 +30,12 @@ def connect(launch: Launch) -> HorovodTF:
         ) from None
 
 
-def reduce_gradients(comm: HorovodTF, summed: list[Any], finite: bool) -> bool:
+def reduce_gradients(comm: Comm, summed: list[Any], finite: bool) -> bool:
     """Average the accumulated gradients ``summed`` (None where the step's subnets did not use a
     variable) across processes, in place; whether every process's step was finite. As in PyTorch
     (dopt/backends/torch/comm.py): which variables have a gradient is compared first, and must match."""
+    if comm.world_size == 1:  # one process: nothing to average
+        return finite
     present = [g is not None for g in summed]
     head = comm.allreduce_sum(tf.constant([*present, not finite], tf.float32)).numpy()
     if head[-1] > 0:

@@ -11,11 +11,12 @@ import inspect
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import tensorflow as tf
 
+from dopt.backends.tf.evaluate import evaluate
 from dopt.errors import UserError
 from dopt.evaluation import calibration_indices
 from dopt.parallel.comm import Comm
@@ -24,13 +25,16 @@ from dopt.scenario import Scenario
 __all__ = [
     "DatasetFn",
     "dataset_fn",
-    "Datasets",
+    "TaskData",
+    "ClassificationData",
     "datasets",
     "Data",
     "TrainEpochs",
     "calibration_batches",
     "check_batch",
     "first_leaf",
+    "image_count",
+    "shard_steps",
 ]
 
 _KEY = "UserModule.build_dataset_search"
@@ -65,20 +69,109 @@ def first_leaf(structure: Any) -> Any:
     return tf.nest.flatten(structure)[0]
 
 
-@dataclass(frozen=True)
-class Datasets:
-    """What a setup reads through ``build_dataset_search``: here tf.data, for object detection
-    generators (``dopt.backends.tf.detection``)."""
+def image_count(value: Any, what: str, name: str, fix: str) -> int:
+    """``value``, which ``what`` returned as ``name``: the number of images, an integer > 0.
 
+    Raises:
+        UserError: it is not.
+    """
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n <= 0:
+        raise UserError(f"{what} returned {name} {value!r}; dopt needs the number of images, > 0", key=_KEY, fix=fix)
+    return n
+
+
+def shard_steps(steps: int, world_size: int, what: str) -> int:
+    """The steps per epoch of each of ``world_size`` processes sharing the ``steps`` batches of the
+    ``what``: the same number on every process (docs/distributed.md#data-parallel-training).
+
+    Raises:
+        UserError: there are fewer batches than processes.
+    """
+    share = steps // world_size
+    if share == 0:
+        raise UserError(
+            f"the {what} has {steps} batch(es) per epoch, fewer than the {world_size} processes "
+            "that share it, so a process would have no step",
+            key="scenario.strategy.batch_size",
+            fix="use a smaller batch_size (it is per process) or fewer processes",
+        )
+    return share
+
+
+class TaskData(Protocol):
+    """What a run reads through ``build_dataset_search`` and how a model is scored on it, per task:
+    :class:`ClassificationData` (tf.data) or ``detection.DetectionData`` (NASEA's generators),
+    chosen once when the run is set up."""
+
+    @property
+    def train(self) -> Any:
+        """This process's shard of the training data, with ``steps``, ``first()``, ``epochs()``."""
+        ...
+
+    @property
+    def first(self) -> Any:
+        """The first training batch, for the rehearsal."""
+        ...
+
+    def rehearsal_metric(self, model: Any, metrics_op: Any) -> Any:
+        """``metrics_op`` on one validation batch, as returned."""
+        ...
+
+    def calibration_set(self, rng: np.random.Generator) -> list[Any]:
+        """The BN-calibration batches, drawn from ``rng``, from a freshly built training set."""
+        ...
+
+    def metric(self, model: Any, metrics_op: Any, max_batches: int | None = None) -> Any:
+        """``metrics_op`` over the evaluation batches (at most ``max_batches``), as returned."""
+        ...
+
+    def whole_metric(self, model: Any, metrics_op: Any) -> Any:
+        """``metrics_op`` over the whole validation set, as returned."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassificationData:
+    """The tf.data datasets of a run (any task but object detection) and how a model is scored on
+    them: ``metrics_op(labels, outputs)`` (``dopt.backends.tf.evaluate``)."""
+
+    scenario: Scenario
     make: DatasetFn
-    train: Any  # Data, or detection.Batches: this process's shard, with ``steps``, ``first()``, ``epochs()``
-    val: Any  # Data, or detection.Validation
-    val_batches: Any  # the validation dataset, at most eval_batches batches (None for detection)
+    train: Data  # this process's shard
+    val: Data
+    val_batches: Any  # the validation dataset, at most eval_batches batches
     first: Any  # the first training batch, for the rehearsal
     first_val: Any
 
+    def rehearsal_metric(self, model: Any, metrics_op: Any) -> Any:
+        return evaluate(model, metrics_op, [self.first_val])
 
-def datasets(scenario: Scenario, user: Any, comm: Comm) -> Datasets:
+    def calibration_set(self, rng: np.random.Generator) -> list[Any]:
+        """Unshuffled where the user's function takes ``is_shuffle``: the same subset however often
+        the dataset was iterated before."""
+        sc = self.scenario
+        fresh = Data(
+            self.make(sc.dataset.train_dir, True, False),
+            "build_dataset_search(train_dir, True, False)",
+            sc.supernet.input_shape,
+            sc.batch_size,
+            True,
+        )
+        return calibration_batches(fresh, sc.batch_size, sc.searcher.bn_calib_batches, rng)
+
+    def metric(self, model: Any, metrics_op: Any, max_batches: int | None = None) -> Any:
+        batches = self.val_batches if max_batches is None else self.val_batches.take(max_batches)
+        return evaluate(model, metrics_op, batches)
+
+    def whole_metric(self, model: Any, metrics_op: Any) -> Any:
+        return evaluate(model, metrics_op, self.val.dataset)
+
+
+def datasets(scenario: Scenario, user: Any, comm: Comm) -> ClassificationData:
     """The training dataset (this process's shard) and the validation dataset, each checked on its first batch."""
     sc, bs, shape = scenario, scenario.batch_size, scenario.supernet.input_shape
     make = dataset_fn(user)
@@ -92,7 +185,9 @@ def datasets(scenario: Scenario, user: Any, comm: Comm) -> Datasets:
     check_batch(first, shape, "training dataset")
     first_val = val.first()
     check_batch(first_val, shape, "validation dataset")
-    return Datasets(make, train, val, val_batches, first, first_val)
+    return ClassificationData(
+        scenario=sc, make=make, train=train, val=val, val_batches=val_batches, first=first, first_val=first_val
+    )
 
 
 class Data:
@@ -122,16 +217,7 @@ class Data:
                 key=_KEY,
                 fix="build it with tf.data, e.g. tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)",
             )
-        try:
-            n = int(data_num)
-        except (TypeError, ValueError):
-            n = 0
-        if n <= 0:
-            raise UserError(
-                f"{what} returned data_num {data_num!r}; dopt needs the number of images, > 0",
-                key=_KEY,
-                fix="return (dataset, len(images))",
-            )
+        n = image_count(data_num, what, "data_num", "return (dataset, len(images))")
         spec = dataset.element_spec
         if not isinstance(spec, (tuple, list)) or len(spec) != 2:
             got = f"a {type(spec).__name__}" + (f" of {len(spec)} items" if isinstance(spec, (tuple, list)) else "")
@@ -171,14 +257,7 @@ class Data:
     def shard(self, rank: int, world_size: int) -> None:
         """Keep this process's shard: every ``world_size``-th batch from the ``rank``-th, the same
         number of steps on every process (docs/distributed.md#data-parallel-training)."""
-        steps = self.steps // world_size
-        if steps == 0:
-            raise UserError(
-                f"the training dataset has {self.steps} batch(es) per epoch, fewer than the {world_size} processes "
-                "that share it, so a process would have no step",
-                key="scenario.strategy.batch_size",
-                fix="use a smaller batch_size (it is per process) or fewer processes",
-            )
+        steps = shard_steps(self.steps, world_size, "training dataset")
         self.dataset = self.dataset.shard(world_size, rank)
         if not self.infinite:
             self.dataset = self.dataset.take(steps)

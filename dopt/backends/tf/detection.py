@@ -18,12 +18,13 @@ import inspect
 import logging
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from dopt.backends.tf.data import DatasetFn, Datasets, first_leaf
+from dopt.backends.tf.data import DatasetFn, first_leaf, image_count, shard_steps
 from dopt.backends.tf.traced import traced_call
 from dopt.errors import UserError
 from dopt.evaluation import calibration_indices
@@ -33,6 +34,7 @@ from dopt.scenario import Scenario
 __all__ = [
     "METRIC_ARGS",
     "dataset_fn",
+    "DetectionData",
     "datasets",
     "Batches",
     "GeneratorEpochs",
@@ -74,9 +76,34 @@ def dataset_fn(user: Any) -> DatasetFn:
     return lambda dataset_dir, is_training, is_shuffle: method(dataset_dir, is_training, is_shuffle)
 
 
-def datasets(scenario: Scenario, user: Any, comm: Comm) -> Datasets:
-    """The training generator (this process's shard) and the validation set, each checked on its first
-    batch; ``val_batches`` is None: ``Validation.ids`` picks the images of an evaluation."""
+@dataclass(frozen=True, kw_only=True)
+class DetectionData:
+    """The generators of an object-detection run and how a model is scored on them: ``metrics_op``
+    gets a model to call (:data:`METRIC_ARGS`) and ``Validation.ids`` picks the images of an evaluation."""
+
+    scenario: Scenario
+    make: DatasetFn
+    train: Batches  # this process's shard
+    val: Validation
+    first: Any  # the first training batch, for the rehearsal
+
+    def rehearsal_metric(self, model: Any, metrics_op: Any) -> Any:
+        return self.val.rehearse(model, metrics_op)
+
+    def calibration_set(self, rng: np.random.Generator) -> list[Any]:
+        sc = self.scenario
+        return calibration_batches(self.make, sc.dataset.train_dir, sc.batch_size, sc.searcher.bn_calib_batches, rng)
+
+    def metric(self, model: Any, metrics_op: Any, max_batches: int | None = None) -> Any:
+        limits = [n for n in (self.scenario.searcher.eval_batches, max_batches) if n is not None]
+        return self.val.metric(model, metrics_op, min(limits) if limits else None)
+
+    def whole_metric(self, model: Any, metrics_op: Any) -> Any:
+        return self.val.metric(model, metrics_op, None)
+
+
+def datasets(scenario: Scenario, user: Any, comm: Comm) -> DetectionData:
+    """The training generator (this process's shard) and the validation set, each checked on its first batch."""
     sc, bs, shape = scenario, scenario.batch_size, scenario.supernet.input_shape
     make = dataset_fn(user)
     train = Batches(lambda: make(sc.dataset.train_dir, True, True), "build_dataset_search(train_dir, True, True)", bs)
@@ -86,7 +113,7 @@ def datasets(scenario: Scenario, user: Any, comm: Comm) -> Datasets:
     first = train.first()
     check_batch(first, shape, "training generator")
     check_batch(val.first, shape, "validation generator")
-    return Datasets(make, train, val, None, as_tensors(first), val.first)
+    return DetectionData(scenario=sc, make=make, train=train, val=val, first=as_tensors(first))
 
 
 def _generator(result: Any, what: str, is_training: bool) -> tuple[Any, int]:
@@ -116,18 +143,8 @@ def _generator(result: Any, what: str, is_training: bool) -> tuple[Any, int]:
             key=_KEY,
             fix="return a keras.utils.PyDataset subclass or a Python generator of (images, labels) batches",
         )
-    try:
-        count = int(size)
-    except (TypeError, ValueError):
-        count = 0
-    if count <= 0:
-        raise UserError(
-            f"{what} returned {'train' if is_training else 'val'}_dataset_size {size!r}; dopt needs the number of "
-            "images, > 0",
-            key=_KEY,
-            fix=f"return {expected} with the number of images last",
-        )
-    return generator, count
+    name = f"{'train' if is_training else 'val'}_dataset_size"
+    return generator, image_count(size, what, name, f"return {expected} with the number of images last")
 
 
 def _batch_count(generator: Any) -> int | None:
@@ -224,14 +241,7 @@ class Batches:
     def shard(self, rank: int, world_size: int) -> None:
         """Keep every ``world_size``-th batch from the ``rank``-th, the same number of steps on every
         process, as ``dopt.backends.tf.data.Data.shard`` does (docs/distributed.md#data-parallel-training)."""
-        steps = self.steps // world_size
-        if steps == 0:
-            raise UserError(
-                f"the training generator has {self.steps} batch(es) per epoch, fewer than the {world_size} processes "
-                "that share it, so a process would have no step",
-                key="scenario.strategy.batch_size",
-                fix="use a smaller batch_size (it is per process) or fewer processes",
-            )
+        steps = shard_steps(self.steps, world_size, "training generator")
         self.rank, self.world_size, self.steps = rank, world_size, steps
         self.samples //= world_size
 

@@ -4,25 +4,23 @@ verified (docs/outputs.md#working-directory-layout)."""
 from __future__ import annotations
 
 import contextlib
-import inspect
 import io
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from dopt.backends.scripts import ScriptParts, check_outputs, load_script, render
+from dopt.backends import scripts
 from dopt.backends.tf import static
 from dopt.backends.tf.profile import count_macs, count_params
 from dopt.costs import Costs
-from dopt.store.atomic import atomic_write_bytes, atomic_write_text
+from dopt.store.atomic import atomic_write_bytes
 
-__all__ = ["render_script", "write_and_verify", "load_script", "save_weights"]
+__all__ = ["render_script", "write_and_verify", "save_weights"]
 
-_MAIN = '''
+_MAIN_BEGIN = '''
 
 def build_model() -> Net:
     model = Net(PreNet(), PostNet(), LAYERS, FEATURE_LAYERS, DATA_FORMAT)
@@ -68,19 +66,9 @@ def main() -> None:
             tf.config.threading.set_intra_op_parallelism_threads(LATENCY_THREADS)
         except RuntimeError:
             print("warning: TensorFlow was already running; the latency is measured with its default threads")
-    _check_user_module()
-    if args.train:
-        _train(args)
-    model = build_model()
-    trained = os.path.join(_HERE, NAME + ".trained.weights.h5")
-    weights = trained if os.path.exists(trained) else os.path.join(_HERE, NAME + ".weights.h5")
-    if os.path.exists(weights):
-        model.load_weights(weights)
-        what = "trained weights" if weights == trained else "inherited weights (BN recalibrated)"
-        print(f"loaded {what} from {weights}")
-    else:
-        print(f"no {NAME}.weights.h5 beside this file: weights are freshly initialised")
-    export(model, os.getcwd())
+'''
+
+_MAIN_END = """    export(model, os.getcwd())
     print(f"wrote {NAME}_saved_model/ (SavedModel), {NAME}.pb (frozen graph) and log_{NAME}/ (TensorBoard graph) "
           f"in {os.getcwd()}")
     if args.latency or MEASURE_LATENCY:
@@ -92,45 +80,30 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-'''
+"""
+
+# build_model, export, measure_latency and main: main's start is shared with PyTorch's scripts.
+_MAIN = _MAIN_BEGIN + scripts.main_start(".weights.h5", "model.load_weights(weights)") + _MAIN_END
 
 
-def _static_source() -> str:
-    source = inspect.getsource(static)
-    body = source.split("import keras\n", 1)[1]  # classes only; imports are in the header
-    return body.strip("\n")
-
-
-def render_script(
-    *,
-    name: str,
-    header: dict[str, Any],
-    rows: Sequence[tuple[int, ...]],
-    features: tuple[int, ...],
-    input_shape: tuple[int, int, int],
-    data_format: str,
-    user_sha256: str,
-    latency: tuple[bool, int] = (False, 1),
-) -> str:
-    """The text of a TensorFlow result script (``dopt.backends.scripts.render``).
-
-    ``latency``: (measure it when run, intra-op threads), docs/latency.md.
-    """
+def render_script(spec: scripts.ScriptSpec, *, data_format: str) -> str:
+    """The text of a TensorFlow result script (``dopt.backends.scripts.render``); ``spec.input_shape``
+    is in ``data_format``'s layout, ``spec.latency_threads`` intra-op threads (docs/latency.md)."""
     layout = "H, W, C" if data_format == "channels_last" else "C, H, W"
-    parts = ScriptParts(
+    parts = scripts.ScriptParts(
         exports="{name}_saved_model/ (SavedModel), {name}.pb (frozen graph) and a TensorBoard graph log",
         imports="\nimport keras\nimport numpy as np\nimport tensorflow as tf\n",
-        static_source=_static_source(),
+        static_source=scripts.static_source(static, "import keras\n"),
         body=_MAIN,
     )
     constants = {
-        "INPUT_SHAPE": (tuple(input_shape), layout),
+        "INPUT_SHAPE": (tuple(spec.input_shape), layout),
         "DATA_FORMAT": data_format,
-        "USER_MODULE_SHA256": user_sha256,
-        "MEASURE_LATENCY": (latency[0], "print the latency after exporting (the run constrained latency)"),
-        "LATENCY_THREADS": (latency[1], "intra-op threads of the latency measurement"),
+        "USER_MODULE_SHA256": spec.user_sha256,
+        "MEASURE_LATENCY": (spec.measure_latency, "print the latency after exporting (the run constrained latency)"),
+        "LATENCY_THREADS": (spec.latency_threads, "intra-op threads of the latency measurement"),
     }
-    return render(parts, name=name, header=header, constants=constants, rows=rows, features=features)
+    return scripts.render(parts, spec, constants)
 
 
 def save_weights(model: Any, path: Path) -> None:
@@ -142,19 +115,19 @@ def save_weights(model: Any, path: Path) -> None:
 
 
 def write_and_verify(static_model: Any, script_text: str, script: Path, example: np.ndarray) -> tuple[Costs, Any]:
-    """Write ``script`` and the weights of ``static_model`` beside it, then rebuild the model from
-    the written file, run its exports once, and check its outputs against ``static_model`` (docs/outputs.md#working-directory-layout).
+    """Write ``script`` and the HDF5 weights of ``static_model`` (``dopt.backends.scripts.write_script``),
+    rebuild the model from them, export it once (quietly) and compare its inference outputs with
+    ``static_model``'s (docs/outputs.md#working-directory-layout).
 
     Returns:
-        Params and MACs of the rebuilt model (what the user's exported model has), and that model.
+        Parameters and MACs counted on the rebuilt model, and that model.
 
     Raises:
-        RuntimeError: the rebuilt model's outputs differ from ``static_model``'s.
+        RuntimeError: the two models' outputs differ beyond the tolerance.
     """
-    atomic_write_text(script, script_text)
-    weights = script.with_name(script.stem + ".weights.h5")
-    save_weights(static_model, weights)
-    module = load_script(script)
+    module, weights = scripts.write_script(
+        script, script_text, ".weights.h5", lambda path: save_weights(static_model, path)
+    )
     with contextlib.redirect_stdout(io.StringIO()):
         model = module.build_model()
         model.load_weights(str(weights))
@@ -167,5 +140,5 @@ def write_and_verify(static_model: Any, script_text: str, script: Path, example:
         default=0.0,
     )
     scale = max((float(tf.reduce_max(tf.abs(a))) for a in tf.nest.flatten(expected)), default=0.0)
-    check_outputs(script, diff, scale)
+    scripts.check_outputs(script, diff, scale)
     return Costs(size=count_params(model), flops=count_macs(model, example)), model

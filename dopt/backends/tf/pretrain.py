@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import io
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -15,14 +14,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dopt.backends.base import CorruptCheckpoint, epoch_seed
+from dopt.backends.checkpoint_format import save_npz
 from dopt.backends.tf import data
 from dopt.backends.tf.device import seed_everything
-from dopt.backends.tf.train import make_optimizer, traced_apply
+from dopt.backends.tf.train import TFTrainer
 from dopt.datasets.class_folders import ClassFolders
 from dopt.errors import UserError
-from dopt.parallel.comm import learning_rate
-from dopt.store.atomic import atomic_write_bytes
 from dopt.training import Forward, cosine
 
 if TYPE_CHECKING:
@@ -101,123 +98,88 @@ class _UserEpochs:
         return top + 1
 
 
-class TFPretrainer:
-    """The primitives of ``dopt.training.StepOps`` for pre-training, and its checkpoints."""
+class _PretrainNet:
+    """PreNet and the supernet's layers (shared, not copied) under a pooled linear head: the
+    network a :class:`TFPretrainer` trains, with the variables a ``TFTrainer`` reads."""
 
-    checkpoint_suffix = ".weights.npz"
+    def __init__(self, supernet: Supernet, classes: int, input_shape: tuple[int, ...], data_format: str) -> None:
+        self.supernet = supernet
+        self.axes = [2, 3] if data_format == "channels_first" else [1, 2]
+        self.head = keras.layers.Dense(classes)
+        example = np.zeros((1, *input_shape), np.float32)
+        channels = supernet.backbone(example, training=False).shape[1 if self.axes == [2, 3] else -1]
+        self.head.build((None, int(channels)))
+
+    def __call__(self, inputs: Any, training: bool = False) -> Any:
+        return self.head(tf.reduce_mean(self.supernet.backbone(inputs, training=training), axis=self.axes))
+
+    @property
+    def trainable_variables(self) -> list[Any]:
+        sn = self.supernet
+        blocks = [w for block in sn.blocks for w in block.trainable_weights]
+        return list(sn.pre.trainable_weights) + blocks + list(self.head.trainable_weights)
+
+    @property
+    def variables(self) -> list[Any]:
+        """Every variable, statistics included: what a checkpoint holds."""
+        return backbone_weights(self.supernet) + list(self.head.weights)
+
+
+class TFPretrainer(TFTrainer):
+    """The trainer's primitives and checkpoints over PreNet and the largest skeleton under a pooled
+    linear head, with the cross-entropy for loss and a cosine schedule instead of the user's."""
+
     loss_function = "the pre-training cross-entropy"
+    _here = "here"
+    _check_shapes = False
 
     def __init__(self, setup: TFSetup, supernet: Supernet, folder: Path, epochs: int) -> None:
-        self.setup = s = setup
-        self.supernet = supernet
+        s = setup
         sc, comm = s.scenario, s.comm
+        self.supernet = supernet
         fn = getattr(s.user, _USER_FN, None)
-        self.epochs: _FolderEpochs | _UserEpochs
+        source: _FolderEpochs | _UserEpochs
         if fn is None:
             folders = ClassFolders(folder, sc.supernet.chw)
             first = sc.supernet.data_format == "channels_first"
-            self.epochs = _FolderEpochs(folders, sc.batch_size, s.seed, comm.rank, comm.world_size, first)
+            source = _FolderEpochs(folders, sc.batch_size, s.seed, comm.rank, comm.world_size, first)
             self.classes = len(folders.classes)
         else:
-            self.epochs = _UserEpochs(
-                fn(str(folder)), sc.supernet.input_shape, sc.batch_size, comm.rank, comm.world_size
-            )
-            self.classes = self.epochs.classes()
-        self.steps_per_epoch = self.epochs.steps
+            source = _UserEpochs(fn(str(folder)), sc.supernet.input_shape, sc.batch_size, comm.rank, comm.world_size)
+            self.classes = source.classes()
+        self.steps_per_epoch = source.steps
         self._largest = supernet.space.decode(supernet.space.largest())
         supernet.set_active(self._largest)
         seed_everything(s.seed)
-        self.axes = [2, 3] if sc.supernet.data_format == "channels_first" else [1, 2]
-        self.head = keras.layers.Dense(self.classes)
-        example = np.zeros((1, *sc.supernet.input_shape), np.float32)
-        channels = supernet.backbone(example, training=False).shape[1 if self.axes == [2, 3] else -1]
-        self.head.build((None, int(channels)))
-        opt = sc.optimizer
-        base = learning_rate(opt, comm.world_size)
-        self.optimizer = make_optimizer(opt.type, base, opt.betas, opt.momentum)
-        self.variables = list(supernet.pre.trainable_weights) + [
-            w for block in supernet.blocks for w in block.trainable_weights
-        ]
-        self.variables += list(self.head.trainable_weights)
-        self.optimizer.build(self.variables)
-        self._apply = traced_apply(self.optimizer, self.variables)
-        self._rate = cosine(base, epochs * self.steps_per_epoch)
-        self._grads: list[Any] = []
+        net = _PretrainNet(supernet, self.classes, sc.supernet.input_shape, sc.supernet.data_format)
+        super().__init__(s, net, source)
+        # Cosine decay from the scenario's learning rate over every pre-training step (docs/tasks.md#pre-training).
+        self._rate = cosine(self.lr_init, epochs * self.steps_per_epoch)
 
-    def _logits(self, inputs: Any, training: bool) -> Any:
-        return self.head(tf.reduce_mean(self.supernet.backbone(inputs, training=training), axis=self.axes))
+    def _lr(self, step: int) -> float:
+        return self._rate(step)
 
     def begin_epoch(self, epoch: int) -> Iterator[Any]:
-        seed_everything(epoch_seed(self.setup.seed, epoch))
         self.supernet.set_active(self._largest)
-        return self.epochs.batches(epoch)
-
-    def start_step(self) -> float:
-        lr = self._rate(int(self.optimizer.iterations.numpy()))
-        self.optimizer.learning_rate = lr
-        self._grads = []
-        return lr
+        return super().begin_epoch(epoch)
 
     def forward(self, batch: Any, arch: Any, teacher: Any) -> Forward:
         inputs, labels = batch
         with tf.GradientTape() as tape:
-            logits = self._logits(inputs, True)
+            logits = self.net(inputs, training=True)
             loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
         return Forward(float(loss), (tape, loss))
 
-    def backward(self, forward: Forward) -> None:
-        tape, loss = forward.handle
-        self._grads = list(tape.gradient(loss, self.variables))
-
-    def reduce_step(self, finite: bool) -> bool:
-        comm = self.setup.comm
-        if comm.world_size == 1:
-            return finite
-        from dopt.backends.tf.comm import reduce_gradients
-
-        return reduce_gradients(comm, self._grads, finite)  # type: ignore[arg-type]
-
-    def apply(self) -> None:
-        self._apply([tf.zeros_like(v) if g is None else g for g, v in zip(self._grads, self.variables)])
-
     def discard(self) -> None:
-        self._grads = []
+        super().discard()
         self.optimizer.iterations.assign_add(1)
 
-    def batch_len(self, batch: Any) -> int:
-        return int(batch[1].shape[0] or 0)
-
-    def _all(self) -> list[Any]:
-        return backbone_weights(self.supernet) + list(self.head.weights)
-
-    def save(self, path: Path, step: int) -> None:
-        arrays = {f"model/{i:05d}": v.numpy() for i, v in enumerate(self._all())}
-        arrays.update({f"optimizer/{i:05d}": v.numpy() for i, v in enumerate(self.optimizer.variables)})
-        arrays["step"] = np.array(step, np.int64)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        atomic_write_bytes(path, buffer.getvalue())
-
-    def load(self, path: Path) -> int:
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                for prefix, variables in (("model", self._all()), ("optimizer", self.optimizer.variables)):
-                    keys = sorted(k for k in archive.files if k.startswith(prefix + "/"))
-                    if len(keys) != len(variables):
-                        raise ValueError(f"{len(keys)} {prefix} variables in the file, {len(variables)} here")
-                    for v, k in zip(variables, keys):
-                        v.assign(archive[k])
-                return int(archive["step"])
-        except (OSError, KeyError, ValueError, EOFError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            raise CorruptCheckpoint(f"{path.name}: {type(exc).__name__}: {first}") from exc
+    def _counters(self, step: int) -> dict[str, int]:
+        return {"step": step}
 
     def save_pretrained(self, path: Path) -> None:
         """PreNet's and the layers' variables (the head is dropped), as :func:`load_pretrained` reads them."""
-        arrays = {f"{i:05d}": v.numpy() for i, v in enumerate(backbone_weights(self.supernet))}
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        atomic_write_bytes(path, buffer.getvalue())
+        save_npz(path, {"": backbone_weights(self.supernet)}, {})
 
 
 def load_pretrained(supernet: Supernet, path: Path, folder: Path) -> None:

@@ -10,6 +10,7 @@ supernet.SuperBlock), so the ops are raw ``tf`` calls that accept dynamic shapes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -52,8 +53,10 @@ def _active(kernel: Any, size: Any, cin: Any, cout: Any) -> Any:
     return tf.slice(kernel, tf.stack([start, start, 0, 0]), tf.stack([size, size, cin, cout]))
 
 
-def _strides(stride: int, data_format: str) -> list[int]:
-    return [1, stride, stride, 1] if data_format == "channels_last" else [1, 1, stride, stride]
+def _convolve(op: Callable[..., Any], x: Any, weight: Any, stride: int, data_format: str) -> Any:
+    """``op`` (a raw convolution) of ``x`` with ``weight``: "SAME" padding, ``stride`` in both dimensions."""
+    strides = [1, stride, stride, 1] if data_format == "channels_last" else [1, 1, stride, stride]
+    return op(input=x, filter=weight, strides=strides, padding="SAME", data_format=tf_format(data_format))
 
 
 class SliceConv2D(keras.layers.Layer):
@@ -82,13 +85,7 @@ class SliceConv2D(keras.layers.Layer):
 
     def forward(self, x: Any, cout: Any, kernel: Any = 1) -> Any:
         weight = self.active_kernel(_channels(x, self.data_format), cout, kernel)
-        return tf.raw_ops.Conv2D(
-            input=x,
-            filter=weight,
-            strides=_strides(self.stride, self.data_format),
-            padding="SAME",
-            data_format=tf_format(self.data_format),
-        )
+        return _convolve(tf.raw_ops.Conv2D, x, weight, self.stride, self.data_format)
 
 
 class SliceDepthwiseConv2D(keras.layers.Layer):
@@ -116,13 +113,7 @@ class SliceDepthwiseConv2D(keras.layers.Layer):
 
     def forward(self, x: Any, kernel: Any) -> Any:
         weight = self.active_kernel(_channels(x, self.data_format), kernel)
-        return tf.raw_ops.DepthwiseConv2dNative(
-            input=x,
-            filter=weight,
-            strides=_strides(self.stride, self.data_format),
-            padding="SAME",
-            data_format=tf_format(self.data_format),
-        )
+        return _convolve(tf.raw_ops.DepthwiseConv2dNative, x, weight, self.stride, self.data_format)
 
 
 class SliceBatchNorm(keras.layers.Layer):

@@ -3,9 +3,8 @@ core's training loop and evaluator drive (docs/architecture.md#call-order)."""
 
 from __future__ import annotations
 
-import io
 import logging
-from collections.abc import Iterator, Sized
+from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -14,27 +13,27 @@ from typing import Any, cast
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
-from dopt.backends.base import CorruptCheckpoint, Probe, epoch_seed
+from dopt.backends.base import Probe
+from dopt.backends.scripts import ScriptSpec, measures_latency
 from dopt.backends.torch import data, probe
 from dopt.backends.torch.bn_calib import recalibrate
 from dopt.backends.torch.device import cpu_threads, pick_device, seed_everything
 from dopt.backends.torch.evaluate import evaluate
 from dopt.backends.torch.export import render_script, write_and_verify
 from dopt.backends.torch.latency import TorchLatencyMeter
+from dopt.backends.torch.pretrain import TorchPretrainer, load_pretrained
 from dopt.backends.torch.profile import count_macs, count_params
 from dopt.backends.torch.supernet import Supernet
-from dopt.backends.torch.train import distill_loss, make_optimizer
+from dopt.backends.torch.train import TorchTrainer, save_atomic
 from dopt.costs import Costs
 from dopt.errors import UserError
 from dopt.evaluation import metric_value
-from dopt.parallel.comm import Comm, SingleProcess, learning_rate
+from dopt.parallel.comm import Comm, SingleProcess
 from dopt.parallel.launcher import Launch
 from dopt.scenario import Scenario
 from dopt.space import Arch, SearchSpace
-from dopt.store.atomic import atomic_write_bytes
-from dopt.training import Forward
 from dopt.user_module import file_sha256
 
 __all__ = ["TorchBackend", "TorchSetup", "TorchSession"]
@@ -153,143 +152,6 @@ class TorchSetup:
         return TorchResultTrainer(self, model)
 
 
-class TorchTrainer:
-    """A network, its optimizer and the user's schedule: the primitives of
-    ``dopt.training.StepOps`` and checkpoints in PyTorch, for the supernet (:class:`TorchSession`)
-    and for a result's static model (:class:`TorchResultTrainer`) alike."""
-
-    checkpoint_suffix = ".pt"
-    loss_function = "loss_func"
-    metric_function = "metrics_func"
-    _state_key = "net"  # the network's entry in a checkpoint
-
-    def __init__(self, setup: TorchSetup, net: nn.Module) -> None:
-        self.setup = s = setup
-        self.net = net.to(s.device)
-        opt = s.scenario.optimizer
-        lr = learning_rate(opt, s.comm.world_size)
-        self.optimizer = make_optimizer(self.net.parameters(), opt.type, lr, opt.betas, opt.momentum)
-        self._params = list(self.net.parameters())
-        self.scheduler = s.user.scheduler_define(self.optimizer, len(s.train_loader))
-        probe.check_scheduler(self.scheduler)
-
-    def _activate(self, arch: Arch) -> None:
-        """Make ``arch`` the network that the next forward runs (a static model has only one)."""
-
-    # -- training primitives (dopt.training.StepOps) ---------------------------------------------
-    def begin_epoch(self, epoch: int) -> Iterator[Any]:
-        # Every RNG from (seed, epoch): a run resumed at this epoch draws what an uninterrupted one does.
-        seed = epoch_seed(self.setup.seed, epoch)
-        seed_everything(seed, self.setup.device)
-        loader = self.setup.train_loader
-        cast(torch.Generator, loader.generator).manual_seed(seed)
-        if isinstance(loader.sampler, DistributedSampler):  # this process's shard of the epoch
-            loader.sampler.set_epoch(epoch)
-        self.net.train()
-        return (data.to_device(batch, self.setup.device) for batch in loader)
-
-    def start_step(self) -> float:
-        self.optimizer.zero_grad(set_to_none=True)
-        return float(self.optimizer.param_groups[0]["lr"])
-
-    def forward(self, batch: Any, arch: Arch, teacher: Any) -> Forward:
-        inputs, labels = batch
-        self._activate(arch)
-        outputs = self.net(inputs)
-        loss = self.setup.user.loss_func(labels, outputs)
-        if teacher is not None:
-            loss = loss + distill_loss(outputs, teacher)
-        logits = outputs.detach() if isinstance(outputs, torch.Tensor) and outputs.dim() == 2 else None
-        return Forward(float(loss.detach()), loss, logits)
-
-    def backward(self, forward: Forward) -> None:
-        forward.handle.backward()
-
-    def reduce_step(self, finite: bool) -> bool:
-        comm = self.setup.comm
-        if comm.world_size == 1:
-            return finite
-        from dopt.backends.torch.comm import reduce_gradients
-
-        return reduce_gradients(comm, self._params, finite)
-
-    def apply(self) -> None:
-        self.optimizer.step()
-        self.scheduler.step()  # after every optimizer step, and only then (docs/user-module.md)
-        self._sync()
-
-    def discard(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        self._sync()
-
-    def batch_len(self, batch: Any) -> int:
-        labels = batch[1]
-        return len(labels) if hasattr(labels, "__len__") else 0
-
-    def _sync(self) -> None:
-        if self.setup.device.type == "cuda":  # step timings measure the work, not its queueing
-            torch.cuda.synchronize(self.setup.device)
-
-    # -- checkpoints -----------------------------------------------------------------------------
-    def save(self, path: Path, step: int) -> None:
-        buffer = io.BytesIO()
-        torch.save(
-            {
-                self._state_key: self.net.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict() if hasattr(self.scheduler, "state_dict") else {},
-                "step": step,
-                "steps_per_epoch": len(self.setup.train_loader),
-            },
-            buffer,
-        )
-        atomic_write_bytes(path, buffer.getvalue())
-
-    def load(self, path: Path) -> int:
-        try:
-            state = torch.load(path, map_location=self.setup.device, weights_only=True)
-            self.net.load_state_dict(state[self._state_key])
-            self.optimizer.load_state_dict(state["optimizer"])
-            if state["scheduler"] and hasattr(self.scheduler, "load_state_dict"):
-                self.scheduler.load_state_dict(state["scheduler"])
-            step, before = int(state["step"]), state.get("steps_per_epoch")
-        except (OSError, RuntimeError, KeyError, ValueError, EOFError, TypeError) as exc:
-            raise CorruptCheckpoint(
-                f"{path.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            ) from exc
-        now = len(self.setup.train_loader)
-        if before is not None and int(before) != now:
-            step = self._restart_schedule(path, int(before), now, step)
-        return step
-
-    def _restart_schedule(self, path: Path, before: int, now: int, step: int) -> int:
-        """A checkpoint of another number of processes, hence of other steps per epoch
-        (docs/distributed.md#resuming): the user's schedule is built again for this run's steps per
-        epoch and learning rate, and advanced to the same epoch; the global step, counted in this
-        run's steps."""
-        import warnings
-
-        epochs_done = step // before
-        step = epochs_done * now
-        base = learning_rate(self.setup.scenario.optimizer, self.setup.comm.world_size)
-        for group in self.optimizer.param_groups:
-            group["lr"] = group["initial_lr"] = base
-        self.scheduler = self.setup.user.scheduler_define(self.optimizer, now)
-        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": on purpose
-            warnings.simplefilter("ignore")
-            for _ in range(step):
-                self.scheduler.step()
-        log.warning(
-            "%s was written with %d steps per epoch, this run has %d (another number of processes): the learning-rate "
-            "schedule was rebuilt and continues from epoch %d",
-            path.name,
-            before,
-            now,
-            epochs_done,
-        )
-        return step
-
-
 class TorchSession(TorchTrainer):
     """One supernet: the trainer's primitives plus ``dopt.evaluation.EvalOps``."""
 
@@ -306,16 +168,12 @@ class TorchSession(TorchTrainer):
         self.supernet.set_active(arch)
 
     # -- pre-training (dopt.pipeline.pretrain) -------------------------------------------------------------
-    def pretrainer(self, folder: Path, epochs: int) -> Any:
+    def pretrainer(self, folder: Path, epochs: int) -> TorchPretrainer:
         """Pre-training of PreNet + the largest skeleton on ``folder`` (docs/tasks.md#pre-training)."""
-        from dopt.backends.torch.pretrain import TorchPretrainer
-
         return TorchPretrainer(self.setup, self.supernet, folder, epochs)
 
     def load_pretrained(self, weights: Path, folder: Path) -> None:
         """PreNet's and the layers' weights from a pre-training output; UserError when they do not fit."""
-        from dopt.backends.torch.pretrain import load_pretrained
-
         load_pretrained(self.supernet, weights, folder)
         self.supernet.to(self.setup.device)
 
@@ -379,21 +237,17 @@ class TorchSession(TorchTrainer):
     ) -> tuple[Costs, nn.Module]:
         """Write script + weights (BN recalibrated for ``arch``); rebuild, export and verify them."""
         s = self.setup
-        text = render_script(
+        spec = ScriptSpec(
             name=script.stem,
             header=header,
             rows=self.supernet.layer_rows(arch),
             features=self.supernet.static_features(arch),
             input_shape=s.scenario.supernet.chw,
             user_sha256=s.user_sha256,
-            latency=(_host_latency(s), s.scenario.constraint.threads, s.device.type == "cuda"),
+            measure_latency=measures_latency(s.scenario, s.user),
+            latency_threads=s.scenario.constraint.threads,
         )
-        return write_and_verify(model, text, script, s.example)
-
-
-def _host_latency(s: TorchSetup) -> bool:
-    """Whether result scripts print this machine's latency: a latency run measured here, not by latency_func."""
-    return s.scenario.constraint.kind == "latency" and getattr(s.user, "latency_func", None) is None
+        return write_and_verify(model, render_script(spec, latency_on_gpu=s.device.type == "cuda"), script, s.example)
 
 
 class TorchResultTrainer(TorchTrainer):
@@ -407,6 +261,4 @@ class TorchResultTrainer(TorchTrainer):
 
     def save_weights(self, path: Path) -> None:
         """The weights as the result script loads them: a CPU state dict."""
-        buffer = io.BytesIO()
-        torch.save({k: v.detach().cpu() for k, v in self.net.state_dict().items()}, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
+        save_atomic({k: v.detach().cpu() for k, v in self.net.state_dict().items()}, path)

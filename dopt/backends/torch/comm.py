@@ -1,6 +1,6 @@
 """Communicators of a PyTorch run of several processes (docs/distributed.md): torch.distributed
-under torchrun, Horovod under horovodrun / mpirun. Both implement ``dopt.parallel.comm.Comm`` plus
-the gradients' all-reduce of a training step (:func:`reduce_gradients`)."""
+under torchrun, Horovod (``dopt.backends.horovod``) under horovodrun / mpirun; both implement
+``dopt.parallel.comm.Comm``. Also the gradients' all-reduce of a training step (:func:`reduce_gradients`)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from typing import Any
 
 import torch
 
-from dopt.parallel.comm import RanksDiverged
+from dopt.backends.horovod import Horovod
+from dopt.parallel.comm import Comm, RanksDiverged
 from dopt.parallel.launcher import Launch
 
-__all__ = ["TorchDistributed", "HorovodTorch", "connect", "reduce_gradients", "timeout_s"]
+__all__ = ["TorchDistributed", "connect", "reduce_gradients", "timeout_s"]
 
 log = logging.getLogger(__name__)
 
@@ -64,57 +65,27 @@ class TorchDistributed:
         self.dist.all_reduce(tensor, op=self.dist.ReduceOp.SUM)
         return tensor
 
+    def grouped_sum(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [self.allreduce_sum(t) for t in tensors]
+
     def close(self) -> None:
         if self.dist.is_initialized():
             self.dist.destroy_process_group()
 
 
-class HorovodTorch:
-    """Horovod's PyTorch binding (horovodrun over gloo or MPI)."""
-
-    def __init__(self, launch: Launch, device: torch.device) -> None:
-        import horovod.torch as hvd
-
-        self.hvd = hvd
-        hvd.init()
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        self.rank, self.world_size = hvd.rank(), hvd.size()
-        self.local_rank, self.local_size = hvd.local_rank(), hvd.local_size()
-        self.engine = "Horovod (" + ("MPI" if hvd.mpi_enabled() and not hvd.gloo_enabled() else "gloo") + ")"
-        self.device = device
-        self._name = 0
-
-    def broadcast(self, obj: Any, root: int = 0) -> Any:
-        return self.hvd.broadcast_object(obj, root_rank=root, name=self._next("broadcast"))
-
-    def allgather(self, obj: Any) -> list[Any]:
-        return list(self.hvd.allgather_object(obj, name=self._next("allgather")))
-
-    def barrier(self) -> None:
-        self.hvd.barrier()
-
-    def allreduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        tensor.copy_(self.hvd.allreduce(tensor, op=self.hvd.Sum, name=self._next("allreduce")))
-        return tensor
-
-    def close(self) -> None:
-        self.hvd.shutdown()
-
-    def _next(self, what: str) -> str:
-        # Horovod matches collectives across ranks by name: every rank calls them in one order.
-        self._name += 1
-        return f"dopt.{what}.{self._name}"
-
-
-def connect(launch: Launch, device: torch.device) -> TorchDistributed | HorovodTorch:
+def connect(launch: Launch, device: torch.device) -> TorchDistributed | Horovod:
     """The communicator of ``launch``: torch.distributed under torchrun, Horovod otherwise."""
     from dopt.parallel.launcher import engine
 
     if engine(launch, "pytorch") == "torch.distributed":
         return TorchDistributed(launch, device)
     try:
-        return HorovodTorch(launch, device)
+        import horovod.torch as hvd
+
+        comm = Horovod(hvd, device)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        return comm
     except ImportError as exc:
         from dopt.errors import UserError
 
@@ -124,7 +95,7 @@ def connect(launch: Launch, device: torch.device) -> TorchDistributed | HorovodT
         ) from None
 
 
-def reduce_gradients(comm: Any, params: Sequence[torch.Tensor], finite: bool) -> bool:
+def reduce_gradients(comm: Comm, params: Sequence[torch.Tensor], finite: bool) -> bool:
     """Average the gradients of ``params`` across processes; whether every process's step was finite.
 
     Parameters the step's subnets did not use have no gradient (None) and keep none: the optimizer
@@ -132,10 +103,12 @@ def reduce_gradients(comm: Any, params: Sequence[torch.Tensor], finite: bool) ->
     small all-reduce): the ranks trained the same subnets, so they must agree, and a disagreement
     stops the run. Then one all-reduce of every gradient, flattened into one buffer.
     """
+    if comm.world_size == 1:  # one process: nothing to average
+        return finite
     device = params[0].device if params else torch.device("cpu")
     present = [p.grad is not None for p in params]
     head = torch.tensor([*present, not finite], dtype=torch.float32, device=device)
-    comm.allreduce_sum(head)
+    head = comm.allreduce_sum(head)
     if float(head[-1]) > 0:  # a non-finite loss on some rank: every rank skips this step
         return False
     counts = head[:-1].round().to(torch.int64).tolist()
@@ -150,7 +123,7 @@ def reduce_gradients(comm: Any, params: Sequence[torch.Tensor], finite: bool) ->
     if not grads:
         return True
     flat = torch.cat([g.reshape(-1) for g in grads])
-    comm.allreduce_sum(flat)
+    flat = comm.allreduce_sum(flat)
     flat.div_(world)
     offset = 0
     for g in grads:

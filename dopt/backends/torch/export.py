@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
 import io
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dopt.backends.scripts import ScriptParts, check_outputs, load_script, render
+from dopt.backends import scripts
 from dopt.backends.torch import static
 from dopt.backends.torch.profile import count_macs, count_params
+from dopt.backends.torch.train import save_atomic
 from dopt.costs import Costs
-from dopt.store.atomic import atomic_write_bytes, atomic_write_text
 
-__all__ = ["render_script", "write_and_verify", "load_script"]
+__all__ = ["render_script", "write_and_verify"]
 
-_MAIN = '''
+_MAIN_BEGIN = '''
 
 def build_model() -> Net:
     return Net(PreNet(), PostNet(), LAYERS, FEATURE_LAYERS)
@@ -101,19 +99,9 @@ def measure_latency(model: nn.Module) -> float:
 
 def main() -> None:
     args = _arguments()
-    _check_user_module()
-    if args.train:
-        _train(args)
-    model = build_model()
-    trained = os.path.join(_HERE, NAME + ".trained.weights.pth")
-    weights = trained if os.path.exists(trained) else os.path.join(_HERE, NAME + ".weights.pth")
-    if os.path.exists(weights):
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        what = "trained weights" if weights == trained else "inherited weights (BN recalibrated)"
-        print(f"loaded {what} from {weights}")
-    else:
-        print(f"no {NAME}.weights.pth beside this file: weights are freshly initialised")
-    export(model, os.getcwd())
+'''
+
+_MAIN_END = """    export(model, os.getcwd())
     print(f"wrote {NAME}.pt (TorchScript), {NAME}.onnx and log_{NAME}/ (TensorBoard graph) in {os.getcwd()}")
     if args.latency or MEASURE_LATENCY:
         where = "GPU" if LATENCY_ON_GPU and torch.cuda.is_available() else f"CPU, {LATENCY_THREADS} thread(s)"
@@ -123,63 +111,47 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-'''
+"""
+
+# build_model, export, measure_latency and main: main's start is shared with TensorFlow's scripts.
+_LOAD = 'model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))'
+_MAIN = _MAIN_BEGIN + scripts.main_start(".weights.pth", _LOAD) + _MAIN_END
 
 
-def _static_source() -> str:
-    source = inspect.getsource(static)
-    body = source.split("from torch import nn\n", 1)[1]  # classes only; imports are in the header
-    return body.strip("\n")
-
-
-def render_script(
-    *,
-    name: str,
-    header: dict[str, Any],
-    rows: Sequence[tuple[int, ...]],
-    features: tuple[int, ...],
-    input_shape: tuple[int, int, int],
-    user_sha256: str,
-    latency: tuple[bool, int, bool] = (False, 1, False),
-) -> str:
-    """The text of a PyTorch result script (``dopt.backends.scripts.render``).
-
-    ``latency``: (measure it when run, CPU threads, on the GPU), docs/latency.md.
-    """
-    parts = ScriptParts(
+def render_script(spec: scripts.ScriptSpec, *, latency_on_gpu: bool = False) -> str:
+    """The text of a PyTorch result script (``dopt.backends.scripts.render``); ``spec.input_shape``
+    is (C, H, W), ``latency_on_gpu`` whether dopt measured latency on a GPU (docs/latency.md)."""
+    parts = scripts.ScriptParts(
         exports="{name}.pt (TorchScript), {name}.onnx (any batch size) and a TensorBoard graph log",
         imports="from typing import Final, List\n\nimport torch\nfrom torch import nn\n",
-        static_source=_static_source(),
+        static_source=scripts.static_source(static, "from torch import nn\n"),
         body=_MAIN,
     )
     constants = {
-        "INPUT_SHAPE": (tuple(input_shape), "C, H, W"),
-        "USER_MODULE_SHA256": user_sha256,
-        "MEASURE_LATENCY": (latency[0], "print the latency after exporting (the run constrained latency)"),
-        "LATENCY_THREADS": (latency[1], "CPU threads of the latency measurement"),
-        "LATENCY_ON_GPU": (latency[2], "dopt measured latency on a GPU"),
+        "INPUT_SHAPE": (tuple(spec.input_shape), "C, H, W"),
+        "USER_MODULE_SHA256": spec.user_sha256,
+        "MEASURE_LATENCY": (spec.measure_latency, "print the latency after exporting (the run constrained latency)"),
+        "LATENCY_THREADS": (spec.latency_threads, "CPU threads of the latency measurement"),
+        "LATENCY_ON_GPU": (latency_on_gpu, "dopt measured latency on a GPU"),
     }
-    return render(parts, name=name, header=header, constants=constants, rows=rows, features=features)
+    return scripts.render(parts, spec, constants)
 
 
 def write_and_verify(
     static: torch.nn.Module, script_text: str, script: Path, example: torch.Tensor
 ) -> tuple[Costs, torch.nn.Module]:
-    """Write ``script`` and the weights of ``static`` beside it, then rebuild the model from the
-    written file, run its exports once, and check its outputs against ``static`` (docs/outputs.md#working-directory-layout).
+    """Write ``script`` and the state dict of ``static`` (``dopt.backends.scripts.write_script``),
+    rebuild the model from them, run its exports once and compare its outputs with ``static``'s
+    (docs/outputs.md#working-directory-layout).
 
     Returns:
-        Params and MACs of the rebuilt model (what the user's exported model has), and that model.
+        The rebuilt model's params and MACs (those of the user's exported model), and that model.
 
     Raises:
-        RuntimeError: the rebuilt model's outputs differ from ``static``'s.
+        RuntimeError: the outputs differ.
     """
-    atomic_write_text(script, script_text)
-    weights = script.with_name(script.stem + ".weights.pth")
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in static.state_dict().items()}, buffer)
-    atomic_write_bytes(weights, buffer.getvalue())
-    module = load_script(script)
+    state = {k: v.detach().cpu() for k, v in static.state_dict().items()}
+    module, weights = scripts.write_script(script, script_text, ".weights.pth", lambda path: save_atomic(state, path))
     model = module.build_model()
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     model.eval()
@@ -192,7 +164,7 @@ def write_and_verify(
     with torch.no_grad():
         expected, got = reference(probe), model(probe)
     diff = _max_abs_diff(expected, got)
-    check_outputs(script, diff, _max_abs(expected))
+    scripts.check_outputs(script, diff, _max_abs(expected))
     return Costs(size=count_params(model), flops=count_macs(model, example.cpu())), model
 
 

@@ -5,7 +5,6 @@ primitives and the weight files."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator, Sized
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -13,16 +12,13 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
-from dopt.backends.base import CorruptCheckpoint, epoch_seed
 from dopt.backends.torch import data
 from dopt.backends.torch.device import seed_everything
-from dopt.backends.torch.train import make_optimizer
+from dopt.backends.torch.train import TorchTrainer, save_atomic
 from dopt.datasets.class_folders import ClassFolders
 from dopt.errors import UserError
-from dopt.parallel.comm import learning_rate
-from dopt.store.atomic import atomic_write_bytes
 from dopt.training import Forward, cosine
 
 if TYPE_CHECKING:
@@ -103,40 +99,35 @@ class _PretrainNet(nn.Module):
         return self.head(self._supernet[0].backbone(x).mean(dim=(2, 3)))
 
 
-class TorchPretrainer:
-    """The primitives of ``dopt.training.StepOps`` for pre-training, and its checkpoints."""
+class TorchPretrainer(TorchTrainer):
+    """The trainer's primitives and checkpoints over PreNet and the largest skeleton under a pooled
+    linear head, with the cross-entropy for loss and a cosine schedule instead of the user's."""
 
-    checkpoint_suffix = ".pt"
     loss_function = "the pre-training cross-entropy"
 
     def __init__(self, setup: TorchSetup, supernet: Supernet, folder: Path, epochs: int) -> None:
-        self.setup = s = setup
+        s = setup
         self.supernet = supernet
         ds, self.classes = _dataset(s, folder)
-        self.loader = data.train_loader(ds, s.scenario.batch_size, s.seed, s.device, s.comm.rank, s.comm.world_size)
-        self.steps_per_epoch = len(self.loader)
-        supernet.set_active(supernet.space.decode(supernet.space.largest()))
+        loader = data.train_loader(ds, s.scenario.batch_size, s.seed, s.device, s.comm.rank, s.comm.world_size)
+        self.steps_per_epoch = len(loader)
+        self._total_steps = epochs * self.steps_per_epoch
+        self._largest = supernet.space.decode(supernet.space.largest())
+        supernet.set_active(self._largest)
         seed_everything(s.seed, s.device)
-        self.net = _PretrainNet(supernet, self.classes, s.example.to(s.device)).to(s.device)
-        opt = s.scenario.optimizer
-        base = learning_rate(opt, s.comm.world_size)
-        self.optimizer = make_optimizer(self.net.parameters(), opt.type, base, opt.betas, opt.momentum)
-        self._params = list(self.net.parameters())
-        self._rate = cosine(base, epochs * self.steps_per_epoch)
+        super().__init__(s, _PretrainNet(supernet, self.classes, s.example.to(s.device)), loader)
+
+    def _schedule(self) -> None:
+        # Cosine decay from the scenario's learning rate over every pre-training step (docs/tasks.md#pre-training).
+        self._rate = cosine(self.base_lr, self._total_steps)
         self._step = 0
 
     def begin_epoch(self, epoch: int) -> Iterator[Any]:
-        seed = epoch_seed(self.setup.seed, epoch)
-        seed_everything(seed, self.setup.device)
-        cast(torch.Generator, self.loader.generator).manual_seed(seed)
-        if isinstance(self.loader.sampler, DistributedSampler):
-            self.loader.sampler.set_epoch(epoch)
-        self.supernet.set_active(self.supernet.space.decode(self.supernet.space.largest()))
-        self.net.train()
-        return (data.to_device(batch, self.setup.device) for batch in self.loader)
+        self.supernet.set_active(self._largest)
+        return super().begin_epoch(epoch)
 
     def start_step(self) -> float:
-        self.optimizer.zero_grad(set_to_none=True)
+        super().start_step()
         lr = self._rate(self._step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -147,17 +138,6 @@ class TorchPretrainer:
         loss = F.cross_entropy(self.net(inputs), labels.long())
         return Forward(float(loss.detach()), loss)
 
-    def backward(self, forward: Forward) -> None:
-        forward.handle.backward()
-
-    def reduce_step(self, finite: bool) -> bool:
-        comm = self.setup.comm
-        if comm.world_size == 1:
-            return finite
-        from dopt.backends.torch.comm import reduce_gradients
-
-        return reduce_gradients(comm, self._params, finite)
-
     def apply(self) -> None:
         self.optimizer.step()
         self._step += 1
@@ -166,31 +146,16 @@ class TorchPretrainer:
         self.optimizer.zero_grad(set_to_none=True)
         self._step += 1
 
-    def batch_len(self, batch: Any) -> int:
-        return len(batch[1])
+    def _checkpoint(self, step: int) -> dict[str, Any]:
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(), "step": step}
 
-    def save(self, path: Path, step: int) -> None:
-        buffer = io.BytesIO()
-        torch.save({"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(), "step": step}, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
-
-    def load(self, path: Path) -> int:
-        try:
-            state = torch.load(path, map_location=self.setup.device, weights_only=True)
-            self.net.load_state_dict(state["net"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self._step = int(state["step"])
-        except (OSError, RuntimeError, KeyError, ValueError, EOFError, TypeError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            raise CorruptCheckpoint(f"{path.name}: {type(exc).__name__}: {first}") from exc
+    def _load_schedule(self, state: dict[str, Any]) -> int:
+        self._step = int(state["step"])
         return self._step
 
     def save_pretrained(self, path: Path) -> None:
         """PreNet's and the layers' weights (the head is dropped), as :func:`load_pretrained` reads them."""
-        buffer = io.BytesIO()
-        cpu = {k: v.detach().cpu() for k, v in self.net.state_dict().items() if not k.startswith("head.")}
-        torch.save(cpu, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
+        save_atomic({k: v.detach().cpu() for k, v in self.net.state_dict().items() if not k.startswith("head.")}, path)
 
 
 def load_pretrained(supernet: Supernet, path: Path, folder: Path) -> None:

@@ -14,8 +14,8 @@ from tests.frameworks import require
 tf = require("tensorflow")
 
 from dopt.backends import get_backend  # noqa: E402
+from dopt.backends.scripts import load_script  # noqa: E402
 from dopt.backends.tf import detection  # noqa: E402
-from dopt.backends.tf.export import load_script  # noqa: E402
 from dopt.errors import UserError  # noqa: E402
 from dopt.evaluation import calibration_indices  # noqa: E402
 from dopt.scenario import load  # noqa: E402

@@ -76,7 +76,7 @@ def test_an_unbatched_dataset_is_batched_by_dopt(tmp_path):
     workdir = edited(tmp_path, RETURN, "        return dataset, len(images)\n")
     _, tf_setup, _ = setup(workdir)
     assert tf_setup.probe.steps_per_epoch == 1437 // 64  # training batches drop the remainder
-    assert tf_setup.val_data.dataset.element_spec[0].shape.as_list() == [None, 8, 8, 1]
+    assert tf_setup.data.val.dataset.element_spec[0].shape.as_list() == [None, 8, 8, 1]
 
 
 def test_is_shuffle_is_passed_where_the_signature_has_it_and_false_for_bn_calibration(tmp_path):

@@ -16,7 +16,8 @@ from tests.frameworks import require
 
 tf = require("tensorflow")
 
-from dopt.backends.tf.export import load_script, render_script, write_and_verify  # noqa: E402
+from dopt.backends.scripts import ScriptSpec, load_script  # noqa: E402
+from dopt.backends.tf.export import render_script, write_and_verify  # noqa: E402
 from dopt.backends.tf.profile import count_params  # noqa: E402
 from tests.backends.tf import keras_nets as nets  # noqa: E402
 from tests.backends.tf.supernets import trained_supernet  # noqa: E402
@@ -63,15 +64,15 @@ def test_script_rebuilds_the_subnet_and_its_exports_match_the_header(tmp_path, u
 
     def render(size, flops):
         header = {"model_param_size": size, "accuracy": 0.5, "flops": flops, "encoding": list(space.encode(arch))}
-        return render_script(
+        spec = ScriptSpec(
             name=script.stem,
             header=header,
             rows=net.layer_rows(arch),
             features=net.static_features(arch),
             input_shape=(8, 8, 1),
-            data_format="channels_last",
             user_sha256="0",
         )
+        return render_script(spec, data_format="channels_last")
 
     costs, _ = write_and_verify(static, render(0, 0), script, example)  # the measured costs go in the header
     assert write_and_verify(static, render(costs["size"], costs["flops"]), script, example)[0] == costs
@@ -105,15 +106,15 @@ def test_script_runs_standalone_from_results_and_next_to_user_module(tmp_path, u
     (work / "results").mkdir(parents=True)
     (work / "user_module.py").write_text(Path(nets.__file__).read_text())
     script = work / "results" / "model_arch_result_1.py"
-    text = render_script(
+    spec = ScriptSpec(
         name=script.stem,
         header={"model_param_size": 1},
         rows=net.layer_rows(arch),
         features=(),
         input_shape=(8, 8, 1),
-        data_format="channels_last",
         user_sha256="not the hash",
     )
+    text = render_script(spec, data_format="channels_last")
     write_and_verify(net.extract(), text, script, np.zeros((1, 8, 8, 1), np.float32))
     run = tmp_path / "run"
     run.mkdir()

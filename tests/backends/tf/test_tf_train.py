@@ -121,7 +121,7 @@ def test_resumed_training_equals_an_uninterrupted_run(tmp_path):
         resumed, _sampler(space), range(2, 3), TrainState(step=step), TrainHooks(lambda s: steps.append(s.step)), False
     )
 
-    assert steps[0] == 2 * whole.setup.train_data.steps
+    assert steps[0] == 2 * whole.setup.data.train.steps
     assert int(resumed.optimizer.iterations) == int(whole.optimizer.iterations)
     for a, b in zip(whole.supernet.variables, resumed.supernet.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)

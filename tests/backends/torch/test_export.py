@@ -11,7 +11,8 @@ from tests.frameworks import require
 
 torch = require("torch")
 
-from dopt.backends.torch.export import load_script, render_script, write_and_verify  # noqa: E402
+from dopt.backends.scripts import ScriptSpec, load_script  # noqa: E402
+from dopt.backends.torch.export import render_script, write_and_verify  # noqa: E402
 from tests.backends.torch import nets  # noqa: E402
 from tests.backends.torch.supernets import trained_supernet  # noqa: E402
 
@@ -33,12 +34,14 @@ def largest_subnet_script(user_module, post, feature_choose):
     net.set_active(arch)
     static = net.extract().eval()
     text = render_script(
-        name="model_arch_result_1",
-        header={"model_param_size": 1, "encoding": [0]},
-        rows=net.layer_rows(arch),
-        features=net.static_features(arch),
-        input_shape=(1, 8, 8),
-        user_sha256="0",
+        ScriptSpec(
+            name="model_arch_result_1",
+            header={"model_param_size": 1, "encoding": [0]},
+            rows=net.layer_rows(arch),
+            features=net.static_features(arch),
+            input_shape=(1, 8, 8),
+            user_sha256="0",
+        )
     )
     return static, text
 
