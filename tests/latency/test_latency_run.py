@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dopt.cli import main
+from dopt.latency import timing
 from tests.frameworks import MAKE_WORKDIR
 
 LATENCY_KEYS = ("latency_ms", "latency_ms_predicted", "latency_threads", "latency_device")
@@ -46,7 +47,10 @@ def finished(framework, tmp_path_factory):
     old = Path.cwd()
     os.chdir(work)
     try:
-        assert main(["-c", "scen.yaml"]) == 0
+        # 6 of the 60 timing passes: this checks the bookkeeping of the numbers, not their noise.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(timing, "ROUNDS", 6)
+            assert main(["-c", "scen.yaml"]) == 0
     finally:
         os.chdir(old)
     return work

@@ -16,8 +16,8 @@ import tensorflow as tf
 
 from dopt.backends.cpus import cpu_name, source_hash
 from dopt.backends.tf import static
+from dopt.latency import timing
 from dopt.latency.build import Job
-from dopt.latency.timing import measure_ms
 
 __all__ = ["TFLatencyMeter", "RUNTIME", "traced_inference"]
 
@@ -80,7 +80,9 @@ class TFLatencyMeter:
             calls = [self._call(job) for job in jobs]
             if "GPU" in self.device:  # a GPU's work is done once its output is read back
                 calls = [_read_back(call) for call in calls]
-            return measure_ms(calls, on_round=on_round)
+            return timing.measure_ms(
+                calls, timing.ROUNDS, timing.REPEATS, on_round=on_round
+            )  # read at the call: tests lower them
 
     def _call(self, job: Job) -> Callable[[], Any]:
         x = self.example
