@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from dopt.backends.scripts import ScriptParts, check_outputs, load_script, render
+from dopt.backends.scripts import ScriptParts, ScriptSpec, check_outputs, load_script, render
 from dopt.costs import Costs
 from dopt.store.atomic import atomic_write_bytes, atomic_write_text
 from tests.fake import static
@@ -59,7 +59,10 @@ def render_script(*, name: str, header: dict[str, Any], rows: list, input_shape:
         body=_MAIN,
     )
     constants = {"INPUT_SHAPE": (tuple(input_shape), "C, H, W"), "USER_MODULE_SHA256": user_sha256}
-    return render(parts, name=name, header=header, constants=constants, rows=rows, features=())
+    spec = ScriptSpec(
+        name=name, header=header, rows=rows, features=(), input_shape=tuple(input_shape), user_sha256=user_sha256
+    )
+    return render(parts, spec, constants)
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
