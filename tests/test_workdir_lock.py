@@ -100,6 +100,7 @@ def test_one_holder_at_a_time_within_a_process(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_two_runs_started_at_once_in_one_folder(tmp_path):
     require("torch")
     work = make_workdir(tmp_path)

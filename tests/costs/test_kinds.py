@@ -46,6 +46,7 @@ def test_registering_a_name_or_column_twice_is_refused(layers_kind):
         costs.register(Layers())
 
 
+@pytest.mark.slow
 def test_a_search_constrained_by_a_registered_kind_writes_it_everywhere(layers_kind, tmp_path, monkeypatch):
     require("torch")
     from dopt.cli import main

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.frameworks import require
 
@@ -19,6 +20,7 @@ from tests.backends.torch import nets as torch_nets  # noqa: E402
 from tests.test_space import make_space  # noqa: E402
 
 
+@pytest.mark.slow
 def test_pytorch_and_keras_versions_of_one_network_have_equal_costs():
     space = make_space(filters=(16, 16, 24, 32), strides=(1, 1, 2, 1))
     torch_net = TorchSupernet(torch_nets.PreNet(), torch_nets.PostNet(), space, ())

@@ -95,6 +95,7 @@ def test_script_rebuilds_the_subnet_and_its_exports_match_the_header(tmp_path, u
     assert any(p.name.startswith("events.out.tfevents") for p in (out / "log_model_arch_result_1").iterdir())
 
 
+@pytest.mark.slow
 def test_script_runs_standalone_from_results_and_next_to_user_module(tmp_path, user_module):
     """Run as `python3 model_arch_result_N.py`: finds user_module in its parent directory, loads
     the weights beside it, warns about a changed user module and writes its exports to the cwd."""

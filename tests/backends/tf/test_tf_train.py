@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.frameworks import require
 
@@ -103,6 +104,7 @@ def _sampler(space):
     return sample
 
 
+@pytest.mark.slow
 def test_resumed_training_equals_an_uninterrupted_run(tmp_path):
     """Train epochs 0..2 in one go, or 0..1, save, a new session loads and trains epoch 2: the
     same weights (per-epoch reseeding; the dataset's shuffle advanced to epoch 2)."""
