@@ -82,20 +82,19 @@ if __name__ == "__main__":
     main()
 """
 
-# build_model, export, measure_latency and main: main's start is shared with PyTorch's scripts.
-_MAIN = _MAIN_BEGIN + scripts.main_start(".weights.h5", "model.load_weights(weights)") + _MAIN_END
+# TensorFlow's parts of every result script; main()'s start is shared with PyTorch's (scripts.main_start).
+_PARTS = scripts.ScriptParts(
+    exports="{name}_saved_model/ (SavedModel), {name}.pb (frozen graph) and a TensorBoard graph log",
+    imports="\nimport keras\nimport numpy as np\nimport tensorflow as tf\n",
+    static_source=scripts.static_source(static, "import keras\n"),
+    body=_MAIN_BEGIN + scripts.main_start(".weights.h5", "model.load_weights(weights)") + _MAIN_END,
+)
 
 
 def render_script(spec: scripts.ScriptSpec, *, data_format: str) -> str:
     """The text of a TensorFlow result script (``dopt.backends.scripts.render``); ``spec.input_shape``
     is in ``data_format``'s layout, ``spec.latency_threads`` intra-op threads (docs/latency.md)."""
     layout = "H, W, C" if data_format == "channels_last" else "C, H, W"
-    parts = scripts.ScriptParts(
-        exports="{name}_saved_model/ (SavedModel), {name}.pb (frozen graph) and a TensorBoard graph log",
-        imports="\nimport keras\nimport numpy as np\nimport tensorflow as tf\n",
-        static_source=scripts.static_source(static, "import keras\n"),
-        body=_MAIN,
-    )
     constants = {
         "INPUT_SHAPE": (tuple(spec.input_shape), layout),
         "DATA_FORMAT": data_format,
@@ -103,7 +102,7 @@ def render_script(spec: scripts.ScriptSpec, *, data_format: str) -> str:
         "MEASURE_LATENCY": (spec.measure_latency, "print the latency after exporting (the run constrained latency)"),
         "LATENCY_THREADS": (spec.latency_threads, "intra-op threads of the latency measurement"),
     }
-    return scripts.render(parts, spec, constants)
+    return scripts.render(_PARTS, spec, constants)
 
 
 def save_weights(model: Any, path: Path) -> None:

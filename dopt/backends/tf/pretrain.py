@@ -130,6 +130,8 @@ class TFPretrainer(TFTrainer):
     linear head, with the cross-entropy for loss and a cosine schedule instead of the user's."""
 
     loss_function = "the pre-training cross-entropy"
+    # A pre-training checkpoint that does not fit reads "N model variables in the file, M here",
+    # and each assignment checks its own shape: as pre-training always reported it.
     _here = "here"
     _check_shapes = False
 

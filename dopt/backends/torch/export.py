@@ -113,20 +113,20 @@ if __name__ == "__main__":
     main()
 """
 
-# build_model, export, measure_latency and main: main's start is shared with TensorFlow's scripts.
 _LOAD = 'model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))'
-_MAIN = _MAIN_BEGIN + scripts.main_start(".weights.pth", _LOAD) + _MAIN_END
+
+# PyTorch's parts of every result script; main()'s start is shared with TensorFlow's (scripts.main_start).
+_PARTS = scripts.ScriptParts(
+    exports="{name}.pt (TorchScript), {name}.onnx (any batch size) and a TensorBoard graph log",
+    imports="from typing import Final, List\n\nimport torch\nfrom torch import nn\n",
+    static_source=scripts.static_source(static, "from torch import nn\n"),
+    body=_MAIN_BEGIN + scripts.main_start(".weights.pth", _LOAD) + _MAIN_END,
+)
 
 
 def render_script(spec: scripts.ScriptSpec, *, latency_on_gpu: bool = False) -> str:
     """The text of a PyTorch result script (``dopt.backends.scripts.render``); ``spec.input_shape``
     is (C, H, W), ``latency_on_gpu`` whether dopt measured latency on a GPU (docs/latency.md)."""
-    parts = scripts.ScriptParts(
-        exports="{name}.pt (TorchScript), {name}.onnx (any batch size) and a TensorBoard graph log",
-        imports="from typing import Final, List\n\nimport torch\nfrom torch import nn\n",
-        static_source=scripts.static_source(static, "from torch import nn\n"),
-        body=_MAIN,
-    )
     constants = {
         "INPUT_SHAPE": (tuple(spec.input_shape), "C, H, W"),
         "USER_MODULE_SHA256": spec.user_sha256,
@@ -134,7 +134,7 @@ def render_script(spec: scripts.ScriptSpec, *, latency_on_gpu: bool = False) -> 
         "LATENCY_THREADS": (spec.latency_threads, "CPU threads of the latency measurement"),
         "LATENCY_ON_GPU": (latency_on_gpu, "dopt measured latency on a GPU"),
     }
-    return scripts.render(parts, spec, constants)
+    return scripts.render(_PARTS, spec, constants)
 
 
 def write_and_verify(
