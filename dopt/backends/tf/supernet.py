@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dopt.backends.blocks import conv_bn_slices
 from dopt.backends.tf.slicing import SliceBatchNorm, SliceConv2D, SliceDepthwiseConv2D
 from dopt.backends.tf.static import InvertedResidual, Net
 from dopt.space import Arch, LayerPlan, SearchSpace
@@ -77,23 +78,9 @@ class SuperBlock(keras.layers.Layer):
         """Copy the active slices into a built static ``block`` (same outputs in inference mode)."""
         plan = self.plan
         assert plan is not None
-        c = plan.choice
-        if c.expand != 1:
-            _copy_conv_bn(
-                block.expand,
-                self.expand_conv.active_kernel(plan.in_channels, plan.hidden, 1),
-                self.expand_bn,
-                plan.hidden,
-            )
-        _copy_conv_bn(
-            block.depthwise, self.depthwise_conv.active_kernel(plan.hidden, c.kernel), self.depthwise_bn, plan.hidden
-        )
-        _copy_conv_bn(
-            block.project,
-            self.project_conv.active_kernel(plan.hidden, c.out_channels, 1),
-            self.project_bn,
-            c.out_channels,
-        )
+        for part, args, channels in conv_bn_slices(plan):
+            conv, bn = getattr(self, f"{part}_conv"), getattr(self, f"{part}_bn")
+            _copy_conv_bn(getattr(block, part), conv.active_kernel(*args), bn, channels)
 
 
 def _copy_conv_bn(dst: list[Any], kernel: Any, src_bn: SliceBatchNorm, c: int) -> None:

@@ -8,6 +8,7 @@ from typing import cast
 import torch
 from torch import nn
 
+from dopt.backends.blocks import conv_bn_slices
 from dopt.backends.torch.slicing import SliceBatchNorm2d, SliceConv2d, SliceDepthwiseConv2d
 from dopt.backends.torch.static import InvertedResidual, Net
 from dopt.space import Arch, LayerPlan, SearchSpace
@@ -51,25 +52,9 @@ class SuperBlock(nn.Module):
             block = InvertedResidual(plan.in_channels, c.out_channels, c.kernel, plan.spec.stride, c.expand)
         block = block.to_empty(device=self.project_conv.weight.device)
         with torch.no_grad():
-            if c.expand != 1:
-                _copy_conv_bn(
-                    block.expand,
-                    self.expand_conv.active_weight(plan.in_channels, plan.hidden, 1),
-                    self.expand_bn,
-                    plan.hidden,
-                )
-            _copy_conv_bn(
-                block.depthwise,
-                self.depthwise_conv.active_weight(plan.hidden, c.kernel),
-                self.depthwise_bn,
-                plan.hidden,
-            )
-            _copy_conv_bn(
-                block.project,
-                self.project_conv.active_weight(plan.hidden, c.out_channels, 1),
-                self.project_bn,
-                c.out_channels,
-            )
+            for part, args, channels in conv_bn_slices(plan):
+                conv, bn = getattr(self, f"{part}_conv"), getattr(self, f"{part}_bn")
+                _copy_conv_bn(getattr(block, part), conv.active_weight(*args), bn, channels)
         return block
 
 
