@@ -128,7 +128,7 @@ def run(framework: str, input_hw: int, filters: tuple[int, ...], subnets: int, t
     first = [table.calibration_ms[e] for e in encodings]
     predicted = [table.predict(space, (input_hw, input_hw), a) for a in held]
     t0 = time.perf_counter()
-    later = meter.measure([Job("subnet", rows=tuple(space.layer_rows(a))) for a in held])
+    later = meter.measure([Job(kind="subnet", rows=tuple(space.layer_rows(a))) for a in held])
     measure_s = time.perf_counter() - t0
     return {
         "framework": framework,

@@ -95,7 +95,14 @@ class Memo:
             self.known[encoding] = costs, metric
             self.computed += metric is not None
         costs, metric = self.known[encoding]
-        return Candidate(encoding, arch, metric, costs, metric is not None, generation + 1)
+        return Candidate(
+            encoding=encoding,
+            arch=arch,
+            metric=metric,
+            costs=costs,
+            feasible=metric is not None,
+            generation=generation + 1,
+        )
 
 
 def check_deterministic(p: Prepared, evaluator: Evaluator, n: int = 3) -> list[float]:
@@ -147,7 +154,9 @@ def search(
     def on_generation(g: int, a: Archive) -> None:
         by_generation.append((len(by_evaluation), a.hypervolume()))
 
-    result = run_search(space, cfg, seed, archive, evaluated, SearchHooks(on_generation, on_candidate))
+    result = run_search(
+        space, cfg, seed, archive, evaluated, SearchHooks(on_generation=on_generation, on_candidate=on_candidate)
+    )
     return {
         "hv": by_evaluation,
         "curve": padded(by_evaluation, budget),
@@ -207,7 +216,7 @@ def nas_bench_graph(dataset: str, args: argparse.Namespace) -> tuple[dict[int, d
     rng = np.random.default_rng(0)
     drawn = [space.hash[space.canonical(space.sample(rng))] for _ in range(2000)]
     limit = float(np.quantile([bench[h]["para"] for h in drawn if h is not None], args.quantile))
-    constraint = Constraint("image_classification", "size", limit)
+    constraint = Constraint(application="image_classification", kind="size", value=limit)
     worst = 10 * max(float(v["para"]) for v in bench.values())  # cost of the all-skip encodings
     looked_up: set[int] = set()
 
@@ -217,7 +226,14 @@ def nas_bench_graph(dataset: str, args: argparse.Namespace) -> tuple[dict[int, d
         metric = float(bench[h]["valid_perf"]) if h is not None and size <= limit else None
         if metric is not None:
             looked_up.add(h)
-        return Candidate(encoding, encoding, metric, Costs({"size": size}), metric is not None, generation + 1)
+        return Candidate(
+            encoding=encoding,
+            arch=encoding,
+            metric=metric,
+            costs=Costs({"size": size}),
+            feasible=metric is not None,
+            generation=generation + 1,
+        )
 
     print(
         f"NAS-Bench-Graph {dataset}: {len(bench):,} architectures of {min(v['para'] for v in bench.values()):.3f}-"
@@ -229,7 +245,16 @@ def nas_bench_graph(dataset: str, args: argparse.Namespace) -> tuple[dict[int, d
     whole = Archive(constraint)
     for e, h in space.hash.items():
         if h is not None and space.canonical(e) == e and float(bench[h]["para"]) <= limit:
-            whole.add(Candidate(e, e, float(bench[h]["valid_perf"]), Costs({"size": float(bench[h]["para"])}), True, 1))
+            whole.add(
+                Candidate(
+                    encoding=e,
+                    arch=e,
+                    metric=float(bench[h]["valid_perf"]),
+                    costs=Costs({"size": float(bench[h]["para"])}),
+                    feasible=True,
+                    generation=1,
+                )
+            )
     optimum = whole.hypervolume()
     print(f"hypervolume of the whole table's front (the most any search can reach): {optimum:.4f}")
     searcher = Searcher(pop_size=args.pop)

@@ -16,7 +16,7 @@ from dopt.space import Arch, arch_to_json
 __all__ = ["Candidate", "Archive"]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Candidate:
     """One evaluated sub-network.
 

@@ -49,7 +49,7 @@ class _Budget:
         return max(0, self.cfg.max_evaluations - self.evaluations)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SearchHooks:
     """What the caller is told during a search."""
 

@@ -42,7 +42,7 @@ def round_width(filters: int, ratio: float) -> int:
     return min(filters, max(8, int(filters * ratio / 8 + 0.5) * 8))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LayerSpec:
     """What a skeleton layer can be, fixed by the scenario and the PreNet's output."""
 
@@ -54,9 +54,9 @@ class LayerSpec:
     skippable: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LayerChoice:
-    """One layer of one candidate. A skipped layer is ``LayerChoice(0, 0, 0, skip=True)``."""
+    """One layer of one candidate. A skipped layer is ``LayerChoice(kernel=0, expand=0, out_channels=0, skip=True)``."""
 
     kernel: int
     expand: int
@@ -71,10 +71,10 @@ class LayerChoice:
 
 Arch = tuple[LayerChoice, ...]
 
-_SKIPPED = LayerChoice(0, 0, 0, skip=True)
+_SKIPPED = LayerChoice(kernel=0, expand=0, out_channels=0, skip=True)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LayerPlan:
     """A layer as built for one candidate: its actual input width and whether it adds a residual."""
 
@@ -144,7 +144,13 @@ class SearchSpace:
             if s:
                 arch.append(_SKIPPED)
             else:
-                arch.append(LayerChoice(self.kernel_sizes[k], self.expand_ratios[e], self.out_channels(spec, w)))
+                arch.append(
+                    LayerChoice(
+                        kernel=self.kernel_sizes[k],
+                        expand=self.expand_ratios[e],
+                        out_channels=self.out_channels(spec, w),
+                    )
+                )
         return tuple(arch)
 
     def encode(self, arch: Arch) -> tuple[int, ...]:
@@ -175,7 +181,7 @@ class SearchSpace:
                 continue
             hidden = cin * choice.expand
             residual = spec.stride == 1 and cin == choice.out_channels
-            plans.append(LayerPlan(spec, choice, cin, hidden, residual))
+            plans.append(LayerPlan(spec=spec, choice=choice, in_channels=cin, hidden=hidden, residual=residual))
             cin = choice.out_channels
         return plans
 
@@ -220,7 +226,12 @@ class SearchSpace:
         lo = self.xl[GENES_PER_LAYER * spec.index + 2]
         hi = self.xu[GENES_PER_LAYER * spec.index + 2]
         widths = sorted({self.out_channels(spec, w) for w in range(lo, hi + 1)})
-        options = [LayerChoice(k, e, c) for k in self.kernel_sizes for e in self.expand_ratios for c in widths]
+        options = [
+            LayerChoice(kernel=k, expand=e, out_channels=c)
+            for k in self.kernel_sizes
+            for e in self.expand_ratios
+            for c in widths
+        ]
         if spec.skippable:
             options.append(_SKIPPED)
         return options

@@ -46,7 +46,7 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StepLog:
     """One optimizer step, reported to the core's logger and TensorBoard writer."""
 
@@ -214,7 +214,14 @@ def train_epoch(
         seconds = time.perf_counter() - t0
         n = ops.batch_len(batch)
         hooks.log_step(
-            StepLog(epoch, state.step, total / max(1, len(archs)), lr, n / seconds if seconds > 0 else 0.0, not finite)
+            StepLog(
+                epoch=epoch,
+                step=state.step,
+                loss=total / max(1, len(archs)),
+                lr=lr,
+                images_per_s=n / seconds if seconds > 0 else 0.0,
+                skipped=not finite,
+            )
         )
         state.step += 1
 

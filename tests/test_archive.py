@@ -12,7 +12,7 @@ from dopt.costs import Costs
 from dopt.scenario.model import Constraint
 from dopt.space import LayerChoice
 
-ARCH = (LayerChoice(3, 1, 8),)
+ARCH = (LayerChoice(kernel=3, expand=1, out_channels=8),)
 FLOPS_100 = Constraint(application="image_classification", kind="flops", value=100.0)
 
 
@@ -82,8 +82,26 @@ def test_front_ignores_a_metric_on_an_infeasible_candidate():
 def test_front_uses_the_constraint_kind():
     lat = Constraint(application="image_classification", kind="latency", value=10.0)
     a = Archive(lat)
-    a.add(Candidate((0,), ARCH, 0.5, Costs(size=10, flops=10, latency=5.0), feasible=True, generation=0))
-    a.add(Candidate((1,), ARCH, 0.6, Costs(size=99, flops=99, latency=4.0), feasible=True, generation=0))
+    a.add(
+        Candidate(
+            encoding=(0,),
+            arch=ARCH,
+            metric=0.5,
+            costs=Costs(size=10, flops=10, latency=5.0),
+            feasible=True,
+            generation=0,
+        )
+    )
+    a.add(
+        Candidate(
+            encoding=(1,),
+            arch=ARCH,
+            metric=0.6,
+            costs=Costs(size=99, flops=99, latency=4.0),
+            feasible=True,
+            generation=0,
+        )
+    )
     assert a.front() == [1]
 
 
@@ -145,7 +163,12 @@ def test_add_get_len_iter_getitem():
 def test_candidate_normalises_numpy_values():
     np = pytest.importorskip("numpy")
     c = Candidate(
-        np.array([1, 2]), ARCH, np.float32(0.5), Costs(size=np.int64(3), flops=np.int64(4)), np.bool_(True), np.int64(0)
+        encoding=np.array([1, 2]),
+        arch=ARCH,
+        metric=np.float32(0.5),
+        costs=Costs(size=np.int64(3), flops=np.int64(4)),
+        feasible=np.bool_(True),
+        generation=np.int64(0),
     )
     assert type(c.encoding[0]) is int and c.encoding == (1, 2)
     assert type(c.metric) is float and type(c.costs["size"]) is int and type(c.feasible) is bool

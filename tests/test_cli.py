@@ -20,11 +20,9 @@ pytestmark = pytest.mark.slow  # a whole run in a real process, shared by the mo
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    work = make_workdir(tmp_path_factory.mktemp("run"))
-    proc = dopt(work, "-c", "scen.yaml")
-    assert proc.returncode == 0, proc.stderr
-    return work, proc
+def framework():
+    """This module's runs are PyTorch's; `trained_run` is the session's shared one (tests/shared_runs.py)."""
+    return "pytorch"
 
 
 def header(script: Path) -> dict:
@@ -37,8 +35,8 @@ def header(script: Path) -> dict:
     return values
 
 
-def test_run_writes_results_logs_and_checkpoints(finished_run):
-    work, proc = finished_run
+def test_run_writes_results_logs_and_checkpoints(trained_run):
+    work, proc = trained_run.work, trained_run
     doc = json.loads((work / "results" / "pareto.json").read_text())
     assert doc["constraint"] == {"type": "size", "value": 20000}
     assert doc["seed"] == 7 and doc["front"]
@@ -73,21 +71,21 @@ def test_run_writes_results_logs_and_checkpoints(finished_run):
     assert not list(work.rglob("__pycache__")), "dopt must not write bytecode into the user's directory"
 
 
-def test_tensorboard_generations_are_1_based_as_in_the_json(finished_run):
+def test_tensorboard_generations_are_1_based_as_in_the_json(trained_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    work, _ = finished_run
+    work = trained_run.work
     events = EventAccumulator(str(next(work.glob("log_*")))).Reload()
     steps = [e.step for e in events.Scalars("search/hypervolume")]
     doc = json.loads((work / "results" / "pareto.json").read_text())
     assert steps == [1, 2] == sorted({c["generation"] for c in doc["archive"]})
 
 
-def test_result_script_exports_match_its_header(finished_run, tmp_path):
+def test_result_script_exports_match_its_header(trained_run, tmp_path):
     from tests.backends.torch.onnx_macs import onnx_macs
 
     torch = require("torch")
-    work, _ = finished_run
+    work = trained_run.work
     copy = tmp_path / "deploy"
     copy.mkdir()
     (copy / "user_module.py").write_text((work / "user_module.py").read_text())
@@ -105,8 +103,8 @@ def test_result_script_exports_match_its_header(finished_run, tmp_path):
         assert list((copy / f"log_{script.stem}").glob("events.out.tfevents.*"))
 
 
-def test_result_script_runs_from_results_dir(finished_run, tmp_path):
-    work, _ = finished_run
+def test_result_script_runs_from_results_dir(trained_run, tmp_path):
+    work = trained_run.work
     results = tmp_path / "w" / "results"
     results.parent.mkdir()
     (results.parent / "user_module.py").write_text((work / "user_module.py").read_text())

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dopt.pipeline.convergence import ConvergenceCheck
 from dopt.space import LayerChoice
 
-LARGEST, SMALLEST = (LayerChoice(7, 6, 16),), (LayerChoice(3, 3, 8),)
+LARGEST, SMALLEST = (
+    (LayerChoice(kernel=7, expand=6, out_channels=16),),
+    (LayerChoice(kernel=3, expand=3, out_channels=8),),
+)
 
 
 class FakeEvaluator:

@@ -54,6 +54,9 @@ def test_init_output_runs_as_is(tmp_path, framework):
     assert run.returncode == 0, run.stderr
     doc = json.loads((tmp_path / "results" / "pareto.json").read_text())
     assert doc["front"] and doc["framework"] == framework
+    assert all(c["size"] <= doc["constraint"]["value"] for c in doc["archive"] if c["feasible"])
+    weights = {"pytorch": ".weights.pth", "tensorflow": ".weights.h5"}[framework]
+    assert (tmp_path / "results" / f"model_arch_result_1{weights}").is_file()
 
 
 SHAPES_SHORT = [

@@ -15,27 +15,36 @@ from tests.digits_workdir import make_workdir
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [
-        ({}, Launch(None)),
+        ({}, Launch(launcher=None)),
         (
             {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "x"},
-            Launch("torchrun", 3, 4, 1, 2),
+            Launch(launcher="torchrun", rank=3, world_size=4, local_rank=1, local_size=2),
         ),
         (
             {"HOROVOD_RANK": "3", "HOROVOD_SIZE": "4", "HOROVOD_LOCAL_RANK": "3", "HOROVOD_LOCAL_SIZE": "4"},
-            Launch("horovodrun", 3, 4, 3, 4),
+            Launch(launcher="horovodrun", rank=3, world_size=4, local_rank=3, local_size=4),
         ),
         (  # horovodrun over MPI sets both: Horovod's name wins
             {"HOROVOD_RANK": "0", "HOROVOD_SIZE": "2", "OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "2"},
-            Launch("horovodrun", 0, 2, 0, 2),
+            Launch(launcher="horovodrun", rank=0, world_size=2, local_rank=0, local_size=2),
         ),
-        ({"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2"}, Launch("mpirun", 1, 2, 1, 2)),
-        ({"PMI_RANK": "0", "PMI_SIZE": "8"}, Launch("mpirun", 0, 8, 0, 8)),  # no local variables: one machine
-        ({"WORLD_SIZE": "earth"}, Launch(None)),  # somebody else's variable
+        (
+            {"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2"},
+            Launch(launcher="mpirun", rank=1, world_size=2, local_rank=1, local_size=2),
+        ),
+        (
+            {"PMI_RANK": "0", "PMI_SIZE": "8"},
+            Launch(launcher="mpirun", rank=0, world_size=8, local_rank=0, local_size=8),
+        ),  # no local variables: one machine
+        ({"WORLD_SIZE": "earth"}, Launch(launcher=None)),  # somebody else's variable
         (  # a stale export must not hide a launch of two
             {"RANK": "0", "WORLD_SIZE": "1", "OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2"},
-            Launch("mpirun", 1, 2, 1, 2),
+            Launch(launcher="mpirun", rank=1, world_size=2, local_rank=1, local_size=2),
         ),
-        ({"RANK": "0", "WORLD_SIZE": "1"}, Launch("torchrun", 0, 1)),  # one process under torchrun runs
+        (
+            {"RANK": "0", "WORLD_SIZE": "1"},
+            Launch(launcher="torchrun", rank=0, world_size=1),
+        ),  # one process under torchrun runs
     ],
 )
 def test_detect(environ, expected):

@@ -20,7 +20,8 @@ from tests.shapes_workdir import SHORT_ARGS, SUFFIX, make_workdir
 dopt = functools.partial(helpers.dopt, threads=1)
 
 
-pytestmark = pytest.mark.slow  # whole runs in real processes (docs/contributing.md#running-the-tests)
+# Whole runs in real processes; one xdist process runs the module, so its shared run is made once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pretrain")]
 
 
 @pytest.fixture(scope="module")

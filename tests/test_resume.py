@@ -9,16 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from tests import helpers
+from tests import helpers, shared_runs
 from tests.frameworks import MAKE_WORKDIR
 from tests.helpers import archive, assert_same_archive, kill_when
 
 SUFFIX = {"pytorch": ".pt", "tensorflow": ".weights.npz"}
 
-LONGER = ["--set", "scenario.strategy.epochs=4", "--set", "scenario.strategy.searcher.generation_num=3"]
+# The settings of the session's shared run (tests/shared_runs.py), which is the uninterrupted one here.
+LONGER = list(shared_runs.ARGS)
 
 
-dopt = functools.partial(helpers.dopt, threads=1)  # one thread: identical results run to run
+dopt = functools.partial(helpers.dopt, threads=shared_runs.THREADS)  # one thread: identical results run to run
 
 
 pytestmark = pytest.mark.slow  # whole runs in real processes (docs/contributing.md#running-the-tests)
@@ -30,11 +31,8 @@ def journal_lines(workdir: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, framework):
-    work = MAKE_WORKDIR[framework](tmp_path_factory.mktemp("whole"))
-    proc = dopt(work, "-c", "scen.yaml", *LONGER)
-    assert proc.returncode == 0, proc.stderr
-    return work
+def uninterrupted(trained_run):
+    return trained_run.work
 
 
 @pytest.fixture
@@ -131,7 +129,7 @@ def test_corrupt_checkpoint_and_torn_journal_line_fall_back(uninterrupted, tmp_p
     suffix = SUFFIX[framework]
     for path in (work / "results", ckpt / "results" / "search_state.json", ckpt / f"supernet_final{suffix}"):
         subprocess.run(["rm", "-r", str(path)], check=True)
-    newest = ckpt / f"supernet_epoch_4{suffix}"
+    newest = ckpt / f"supernet_epoch_2{suffix}"
     newest.write_bytes(newest.read_bytes()[:1000])
     journal = ckpt / "results" / "journal.jsonl"
     lines = journal.read_bytes().splitlines(keepends=True)
@@ -139,6 +137,6 @@ def test_corrupt_checkpoint_and_torn_journal_line_fall_back(uninterrupted, tmp_p
     proc = dopt(work, "-c", "scen.yaml", "--resume", *LONGER)
     assert proc.returncode == 0, proc.stderr
     log = sorted(work.glob("log_*"))[-1].joinpath("dopt.log").read_text()
-    assert f"supernet_epoch_4{suffix} is unreadable" in log and "after epoch 3 of 4" in log
+    assert f"supernet_epoch_2{suffix} is unreadable" in log and "after epoch 1 of 2" in log
     assert "is torn" in log and f"journal: {len(lines) - 1} evaluated candidates reused" in log
     assert_same_archive(archive(work), archive(uninterrupted))

@@ -12,7 +12,7 @@ from tests.spaces import make_space
 def fake_run(cfg: Searcher, seed: int = 3, value: float = 1500.0):
     """Search a real space with a cheap deterministic 'metric' (bigger networks score higher)."""
     space = make_space(filters=(16, 16, 24, 24), strides=(1, 1, 2, 1))
-    constraint = Constraint("image_classification", "size", value)
+    constraint = Constraint(application="image_classification", kind="size", value=value)
     archive = Archive(constraint)
     evaluated: list[tuple[int, ...]] = []
     generations: list[int] = []
@@ -24,9 +24,18 @@ def fake_run(cfg: Searcher, seed: int = 3, value: float = 1500.0):
         if feasible:
             evaluated.append(encoding)
         metric = 1 - 1 / (1 + size / 500) if feasible else None
-        return Candidate(encoding, arch, metric, Costs(size=size, flops=size * 10), feasible, generation)
+        return Candidate(
+            encoding=encoding,
+            arch=arch,
+            metric=metric,
+            costs=Costs(size=size, flops=size * 10),
+            feasible=feasible,
+            generation=generation,
+        )
 
-    result = run_search(space, cfg, seed, archive, evaluate, SearchHooks(lambda g, a: generations.append(g)))
+    result = run_search(
+        space, cfg, seed, archive, evaluate, SearchHooks(on_generation=lambda g, a: generations.append(g))
+    )
     return archive, evaluated, generations, result
 
 
@@ -64,12 +73,19 @@ def test_a_space_smaller_than_the_population_is_searched_exhaustively():
 
     space = make_space(filters=(32,), strides=(2,))
     assert space.size() == 9
-    constraint = Constraint("image_classification", "size", 1e9)
+    constraint = Constraint(application="image_classification", kind="size", value=1e9)
     archive = Archive(constraint)
 
     def evaluate(encoding, generation):
         arch = space.decode(encoding)
-        return Candidate(encoding, arch, arch[0].kernel / 10, Costs(size=arch[0].expand, flops=1), True, generation)
+        return Candidate(
+            encoding=encoding,
+            arch=arch,
+            metric=arch[0].kernel / 10,
+            costs=Costs(size=arch[0].expand, flops=1),
+            feasible=True,
+            generation=generation,
+        )
 
     result = run_search(space, Searcher(generation_num=5, pop_size=40), 0, archive, evaluate)
     assert len(archive) == 9

@@ -14,10 +14,8 @@ import numpy as np
 import pytest
 
 from tests import helpers
-from tests.frameworks import MAKE_WORKDIR
 
 WEIGHTS = {"pytorch": ".weights.pth", "tensorflow": ".weights.h5"}
-SHORT = ["--set", "scenario.strategy.searcher.generation_num=1"]
 
 
 run = functools.partial(helpers.python, threads=1)
@@ -27,19 +25,10 @@ dopt = functools.partial(helpers.dopt, threads=1)
 pytestmark = pytest.mark.slow  # whole runs in real processes (docs/contributing.md#running-the-tests)
 
 
-@pytest.fixture(scope="module")
-def searched(tmp_path_factory, framework):
-    work = MAKE_WORKDIR[framework](tmp_path_factory.mktemp("searched"))
-    proc = dopt(work, "-c", "scen.yaml", *SHORT)
-    assert proc.returncode == 0, proc.stderr
-    return work
-
-
 @pytest.fixture
-def work(searched, tmp_path):
-    copy = tmp_path / "w"
-    subprocess.run(["cp", "-r", str(searched), str(copy)], check=True)
-    return copy
+def work(trained_run, tmp_path):
+    """A copy of the session's shared searched run (tests/shared_runs.py)."""
+    return helpers.copy_workdir(trained_run.work, tmp_path / "w")
 
 
 def test_script_trains_then_loads_and_exports_the_trained_weights(work, framework):

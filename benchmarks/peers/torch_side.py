@@ -139,13 +139,15 @@ def dopt_contender() -> Contender:
         data_format="channels_first",
         filters=SPACE["filters"],
         strides=SPACE["strides"],
-        search_space=SearchSpaceChoices(SPACE["kernels"], SPACE["expands"], SPACE["widths"], skip=False),
+        search_space=SearchSpaceChoices(
+            kernel_sizes=SPACE["kernels"], expand_ratios=SPACE["expands"], width_ratios=SPACE["widths"], skip=False
+        ),
     )
     space = SearchSpace(cfg, in_channels=SPACE["stem"])
     supernet = Supernet(stem(), head(), space, ())
 
     def activate(rows: list[tuple[int, int, int]]) -> None:
-        supernet.set_active(tuple(LayerChoice(*r) for r in rows))
+        supernet.set_active(tuple(LayerChoice(kernel=k, expand=e, out_channels=c) for k, e, c in rows))
 
     return Contender("dopt (PyTorch)", supernet, arch_rows, activate, supernet.extract, own=True)
 

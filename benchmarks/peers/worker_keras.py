@@ -59,7 +59,9 @@ def _build():  # type: ignore[no-untyped-def]
         data_format="channels_last",
         filters=SPACE["filters"],
         strides=SPACE["strides"],
-        search_space=SearchSpaceChoices(SPACE["kernels"], SPACE["expands"], SPACE["widths"], skip=False),
+        search_space=SearchSpaceChoices(
+            kernel_sizes=SPACE["kernels"], expand_ratios=SPACE["expands"], width_ratios=SPACE["widths"], skip=False
+        ),
     )
     space = SearchSpace(cfg, in_channels=SPACE["stem"])
     pre, post = PreNet(), PostNet()

@@ -125,7 +125,7 @@ class ScriptSpec:
     latency_threads: int = 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ScriptParts:
     """A framework's parts of every result script.
 

@@ -356,7 +356,7 @@ def _arch(result: Any) -> Any:
     """What the training loop names the model by in messages: its layer table."""
     from dopt.space import LayerChoice
 
-    return tuple(LayerChoice(k, e, cout) for _, cout, k, _, e in result.LAYERS)
+    return tuple(LayerChoice(kernel=k, expand=e, out_channels=cout) for _, cout, k, _, e in result.LAYERS)
 
 
 def _plan(out: Path, identity: dict[str, Any], resume: bool, overwrite: bool, ctx: RunContext) -> bool:

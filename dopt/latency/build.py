@@ -31,7 +31,7 @@ HELD_OUT_SUBNETS = 20  # whole subnets the accuracy is reported on, never used f
 POOR_WITHIN_10 = 0.9  # below this share of held-out subnets within ±10 %, a warning
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Job:
     """Something to time, described without a framework.
 
@@ -88,7 +88,7 @@ def cache_file(key: dict[str, Any]) -> Path:
     return cache_dir() / f"table_{digest}.json"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Obtained:
     table: LatencyTable
     source: str  # "run" (the run's own copy), "cache" or "built"
@@ -128,7 +128,7 @@ def obtain(
         if path is not None:
             table = _read(path, key, blocks)
             if table is not None:
-                return Obtained(table, source, path, time.perf_counter() - t0)
+                return Obtained(table=table, source=source, path=path, seconds=time.perf_counter() - t0)
     table = build(meter, space, in_hw, key, feature_choose)
     path = cache_file(key)
     try:
@@ -136,7 +136,7 @@ def obtain(
         atomic_write_text(path, table.to_json())
     except OSError as exc:  # a read-only home is no reason to fail the run
         log.warning("could not cache the latency table in %s (%s); it will be measured again next time", path, exc)
-    return Obtained(table, "built", path, time.perf_counter() - t0)
+    return Obtained(table=table, source="built", path=path, seconds=time.perf_counter() - t0)
 
 
 def _calibration_subnets(space: SearchSpace, n: int, seed: int) -> list[Arch]:
@@ -181,9 +181,9 @@ def build(
     blocks = space_blocks(space, in_hw)
     subnets = _calibration_subnets(space, fit_subnets + held_out, seed)
     n_fit = min(fit_subnets, max(2, len(subnets) // 2))
-    jobs = [Job("empty"), Job("prenet"), Job("postnet")] + [Job("block", block=b) for b in blocks]
+    jobs = [Job(kind="empty"), Job(kind="prenet"), Job(kind="postnet")] + [Job(kind="block", block=b) for b in blocks]
     jobs += [
-        Job("subnet", rows=tuple(space.layer_rows(a)), features=space.kept_positions(a, feature_choose))
+        Job(kind="subnet", rows=tuple(space.layer_rows(a)), features=space.kept_positions(a, feature_choose))
         for a in subnets
     ]
     log.info(

@@ -25,7 +25,7 @@ RUN_COPY = "latency_table.json"  # in checkpoints/: the table a run predicted wi
 UserLatency = Callable[[Any, Arch], float]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LatencySource:
     """The table (``obtained``, timed by ``meter``) or the user's function (``user``)."""
 
@@ -50,7 +50,7 @@ class LatencySource:
         if self.user is not None:
             return [self.user(m, a) for m, a in zip(models, archs)]
         assert self.meter is not None
-        return self.meter.measure([Job("model", model=m) for m in models]) if models else []
+        return self.meter.measure([Job(kind="model", model=m) for m in models]) if models else []
 
     def describe(self) -> list[str]:
         """Lines for the log and `dopt validate`."""

@@ -103,7 +103,7 @@ def fit(sums: Sequence[float], blocks: Sequence[int], measured: Sequence[float])
     return Fit(*(float(c) for c in coef))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Accuracy:
     """Prediction error on subnets not used for the fit (docs/latency.md#calibration)."""
 
@@ -129,7 +129,9 @@ def accuracy(predicted: Sequence[float], measured: Sequence[float], seed: int = 
 
     p, m = np.asarray(predicted, float), np.asarray(measured, float)
     if not len(p):
-        return Accuracy(0, math.nan, math.nan, math.nan, math.nan, math.nan)
+        return Accuracy(
+            subnets=0, within_10=math.nan, within_5=math.nan, mape=math.nan, median_ape=math.nan, kendall_tau=math.nan
+        )
     err = np.abs(p - m) / m
     tau = float(kendalltau(p, m).statistic) if len(p) > 1 else math.nan
     rng = np.random.default_rng(seed)
@@ -151,7 +153,7 @@ def accuracy(predicted: Sequence[float], measured: Sequence[float], seed: int = 
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LatencyTable:
     """Measured entries, their calibration and what it was measured on.
 

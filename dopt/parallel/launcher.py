@@ -34,7 +34,7 @@ _LOCAL = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Launch:
     launcher: str | None  # None: started directly
     rank: int = 0
@@ -54,12 +54,14 @@ def detect(environ: Mapping[str, str] | None = None) -> Launch:
                 local_rank_var, local_size_var = _LOCAL.get(launcher, ("", ""))
                 local_rank = int(env.get(local_rank_var, rank))
                 local_size = int(env.get(local_size_var, size))
-                found.append(Launch(launcher, rank, size, local_rank, local_size))
+                found.append(
+                    Launch(launcher=launcher, rank=rank, world_size=size, local_rank=local_rank, local_size=local_size)
+                )
             except ValueError:
                 continue  # not a launcher's value: some other tool's variable of the same name
     # All are read: a stale `export WORLD_SIZE=1` must not hide an mpirun of two processes.
     many = [f for f in found if f.world_size > 1]
-    return (many or found or [Launch(None)])[0]
+    return (many or found or [Launch(launcher=None)])[0]
 
 
 def refuse_many(launch: Launch, command: str) -> None:

@@ -69,7 +69,12 @@ def search(s: StageInput) -> tuple[Archive, SearchResult]:
         ctx.write(save_state, s, a, g + 1, None)
 
     with progress:
-        hooks = SearchHooks(on_generation, on_candidate, sharded.prefetch if sharded else None, clock)
+        hooks = SearchHooks(
+            on_generation=on_generation,
+            on_candidate=on_candidate,
+            prefetch=sharded.prefetch if sharded else None,
+            clock=clock,
+        )
         result = run_search(p.space, sc.searcher, p.seed, archive, evaluate, hooks, elapsed_s=elapsed)
     return archive, result
 
@@ -94,7 +99,15 @@ def _journaled(
             done = journaled.evaluate(arch, constraint) if shared is None else Evaluated(Costs(shared[0]), *shared[1:])
             journaled.record(encoding, done, elapsed_s=clock() - t_start)
         feasible = done.costs[constraint.kind] <= constraint.value
-        return Candidate(encoding, arch, done.metric, done.costs, feasible, generation + 1, done.seconds)
+        return Candidate(
+            encoding=encoding,
+            arch=arch,
+            metric=done.metric,
+            costs=done.costs,
+            feasible=feasible,
+            generation=generation + 1,
+            eval_seconds=done.seconds,
+        )
 
     return evaluate
 

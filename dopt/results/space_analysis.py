@@ -114,7 +114,7 @@ def errors(metrics: Sequence[float]) -> tuple[np.ndarray, str]:
     return (np.max(m) - m if m.size else m), "best metric - metric"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Effect:
     """How much one dimension's choice moves the error."""
 
@@ -233,12 +233,12 @@ def _effect(name: str, dims: Sequence[dict[str, list[Any]]], err: np.ndarray, se
             diffs.append(m[worst] - m[best])
     spread = float(np.std(diffs)) if diffs else math.nan
     return Effect(
-        name,
-        _plain(usable[best]),
-        _plain(usable[worst]),
-        float(observed[worst] - observed[best]),
-        spread,
-        counts,
+        dimension=name,
+        best=_plain(usable[best]),
+        worst=_plain(usable[worst]),
+        difference=float(observed[worst] - observed[best]),
+        spread=spread,
+        counts=counts,
     )
 
 

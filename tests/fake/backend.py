@@ -104,7 +104,13 @@ class FakeBackend:
             post=post,
             post_hw=hw,
             post_matrix=matrix,
-            probe=Probe(out.shape[1], (out.shape[2], out.shape[3]), fixed, steps, "cpu"),
+            probe=Probe(
+                in_channels=out.shape[1],
+                in_hw=(out.shape[2], out.shape[3]),
+                fixed=fixed,
+                steps_per_epoch=steps,
+                device="cpu",
+            ),
         )
 
 

@@ -18,7 +18,8 @@ from tests.frameworks import MAKE_WORKDIR
 LATENCY_KEYS = ("latency_ms", "latency_ms_predicted", "latency_threads", "latency_device")
 
 
-pytestmark = pytest.mark.slow  # whole runs in real processes (docs/contributing.md#running-the-tests)
+# Whole runs in real processes; one xdist process runs the module, so its shared run is made once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("latency_run")]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -96,7 +96,14 @@ def test_accuracy_shares_errors_and_tau():
 
 
 def test_table_json_round_trips_and_a_changed_byte_is_refused():
-    table = LatencyTable({"threads": 1}, {"a": 0.5}, 0.2, Fit(1.1, 0.01, 0.05), accuracy([1, 2, 3], [1, 2, 3.5]), 3.0)
+    table = LatencyTable(
+        key={"threads": 1},
+        entries={"a": 0.5},
+        fixed_ms=0.2,
+        fit=Fit(1.1, 0.01, 0.05),
+        accuracy=accuracy([1, 2, 3], [1, 2, 3.5]),
+        build_s=3.0,
+    )
     text = table.to_json()
     assert LatencyTable.from_json(text) == table
     with pytest.raises(ValueError, match="checksum"):
@@ -118,7 +125,7 @@ def test_table_predicts_exactly_for_a_meter_it_can_fit_and_the_cost_model_uses_i
     assert lo == pytest.approx(min(values)) and hi == pytest.approx(max(values))
     arch = space.decode(list(space.largest()))
     rows = tuple(space.layer_rows(arch))
-    [truth] = meter.measure([Job("subnet", rows=rows)])
+    [truth] = meter.measure([Job(kind="subnet", rows=rows)])
     assert model.cost("latency", arch) == pytest.approx(truth) == pytest.approx(table.predict(space, IN_HW, arch))
     # Without a table latency is not a cost of this run.
     assert "latency" not in CostModel(space, IN_HW, Costs(size=1, flops=1)).costs(arch)
@@ -152,6 +159,13 @@ def test_a_runs_own_copy_comes_before_the_cache(cache, tmp_path):
 
 
 def test_poor_fit_warns_with_what_to_do():
-    table = LatencyTable({"threads": 1}, {}, 0.0, Fit(), accuracy([1.0, 1.5, 3.0], [1.0, 2.0, 2.0]), 1.0)
+    table = LatencyTable(
+        key={"threads": 1},
+        entries={},
+        fixed_ms=0.0,
+        fit=Fit(),
+        accuracy=accuracy([1.0, 1.5, 3.0], [1.0, 2.0, 2.0]),
+        build_s=1.0,
+    )
     text = latency_build.poor_fit_warning(table)
     assert text is not None and "33% of 3 held-out subnets" in text and "Fix:" in text

@@ -11,7 +11,7 @@ from dopt.costs import Costs
 from dopt.scenario.model import Constraint
 from dopt.space import LayerChoice
 
-ARCH = (LayerChoice(3, 1, 8),)
+ARCH = (LayerChoice(kernel=3, expand=1, out_channels=8),)
 CONSTRAINT = Constraint(application="image_classification", kind="flops", value=100.0)
 
 

@@ -14,7 +14,7 @@ from dopt.results.plot import figure_to_rgb_array, pareto_figure, save_png
 from dopt.scenario.model import Constraint
 from dopt.space import LayerChoice
 
-ARCH = (LayerChoice(3, 1, 8),)
+ARCH = (LayerChoice(kernel=3, expand=1, out_channels=8),)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -93,7 +93,7 @@ class TFBackend:
             pre=pre,
             post=post,
             example=example,
-            probe=Probe(channels, hw, fixed, ds.train.steps, device),
+            probe=Probe(in_channels=channels, in_hw=hw, fixed=fixed, steps_per_epoch=ds.train.steps, device=device),
         )
 
 
@@ -104,7 +104,7 @@ def _threads(scenario: Scenario) -> int:
     return set_threads(scenario.constraint.threads if latency else None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TFSetup:
     """The user module instantiated, its datasets built and checked, PreNet/PostNet dry-run."""
 

@@ -105,11 +105,13 @@ class TorchBackend:
             pre=pre,
             post=post,
             example=example,
-            probe=Probe(channels, hw, fixed, len(train_loader), str(device)),
+            probe=Probe(
+                in_channels=channels, in_hw=hw, fixed=fixed, steps_per_epoch=len(train_loader), device=str(device)
+            ),
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TorchSetup:
     """The user module instantiated, its datasets read and checked, PreNet/PostNet dry-run."""
 

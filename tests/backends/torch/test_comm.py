@@ -33,7 +33,9 @@ def _entry(rank: int, fn, out: str, *args) -> None:
 
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2")
     torch.set_num_threads(1)
-    comm = TorchDistributed(Launch("torchrun", rank, 2, rank, 2), torch.device("cpu"))
+    comm = TorchDistributed(
+        Launch(launcher="torchrun", rank=rank, world_size=2, local_rank=rank, local_size=2), torch.device("cpu")
+    )
     try:
         result = {"ok": fn(comm, *args)}
     except Exception as exc:
