@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
 import os
 import sys
+import sysconfig
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +19,7 @@ from dopt.errors import EXIT_FAILED, EXIT_USAGE, UserError
 from dopt.parallel.launcher import Launch, detect, refuse_many
 from dopt.store.lock import hold
 from dopt.store.workdir import WorkDir
+from dopt.text import shortened
 
 if TYPE_CHECKING:
     from dopt.scenario import Scenario
@@ -201,6 +204,7 @@ def _main(argv: list[str] | None) -> int:
         if not workdir.is_dir():
             raise UserError(f"--workdir {args.workdir}: no such directory", fix="pass an existing directory")
         _check_workdir(workdir, Path(args.config))
+        _STARTED_IN[workdir] = _identity(workdir)
         return _dispatch(command, args, argv, workdir, launch)
     except UserError as exc:
         _fill_file(exc, workdir)
@@ -295,6 +299,20 @@ def _report_failure(exc: BaseException, workdir: Path, user_code_exit: int = EXI
     """Report an exception raised during a run; the exit code is ``user_code_exit`` when it came
     from the user's code (``dopt validate``: 2, a run: 1), 1 otherwise."""
     stage = dlog.current_stage()
+    if _gone(workdir):  # whatever failed next (often the user's data loading) only followed from it
+        print(
+            f"{_TAG}: error while {stage}: the working directory {workdir} was deleted or moved during the run "
+            f"({type(exc).__name__}: {shortened(str(exc), 200)}). Fix: restore it and continue with --resume",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    if isinstance(exc, OSError) and exc.filename and (exc.errno in _FULL or getattr(exc, "dopt_write", False)):
+        print(
+            f"{_TAG}: error while {stage}: could not write {exc.filename}: {exc.strerror}. What was written before "
+            "is kept. Fix: free space or make that folder writable, then continue with --resume",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     original = exc
     frames = traceback.extract_tb(original.__traceback__)
     dopt_dir = str(Path(__file__).parent)
@@ -317,6 +335,12 @@ def _report_failure(exc: BaseException, workdir: Path, user_code_exit: int = EXI
     return EXIT_FAILED
 
 
+# A full disk, a file too large, a read-only folder, an exhausted quota, or any failed write of dopt's
+# own files (dopt.store.atomic.naming): the machine's state, not a bug: one line naming the file
+# (docs/resume.md#atomic-writes).
+_FULL = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT}
+
+
 def _in_collective(exc: BaseException) -> bool:
     """An exception raised inside torch.distributed or Horovod: in a run of several processes, the
     sign that another process stopped (its own error is on the console) or a collective timed out."""
@@ -327,6 +351,28 @@ def _in_collective(exc: BaseException) -> bool:
         f"{os.sep}torch{os.sep}distributed{os.sep}" in f.filename or f"{os.sep}horovod{os.sep}" in f.filename
         for f in frames
     )
+
+
+# The working directory as the command found it, to tell "deleted or moved during the run" (a
+# folder recreated by a later write has another inode).
+_STARTED_IN: dict[Path, tuple[int, int]] = {}
+
+
+def _identity(folder: Path) -> tuple[int, int]:
+    info = os.stat(folder)
+    return info.st_dev, info.st_ino
+
+
+def _gone(workdir: Path) -> bool:
+    try:
+        return workdir in _STARTED_IN and _identity(workdir) != _STARTED_IN[workdir]
+    except OSError:
+        return True
+
+
+_LIBRARIES = tuple(
+    sorted({path for key in ("stdlib", "platstdlib", "purelib", "platlib") if (path := sysconfig.get_paths().get(key))})
+)
 
 
 def _report_peer_failure(exc: BaseException) -> int:
@@ -344,7 +390,11 @@ def _report_peer_failure(exc: BaseException) -> int:
 
 
 def _is_user_file(filename: str, workdir: Path, dopt_dir: str) -> bool:
-    if filename.startswith(dopt_dir) or "site-packages" in filename or filename.startswith("<"):
+    """A frame of the user's own code: a file in the working directory, not dopt's, not Python's
+    and not an installed package's (a virtual environment may live in the working directory)."""
+    if filename.startswith((dopt_dir, "<", *_LIBRARIES)) or {"site-packages", "dist-packages"} & set(
+        Path(filename).parts
+    ):
         return False
     try:
         Path(filename).resolve().relative_to(workdir)

@@ -1,8 +1,11 @@
-"""The user-mistake error (exit 2). Failures during a run are ordinary exceptions (exit 1), see cli.py."""
+"""The user-mistake error (exit 2), and the error of a checkpoint that cannot be loaded (which the
+stages fall back from). Failures during a run are ordinary exceptions (exit 1), see cli.py."""
 
 from __future__ import annotations
 
-__all__ = ["UserError", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_EMPTY_FRONT"]
+from pathlib import Path
+
+__all__ = ["UserError", "CorruptCheckpoint", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_EMPTY_FRONT"]
 
 # The exit codes of every command (docs/cli.md#exit-codes): 0 success, 1 a failure during the run,
 # 2 a mistake the user can fix, 3 a search that ended with an empty front.
@@ -43,8 +46,25 @@ class UserError(Exception):
                     where += f":{self.column}"
             where += ": "
         key = f"{self.key}: " if self.key else ""
-        fix = f" Fix: {self.fix}" if self.fix else ""
-        what = self.what.rstrip()
+        fix = f" Fix: {_bounded(self.fix)}" if self.fix else ""
+        what = _bounded(self.what.rstrip())
         if fix and not what.endswith((".", "?", "!")):
             what += "."
         return f"{where}{key}{what}{fix}"
+
+
+def _bounded(text: str, limit: int = 1000) -> str:
+    """A message part of at most ``limit`` characters: one line, whatever value it quotes."""
+    return text if len(text) <= limit else f"{text[: limit - 1]}… ({len(text) - limit + 1:,} more characters)"
+
+
+class CorruptCheckpoint(Exception):
+    """A checkpoint file that cannot be loaded (torn, truncated, altered since it was written, or of
+    another supernet)."""
+
+    @classmethod
+    def of(cls, path: Path, exc: BaseException) -> CorruptCheckpoint:
+        """The error for ``path``, which failed to load with ``exc``: its name, the error's type and
+        the first line of its message (``supernet_epoch_3.pt: EOFError: Ran out of input``)."""
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return cls(f"{path.name}: {type(exc).__name__}: {first}")

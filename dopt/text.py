@@ -37,3 +37,11 @@ def rel(path: Path, base: Path) -> str:
         return str(path.relative_to(base))
     except ValueError:
         return str(path)
+
+
+def shortened(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out: a value quoted in a
+    message (a 5 MB name, a whole section) must not make the message as long as it is."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text) - limit + 1:,} more characters)"

@@ -79,13 +79,25 @@ def metric_name(module: ModuleType) -> str:
     name = getattr(module.UserModule, "metric_name", None)
     if name is None:
         return DEFAULT_METRIC_NAME
-    if not isinstance(name, str) or not 0 < len(name.strip()) <= 40 or any(ch in name for ch in ":#\n\r"):
+    if not _printable_name(name):
         raise UserError(
-            f"metric_name is {name!r}: expected a short text without ':', '#' or line breaks",
+            f"metric_name is {ascii(name)[:60]}: expected a short printable text without ':', '#' or line breaks",
             key="UserModule.metric_name",
             fix='e.g. metric_name = "top1_accuracy" (class attribute), or remove it for "accuracy"',
         )
     return name.strip()
+
+
+def _printable_name(name: object) -> bool:
+    """A name a header line, a CSV column and a plot label carry as they are: 1-40 printable
+    characters (no NUL, form feed, U+2028 or other separator, no lone surrogate), no ':' or '#'."""
+    if not isinstance(name, str) or not 0 < len(name.strip()) <= 40 or any(ch in name for ch in ":#"):
+        return False
+    try:
+        name.encode("utf-8")  # a lone surrogate cannot be written to any file
+    except UnicodeEncodeError:
+        return False
+    return name.isprintable()
 
 
 def file_sha256(path: Path) -> str:

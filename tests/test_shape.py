@@ -41,3 +41,34 @@ def test_no_function_takes_over_seven_parameters():
 def test_the_checker_counts_what_it_should():
     names = {(f, name) for f, name, _, _ in functions()}
     assert ("dopt/cli.py", "main") in names and ("dopt/pipeline/prepare.py", "prepare") in names
+
+
+def _dataclass_call(node: ast.ClassDef) -> ast.expr | None:
+    for deco in node.decorator_list:
+        target = deco.func if isinstance(deco, ast.Call) else deco
+        if (isinstance(target, ast.Name) and target.id == "dataclass") or (
+            isinstance(target, ast.Attribute) and target.attr == "dataclass"
+        ):
+            return deco
+    return None
+
+
+def wide_positional_dataclasses() -> list[str]:
+    """Dataclasses of dopt/ with more than three fields that can still be built by position."""
+    found = []
+    for path in sorted((ROOT / "dopt").rglob("*.py")):
+        if "templates" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ClassDef) or (deco := _dataclass_call(node)) is None:
+                continue
+            fields = [s for s in node.body if isinstance(s, ast.AnnAssign) and "ClassVar" not in ast.unparse(s)]
+            keywords = {k.arg: ast.unparse(k.value) for k in getattr(deco, "keywords", [])}
+            if len(fields) > 3 and keywords.get("kw_only") != "True":
+                found.append(f"{path.relative_to(ROOT)}: {node.name} ({len(fields)} fields)")
+    return found
+
+
+def test_wide_dataclasses_are_built_by_keyword():
+    wide = wide_positional_dataclasses()
+    assert not wide, "\n".join(wide)

@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dopt.costs import Costs
+from dopt.errors import CorruptCheckpoint
 from dopt.evaluation import EvalOps
 from dopt.latency.build import LatencyMeter
 from dopt.parallel.comm import Comm
@@ -33,18 +34,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, 2, epoch]).generate_state(1)[0]) & 0x7FFFFFFF
 
 
-class CorruptCheckpoint(Exception):
-    """A checkpoint file that cannot be loaded (torn, truncated, or of another supernet)."""
-
-    @classmethod
-    def of(cls, path: Path, exc: BaseException) -> CorruptCheckpoint:
-        """The error for ``path``, which failed to load with ``exc``: its name, the error's type and
-        the first line of its message (``supernet_epoch_3.pt: EOFError: Ran out of input``)."""
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        return cls(f"{path.name}: {type(exc).__name__}: {first}")
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Probe:
     """What a dry run through PreNet and PostNet tells the core (docs/search-space.md#genes, docs/costs.md#measured-on-the-extracted-model)."""
 

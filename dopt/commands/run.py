@@ -16,6 +16,7 @@ from dopt.pipeline.plan import plan
 from dopt.pipeline.prepare import prepare
 from dopt.pipeline.results import empty_front
 from dopt.pipeline.run import RunSummary, run
+from dopt.results.pareto import damage
 from dopt.scenario import Scenario
 from dopt.store.identity import RunRecord
 from dopt.text import cost_text, rel
@@ -33,7 +34,14 @@ def run_command(scenario: Scenario, record: RunRecord | None, args: argparse.Nam
     todo = plan(
         scenario, resume=args.resume, stage=args.stage, results=results, overwrite=args.overwrite, record=record
     )
-    if todo.finished and (todo.results_dir / "pareto.json").exists():
+    damaged = damage(todo.results_dir) if todo.finished else ""
+    if todo.finished and damaged and main:
+        logging.getLogger("dopt").warning(
+            "the finished run's %s/ is damaged (%s): writing it again from the journal",
+            rel(todo.results_dir, Path.cwd()),
+            damaged,
+        )
+    if todo.finished and not damaged:
         if main:
             print(
                 f"dopt: nothing to resume: the run finished; results in {rel(todo.results_dir, Path.cwd())}/ "

@@ -31,6 +31,7 @@ from dopt.scenario import Scenario
 from dopt.store.atomic import atomic_write_text
 from dopt.store.epochs import EpochCheckpoints
 from dopt.store.identity import RunRecord
+from dopt.store.results_folder import check_inside
 from dopt.store.workdir import WorkDir
 from dopt.text import rel
 from dopt.training import StepLog, TrainHooks, TrainState, train
@@ -91,6 +92,12 @@ def train_command(scenario: Scenario, record: RunRecord | None, args: argparse.N
         script = result_script(scenario.workdir, args.result, results)
     if args.resume and args.overwrite:
         raise UserError("--resume and --overwrite contradict each other", fix="pass one of them")
+    check_inside(  # the trained weights go beside the script, under this working directory's lock
+        script.resolve().parent,
+        scenario.workdir.resolve(),
+        f"{script.name} in {script.parent}",
+        "train a result of this working directory, or run dopt train in the working directory that holds it",
+    )
     options = TrainOptions(
         epochs=args.epochs, from_scratch=args.from_scratch, resume=args.resume, overwrite=args.overwrite
     )

@@ -11,6 +11,7 @@ from dopt.errors import UserError
 from dopt.scenario import Scenario
 from dopt.store import search_state
 from dopt.store.identity import RunRecord, check_identity, read_record, training_identity
+from dopt.store.results_folder import check_results_folder, foreign_entries
 from dopt.store.workdir import SEARCH_STATE, WorkDir
 from dopt.text import rel
 from dopt.user_module import file_sha256
@@ -67,6 +68,7 @@ def plan(
     record = _check_checkpoints(sc, record, "search again")
     _check_trained(work)
     results_dir = results_dir_of(sc, results)
+    check_results_folder(results_dir, work, _datasets(sc), overwrite=overwrite and not resume)
     p = Plan(stage="search", resume=resume, overwrite=overwrite, results_dir=results_dir, workdir=work, record=record)
     if resume:
         if not p.search_dir.exists():
@@ -109,6 +111,8 @@ def _whole_run(
                 fix="pass --resume to continue that run, --overwrite to replace it, or run in another "
                 "working directory (--workdir)",
             )
+        if overwrite:
+            _check_replaceable(existing, work, _datasets(sc))
         return Plan(stage="all", resume=False, overwrite=overwrite, results_dir=work.results, workdir=work)
     record = _check_checkpoints(sc, record, "resume")
     done = search_state.finished(work.search_dir(work.results) / SEARCH_STATE, sc)
@@ -127,6 +131,31 @@ def trained(sc: Scenario, what: str, record: RunRecord | None = None) -> RunReco
     record = _check_checkpoints(sc, record, what)
     _check_trained(WorkDir(sc.workdir))
     return record
+
+
+def _datasets(sc: Scenario) -> list[Path]:
+    """The local dataset paths of the scenario (a remote URL is nothing dopt could remove)."""
+    ds = sc.dataset
+    return [Path(d) for d in (ds.train_dir, ds.val_dir, ds.pre_train_dir) if d and "://" not in d]
+
+
+def _check_replaceable(existing: list[Path], work: WorkDir, datasets: list[Path]) -> None:
+    """--overwrite of a whole run removes ``existing``: never a dataset in them, nor files dopt
+    did not write into results/."""
+    for folder in existing:
+        inside = [d for d in datasets if folder.resolve() in d.resolve().parents or d.resolve() == folder.resolve()]
+        if inside:
+            raise UserError(
+                f"--overwrite would remove {folder.name}/, which holds the dataset {rel(inside[0], work.root)}",
+                fix="move the dataset out of dopt's output folders (results/, checkpoints/, log_*/)",
+            )
+    foreign = foreign_entries(work.results) if work.results.is_dir() else []
+    if foreign:
+        names = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
+        raise UserError(
+            f"--overwrite would remove results/, which holds files dopt did not write ({names})",
+            fix="move those files elsewhere, or run in another working directory (--workdir)",
+        )
 
 
 def _check_trained(work: WorkDir) -> None:

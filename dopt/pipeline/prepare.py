@@ -5,6 +5,7 @@ Nothing is written."""
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from pathlib import Path
 from types import ModuleType
@@ -67,6 +68,7 @@ def prepare(
         setup = backend.setup(scenario, module, seed, comm)
     probe = setup.probe
     space = SearchSpace(scenario.supernet, probe.in_channels)
+    _check_memory(space, CostModel(space, probe.in_hw, probe.fixed))
     with stage("building the supernet"):
         session = setup.build_supernet(space)
     pretraining = None
@@ -94,6 +96,32 @@ def prepare(
         latency=latency,
         pretraining=pretraining,
     )
+
+
+# Bytes per weight while training: the weight, its gradient and Adam's two moments, in float32.
+_TRAINING_BYTES_PER_WEIGHT = 16
+
+
+def _check_memory(space: SearchSpace, costs: CostModel) -> None:
+    """Refuse a supernet whose weights alone could not be trained in this machine's memory, before
+    anything is allocated (the supernet holds the largest subnet's weights).
+
+    Raises:
+        UserError: the estimate exceeds the machine's physical memory.
+    """
+    weights = costs.cost("size", space.decode(space.largest()))
+    need = weights * _TRAINING_BYTES_PER_WEIGHT
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX: nothing to compare with
+        return
+    if need > have:
+        raise UserError(
+            f"the largest subnet has {weights:,.0f} parameters: training it needs at least {need / 2**30:,.1f} GiB "
+            f"(weights, gradients and optimizer state), more than this machine's {have / 2**30:,.1f} GiB",
+            key="scenario.strategy.supernet",
+            fix="use fewer or narrower layers (filters), smaller kernel_sizes or expand_ratios",
+        )
 
 
 def _metric_name(module: ModuleType) -> str:

@@ -130,16 +130,14 @@ def _record(p: Prepared, plan: Plan, ctx: RunContext) -> None:
     """Clear what --overwrite replaces, then write (or check) the run record; the other processes
     read nothing before rank 0 has done both."""
     sc = p.scenario
-    if plan.overwrite:
-        ctx.write(_clear, plan)
     run_file = plan.workdir.run_file
-    if plan.stage == "all" and not plan.resume:
-        ctx.write(write_record, run_file, p.identity, _threads(), sc.overrides)
-    else:
+    if plan.stage != "all" or plan.resume:  # checked before --overwrite removes anything
         assert plan.record is not None  # the plan checked there is one
         check_identity(plan.record, p.identity, "resume" if plan.resume else "search again", _threads())
-        if plan.stage == "all":  # a resumed run keeps the --set options it now runs with
-            ctx.write(write_record, run_file, p.identity, _threads(), sc.overrides)
+    if plan.overwrite:
+        ctx.write(_clear, plan)
+    if plan.stage == "all":  # a new run's record; a resumed run keeps the --set options it now runs with
+        ctx.write(write_record, run_file, p.identity, _threads(), sc.overrides)
     ctx.comm.barrier()
 
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from dopt.backends.base import CorruptCheckpoint
-from dopt.errors import UserError
+from dopt.errors import CorruptCheckpoint, UserError
 from dopt.log import Progress
 from dopt.parallel.comm import SampleCheck
 from dopt.pipeline.convergence import ConvergenceCheck
@@ -63,7 +62,7 @@ def train_supernet(s: StageInput) -> None:
         train(
             p.session, sampler(p.space, sc.training, p.seed), range(start, sc.epochs), state, hooks, sc.training.distill
         )
-    ctx.write(p.session.save, checkpoints.final, state.step)
+    ctx.write(checkpoints.save_final, lambda path: p.session.save(path, state.step))
     log.info("supernet trained: %d epochs, %d steps", sc.epochs, sc.epochs * steps)
     for warning in check.warnings() if ctx.is_main else []:
         log.warning("%s", warning)
@@ -73,7 +72,7 @@ def _resume(p: Prepared, checkpoints: EpochCheckpoints) -> tuple[int, TrainState
     """(epochs done, counters) from the newest readable checkpoint; None when the final one loads."""
     if checkpoints.final.exists():
         try:
-            p.session.load(checkpoints.final)
+            checkpoints.load_final(p.session.load)
             log.info("supernet already trained: loaded %s", checkpoints.final.name)
             return None
         except CorruptCheckpoint as exc:
@@ -92,9 +91,10 @@ def _resume(p: Prepared, checkpoints: EpochCheckpoints) -> tuple[int, TrainState
 
 def load_final(p: Prepared, folder: Path) -> None:
     """Load the trained supernet from ``folder`` (checkpoints/) for another search or an analysis."""
-    final = supernet_checkpoints(p, folder).final
+    checkpoints = supernet_checkpoints(p, folder)
+    final = checkpoints.final
     try:
-        p.session.load(final)
+        checkpoints.load_final(p.session.load)
     except CorruptCheckpoint as exc:
         raise UserError(
             f"{final} cannot be loaded ({exc})",

@@ -7,13 +7,14 @@ import io
 import json
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 from dopt.archive import Archive
 from dopt.costs import kinds
 from dopt.store.atomic import atomic_write_text
 
-__all__ = ["front_entries", "write_json", "write_csv", "csv_columns"]
+__all__ = ["front_entries", "write_json", "write_csv", "csv_columns", "damage"]
 
 _RESERVED = ("objective", "constraint", "archive", "front")
 # Timings differ between two runs of one seed; pareto.json must not (docs/search.md#reproducibility).
@@ -62,6 +63,25 @@ def write_json(
     }
     # allow_nan=False: a NaN that slipped through would make the file unreadable by strict parsers.
     atomic_write_text(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
+
+
+def damage(folder: Path) -> str:
+    """What is missing or broken in the results folder of a finished search ("" when nothing): its
+    ``pareto.json`` readable with a front, ``pareto.csv``, ``pareto.png``, and for every front
+    member its result script and weights."""
+    try:
+        doc = json.loads((folder / "pareto.json").read_text())
+        numbers = [int(entry["n"]) for entry in doc["front"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"pareto.json is unreadable ({type(exc).__name__})"
+    missing = [name for name in ("pareto.csv", "pareto.png") if not (folder / name).is_file()]
+    for n in numbers:
+        script = folder / f"model_arch_result_{n}.py"
+        if not script.is_file() or script.stat().st_size == 0:
+            missing.append(script.name)
+        if not any(folder.glob(f"model_arch_result_{n}.weights.*")):
+            missing.append(f"model_arch_result_{n}.weights.*")
+    return f"{', '.join(missing[:3])} missing or empty" if missing else ""
 
 
 def csv_columns() -> tuple[str, ...]:

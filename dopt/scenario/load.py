@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from os import PathLike
 from pathlib import Path
@@ -22,6 +23,7 @@ from dopt.errors import UserError
 from dopt.scenario.model import Scenario
 from dopt.scenario.rules import build
 from dopt.scenario.schema import SCHEMA, Invalid, Key, Section, defaults, unknown_key
+from dopt.text import shortened
 
 __all__ = ["load", "merge_overrides", "override_key"]
 
@@ -85,28 +87,50 @@ def merge_overrides(first: Iterable[str], then: Iterable[str]) -> tuple[str, ...
 # --- text and YAML -------------------------------------------------------------------------------
 
 
+# A scenario is kilobytes; a file far larger is a mistake (or /dev/zero) and is not read whole.
+MAX_SCENARIO_BYTES = 1 << 20
+
+
 def _read(file: Path, shown: str) -> str:
+    """The scenario's text, read only from a regular file of at most MAX_SCENARIO_BYTES (a FIFO
+    would block, a device never end)."""
     fix = "pass the path of your scen.yaml, e.g. dopt -c scen.yaml (dopt init writes one)"
     try:
-        return file.read_text(encoding="utf-8-sig")
+        mode = file.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise UserError("is a directory, not a file", file=shown, fix=fix)
+        if not stat.S_ISREG(mode):
+            raise UserError("is not a regular file (a pipe, a device or a socket)", file=shown, fix=fix)
+        with file.open("rb") as f:
+            data = f.read(MAX_SCENARIO_BYTES + 1)
+        if len(data) > MAX_SCENARIO_BYTES:
+            raise UserError(
+                f"is over {MAX_SCENARIO_BYTES // 1024} KiB; a scenario is a few kilobytes", file=shown, fix=fix
+            )
+        return data.decode("utf-8-sig")
     except FileNotFoundError:
         raise UserError("no such file", file=shown, fix=fix) from None
-    except IsADirectoryError:
-        raise UserError("is a directory, not a file", file=shown, fix=fix) from None
     except UnicodeDecodeError as err:
         raise UserError(f"not UTF-8 text (byte {err.start})", file=shown, fix="save it as UTF-8") from None
     except OSError as err:
         raise UserError(f"cannot read it: {err.strerror}", file=shown, fix=fix) from None
 
 
+# A scenario has a few hundred values a few levels deep. More is a mistake or a YAML alias bomb
+# (an anchor repeated nine times per level expands to billions of values), refused before any
+# value is expanded or checked.
+MAX_VALUES, MAX_DEPTH = 100_000, 20
+
+
 def _parse(text: str, shown: str, *, positions: bool = True) -> Any:
+    _check_nesting(text, shown)
     try:
-        return YAML(typ="rt").load(text)  # round-trip: CommentedMap keeps .lc line/column
+        doc = YAML(typ="rt").load(text)  # round-trip: CommentedMap keeps .lc line/column
     except YAMLError as err:
-        what = str(getattr(err, "problem", None) or str(err).strip().splitlines()[0])
+        what = shortened(str(getattr(err, "problem", None) or str(err).strip().splitlines()[0]), 200)
         context = getattr(err, "context", None)
         if context:
-            what += f" ({context})"
+            what += f" ({shortened(str(context), 200)})"
         mark = getattr(err, "problem_mark", None) if positions else None
         raise UserError(
             f"invalid YAML: {what}",
@@ -115,6 +139,60 @@ def _parse(text: str, shown: str, *, positions: bool = True) -> Any:
             line=mark.line + 1 if mark else None,
             column=mark.column + 1 if mark else None,
         ) from None
+    except ValueError as err:  # e.g. an integer of over 4,300 digits, which Python will not convert
+        raise UserError(
+            f"invalid value: {shortened(str(err), 200)}", file=shown, fix="write numbers a real run can have"
+        ) from None
+    except RecursionError:
+        raise UserError(
+            f"nested over {MAX_DEPTH} levels deep", file=shown, fix="a scenario is a few levels deep"
+        ) from None
+    _check_bounds(doc, shown)
+    return doc
+
+
+def _check_nesting(text: str, shown: str) -> None:
+    """Refuse text nested far deeper than MAX_DEPTH before parsing it: the YAML parser recurses per
+    level and takes seconds to fail at a thousand (``[[[[...]]]]``, or lines indented that deep)."""
+    depth = deepest = 0
+    quote = ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "\n":
+            depth = max(depth, 0)
+    indent = max((len(line) - len(line.lstrip(" ")) for line in text.splitlines()), default=0)
+    if deepest > 4 * MAX_DEPTH or indent > 8 * MAX_DEPTH:
+        raise UserError(f"nested over {MAX_DEPTH} levels deep", file=shown, fix="a scenario is a few levels deep")
+
+
+def _check_bounds(doc: Any, shown: str) -> None:
+    """Refuse a document of over MAX_VALUES values (aliases counted each time they are used) or
+    nested over MAX_DEPTH levels, without expanding it."""
+    stack, seen = [(doc, 0)], 0
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise UserError(
+                f"expands to over {MAX_VALUES:,} values (YAML anchors and aliases repeated?)",
+                file=shown,
+                fix="write the scenario's values out; a scenario holds a few hundred",
+            )
+        if depth > MAX_DEPTH:
+            raise UserError(f"nested over {MAX_DEPTH} levels deep", file=shown, fix="a scenario is a few levels deep")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+            stack.extend((k, depth + 1) for k in node)
+        elif isinstance(node, (list, tuple)):
+            stack.extend((v, depth + 1) for v in node)
 
 
 def _yaml_fix(problem: str) -> str:
@@ -279,7 +357,7 @@ class _Reader:
             detail = f" ({bad.detail})" if bad.detail else ""
             self.fail(
                 path,
-                f"expected {key.check.expected}, got {value!r}{detail}",
+                f"expected {key.check.expected}, got {shortened(repr(value))}{detail}",
                 bad.fix or f"e.g. {key.example}",
                 bad.index,
             )

@@ -23,7 +23,7 @@ Framework = Literal["pytorch", "tensorflow"]
 Application = Literal["image_classification", "object_detection", "semantic_segmentation"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Constraint:
     application: Application
     kind: str  # a registered cost kind: size, flops, latency, ... (dopt.costs)
@@ -32,7 +32,7 @@ class Constraint:
     threads: int = 1  # latency only: CPU threads of the latency measurements (docs/latency.md#threads)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SearchSpaceChoices:
     """Per-layer choices of the skeleton (docs/search-space.md#genes); `supernet.search_space` overrides them."""
 
@@ -44,7 +44,7 @@ class SearchSpaceChoices:
     skip: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Supernet:
     input_shape: tuple[int, int, int]  # as written: CHW for channels_first, HWC for channels_last
     data_format: Literal["channels_first", "channels_last"]
@@ -62,7 +62,7 @@ class Supernet:
         return (c, h, w)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Optimizer:
     type: Literal["SGD", "Momentum", "Adam"]
     learning_rate: float
@@ -71,7 +71,7 @@ class Optimizer:
     scale_lr: bool = True  # multiplied by the number of processes of a distributed run (docs/distributed.md)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Dataset:
     train_dir: str  # absolute path (or a remote URL, passed through)
     val_dir: str
@@ -79,7 +79,7 @@ class Dataset:
     pre_train_epochs: int = 10
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Searcher:
     generation_num: int = 20
     pop_size: int = 40
@@ -93,7 +93,7 @@ class Searcher:
     eval_batches: int | None = None  # None: the whole validation set
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Training:
     # Sandwich with in-place distillation: the defaults that the convergence benchmark measured best
     # for a fixed number of epochs (docs/search-space.md#training).
@@ -111,7 +111,7 @@ class Resource:
     gpu_ids: tuple[int, ...] = (0,)  # () means the CPU
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Scenario:
     path: Path  # the scen.yaml that was read (absolute)
     workdir: Path  # where user_module.py lives and outputs go (absolute)

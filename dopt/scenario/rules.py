@@ -20,6 +20,7 @@ from dopt.scenario.model import (
     Training,
 )
 from dopt.scenario.schema import defaults
+from dopt.text import shortened
 
 if TYPE_CHECKING:
     from dopt.scenario.load import _Reader
@@ -36,7 +37,7 @@ def build(r: _Reader, path: Path, workdir: Path) -> Scenario:
     app = r.get(_S + "constraint.application_type")
     c = _S + "constraint."
     constraint = Constraint(
-        app,
+        application=app,
         kind=r.get(c + "constraint_type"),
         value=r.get(c + "constraint_value"),
         processor=r.get(c + "processor_version"),
@@ -115,7 +116,14 @@ def _supernet(r: _Reader, framework: str, app: str) -> Supernet:
             f"feature_choose: {[i for i in chosen if i < len(filters)] or [len(filters) - 1]}",
         )
     space = SearchSpaceChoices(**_section(r, p + "search_space"))
-    return Supernet(shape, layout, filters, strides, chosen, space)
+    return Supernet(
+        input_shape=shape,
+        data_format=layout,
+        filters=filters,
+        strides=strides,
+        feature_choose=chosen,
+        search_space=space,
+    )
 
 
 def _length_mismatch(r: _Reader, p: str, filters: tuple[int, ...], strides: tuple[int, ...]) -> NoReturn:
@@ -159,7 +167,9 @@ def _optimizer(r: _Reader, framework: str, app: str) -> Optimizer:
         )
     rate = r.get(p + "learning_rate") or (1e-5 if seg else 1e-4)
     scale = r.get(p + "scale_lr")
-    return Optimizer(kind, rate, betas, momentum, True if scale is None else bool(scale))
+    return Optimizer(
+        type=kind, learning_rate=rate, betas=betas, momentum=momentum, scale_lr=True if scale is None else bool(scale)
+    )
 
 
 def _dataset(r: _Reader, app: str, workdir: Path) -> Dataset:
@@ -185,22 +195,30 @@ def _dataset(r: _Reader, app: str, workdir: Path) -> Dataset:
     epochs = r.get(p + "pre_train_epochs")
     if p + "pre_train_epochs" in r.values and pre is None:
         r.warn(p + "pre_train_epochs", f"ignored for {app}", "remove it (pre-training is for detection/segmentation)")
-    return Dataset(train, _local(r, p + "val_dir", r.get(p + "val_dir"), workdir), pre, epochs)
+    return Dataset(
+        train_dir=train,
+        val_dir=_local(r, p + "val_dir", r.get(p + "val_dir"), workdir),
+        pre_train_dir=pre,
+        pre_train_epochs=epochs,
+    )
 
 
 def _local(r: _Reader, key: str, raw: str, workdir: Path) -> str:
     """An absolute path that exists (file or directory), or a remote URL as written."""
     if _URL.match(raw):
         return raw
-    resolved = (workdir / Path(raw).expanduser()).resolve()
-    if resolved.exists():
-        return str(resolved)
     name = key.rpartition(".")[2]
-    r.fail(
-        key,
-        f"{raw!r} resolves to {str(resolved)!r}, which does not exist",
-        f"create it or correct the path (relative paths start at {workdir}), e.g. {name}: data/{name[:-4]}",
-    )
+    fix = f"create it or correct the path (relative paths start at {workdir}), e.g. {name}: data/{name[:-4]}"
+    if "\0" in raw or not raw.isprintable() or len(raw) > 1024:
+        r.fail(key, f"{shortened(ascii(raw))} is not a path: control characters or over 1,024 characters", fix)
+    try:
+        resolved = (workdir / Path(raw).expanduser()).resolve()
+        exists = resolved.exists()
+    except (OSError, ValueError, RuntimeError) as exc:  # a name too long for the file system, a link loop
+        r.fail(key, f"{shortened(repr(raw))} cannot be looked up ({type(exc).__name__}: {shortened(str(exc))})", fix)
+    if exists:
+        return str(resolved)
+    r.fail(key, f"{shortened(repr(raw))} resolves to {shortened(repr(str(resolved)))}, which does not exist", fix)
 
 
 def _training(r: _Reader) -> Training:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dopt.scenario.model import Searcher, SearchSpaceChoices, Supernet, Training
+from dopt.text import shortened
 
 __all__ = [
     "REQUIRED",
@@ -70,7 +71,7 @@ class Check:
         return self.convert(value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Key:
     name: str
     check: Check
@@ -83,7 +84,7 @@ class Key:
         return self.default is REQUIRED
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Section:
     name: str
     keys: tuple[Key | Section, ...]
@@ -106,13 +107,22 @@ def _is_number(v: Any) -> bool:
     return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
 
 
-def integer(minimum: int) -> Check:
+def integer(minimum: int, maximum: int | None = None) -> Check:
+    """An integer of at least ``minimum`` (and at most ``maximum``: a bound a real run stays far
+    below, so that an absurd value is a clear error here, not an overflow or a huge allocation later)."""
+
     def convert(v: Any) -> int:
-        if not _is_int(v) or v < minimum:
+        if not _is_int(v) or v < minimum or (maximum is not None and v > maximum):
             raise Invalid()
         return int(v)
 
+    if maximum is not None:
+        return Check(f"an integer from {minimum} to {maximum:,}", convert)
     return Check("an integer > 0" if minimum == 1 else f"an integer >= {minimum}", convert)
+
+
+# Upper bounds of what a real run can have (docs/scenario.md#reading-rules).
+MAX_CHANNELS, MAX_KERNEL, MAX_EXPAND, MAX_COUNT, MAX_SEED = 16_384, 15, 16, 100_000, 2**32 - 1
 
 
 def number(low: float, high: float | None = None, *, closed: str = "", as_float: bool = True) -> Check:
@@ -203,7 +213,7 @@ def sequence(
             try:
                 out.append(item(x))
             except Invalid:
-                raise Invalid(f"item {i} is {x!r}", index=i) from None
+                raise Invalid(f"item {i} is {shortened(repr(x))}", index=i) from None
         return tidy(tuple(out)) if tidy else tuple(out)
 
     return Check(text, convert)
@@ -220,7 +230,7 @@ def _ascending(values: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _odd(v: Any) -> int:
-    if not _is_int(v) or v < 1 or v % 2 == 0:
+    if not _is_int(v) or not 1 <= v <= MAX_KERNEL or v % 2 == 0:
         raise Invalid()
     return int(v)
 
@@ -231,7 +241,7 @@ def _stride(v: Any) -> int:
     return int(v)
 
 
-_SHAPE = sequence(integer(1), "integers > 0", length=3)
+_SHAPE = sequence(integer(1, MAX_CHANNELS), f"integers from 1 to {MAX_CHANNELS:,}", length=3)
 
 
 def _input_shape(v: Any) -> tuple[int, ...]:
@@ -272,320 +282,401 @@ _SS, _SEARCHER, _TRAINING = SearchSpaceChoices(), Searcher(), Training()
 _FRAMEWORK_DEFAULT = "channels_first for PyTorch (its only option), channels_last for TensorFlow"
 
 _CONSTRAINT = Section(
-    "constraint",
-    (
+    name="constraint",
+    keys=(
         Key(
-            "application_type",
-            choice("image_classification", "object_detection", "semantic_segmentation"),
-            REQUIRED,
-            "application_type: image_classification",
-            "the task PreNet/PostNet solve",
+            name="application_type",
+            check=choice("image_classification", "object_detection", "semantic_segmentation"),
+            default=REQUIRED,
+            example="application_type: image_classification",
+            doc="the task PreNet/PostNet solve",
         ),
         Key(
-            "constraint_type",
-            _CostKindChoice(),
-            REQUIRED,
-            "constraint_type: size",
-            "what the constraint limits: parameters, FLOPs or milliseconds at batch 1 (docs/costs.md, docs/latency.md)",
+            name="constraint_type",
+            check=_CostKindChoice(),
+            default=REQUIRED,
+            example="constraint_type: size",
+            doc="what the constraint limits: parameters, FLOPs or milliseconds at batch 1 (docs/costs.md, docs/latency.md)",
         ),
         Key(
-            "constraint_value",
-            number(0, as_float=False),
-            REQUIRED,
-            "constraint_value: 11000000",
-            "the limit: max parameters / max FLOPs / max milliseconds",
+            name="constraint_value",
+            check=number(0, as_float=False),
+            default=REQUIRED,
+            example="constraint_value: 11000000",
+            doc="the limit: max parameters / max FLOPs / max milliseconds",
         ),
         Key(
-            "processor_version",
-            TEXT,
-            "host",
-            "processor_version: host",
-            "latency only: host measures this machine (its CPU, or the GPU in use); another name needs "
+            name="processor_version",
+            check=TEXT,
+            default="host",
+            example="processor_version: host",
+            doc="latency only: host measures this machine (its CPU, or the GPU in use); another name needs "
             "UserModule.latency_func (docs/latency.md)",
         ),
         Key(
-            "latency_threads",
-            integer(1),
-            1,
-            "latency_threads: 1",
-            "latency only: CPU threads of the latency measurements, part of the table's key (docs/latency.md#threads)",
+            name="latency_threads",
+            check=integer(1),
+            default=1,
+            example="latency_threads: 1",
+            doc="latency only: CPU threads of the latency measurements, part of the table's key (docs/latency.md#threads)",
         ),
     ),
-    "constraint: {application_type: image_classification, constraint_type: size, constraint_value: 11000000}",
-    "the task and the hardware limit",
+    example="constraint: {application_type: image_classification, constraint_type: size, constraint_value: 11000000}",
+    doc="the task and the hardware limit",
     required=True,
 )
 
 _SEARCH_SPACE = Section(
-    "search_space",
-    (
+    name="search_space",
+    keys=(
         Key(
-            "kernel_sizes",
-            sequence(Check("odd", _odd), "odd integers >= 1", tidy=_sorted_set),
-            _SS.kernel_sizes,
-            "kernel_sizes: [3, 5, 7]",
-            "depthwise kernel choices per layer",
+            name="kernel_sizes",
+            check=sequence(Check("odd", _odd), f"odd integers from 1 to {MAX_KERNEL}", tidy=_sorted_set),
+            default=_SS.kernel_sizes,
+            example="kernel_sizes: [3, 5, 7]",
+            doc="depthwise kernel choices per layer",
         ),
         Key(
-            "expand_ratios",
-            sequence(integer(1), "integers >= 1", tidy=_sorted_set),
-            _SS.expand_ratios,
-            "expand_ratios: [3, 6]",
-            "inverted-bottleneck expansion choices",
+            name="expand_ratios",
+            check=sequence(integer(1, MAX_EXPAND), f"integers from 1 to {MAX_EXPAND}", tidy=_sorted_set),
+            default=_SS.expand_ratios,
+            example="expand_ratios: [3, 6]",
+            doc="inverted-bottleneck expansion choices",
         ),
         Key(
-            "width_ratios",
-            sequence(number(0, 1, closed="high"), "numbers in (0, 1]", tidy=_sorted_set),
-            _SS.width_ratios,
-            "width_ratios: [0.5, 0.75, 1.0]",
-            "fractions of filters a layer may keep",
+            name="width_ratios",
+            check=sequence(number(0, 1, closed="high"), "numbers in (0, 1]", tidy=_sorted_set),
+            default=_SS.width_ratios,
+            example="width_ratios: [0.5, 0.75, 1.0]",
+            doc="fractions of filters a layer may keep",
         ),
-        Key("skip", BOOL, _SS.skip, "skip: true", "whether layers that allow it may be skipped"),
+        Key(
+            name="skip",
+            check=BOOL,
+            default=_SS.skip,
+            example="skip: true",
+            doc="whether layers that allow it may be skipped",
+        ),
     ),
-    "search_space: {kernel_sizes: [3, 5]}",
-    "per-layer choices (dopt extension, docs/search-space.md#genes)",
+    example="search_space: {kernel_sizes: [3, 5]}",
+    doc="per-layer choices (dopt extension, docs/search-space.md#genes)",
 )
 
 _SUPERNET = Section(
-    "supernet",
-    (
+    name="supernet",
+    keys=(
         Key(
-            "input_shape",
-            Check("a shape like (3, 224, 224): three integers > 0", _input_shape),
-            Depends("(3, 224, 224) for channels_first, (224, 224, 3) for channels_last"),
-            "input_shape: (3, 224, 224)",
-            "CHW for channels_first, HWC for channels_last",
+            name="input_shape",
+            check=Check("a shape like (3, 224, 224): three integers > 0", _input_shape),
+            default=Depends("(3, 224, 224) for channels_first, (224, 224, 3) for channels_last"),
+            example="input_shape: (3, 224, 224)",
+            doc="CHW for channels_first, HWC for channels_last",
         ),
         Key(
-            "data_format",
-            choice("channels_first", "channels_last"),
-            Depends(_FRAMEWORK_DEFAULT),
-            "data_format: channels_first",
-            "the layout of input_shape and of the tensors",
+            name="data_format",
+            check=choice("channels_first", "channels_last"),
+            default=Depends(_FRAMEWORK_DEFAULT),
+            example="data_format: channels_first",
+            doc="the layout of input_shape and of the tensors",
         ),
         Key(
-            "filters",
-            sequence(integer(1), "integers > 0"),
-            Supernet.filters,
-            "filters: [64, 64, 128, 128, 256, 256]",
-            "max output channels of each skeleton layer",
+            name="filters",
+            check=sequence(integer(1, MAX_CHANNELS), f"integers from 1 to {MAX_CHANNELS:,}"),
+            default=Supernet.filters,
+            example="filters: [64, 64, 128, 128, 256, 256]",
+            doc="max output channels of each skeleton layer",
         ),
         Key(
-            "strides",
-            sequence(Check("1 or 2", _stride), "strides (1 or 2)"),
-            Supernet.strides,
-            "strides: [1, 1, 2, 1, 2, 1]",
-            "stride of each layer; as many as filters",
+            name="strides",
+            check=sequence(Check("1 or 2", _stride), "strides (1 or 2)"),
+            default=Supernet.strides,
+            example="strides: [1, 1, 2, 1, 2, 1]",
+            doc="stride of each layer; as many as filters",
         ),
         Key(
-            "feature_choose",
-            sequence(integer(0), "integers >= 0", empty_ok=True, tidy=_ascending),
-            (),
-            "feature_choose: [4, 5]",
-            "detection/segmentation: layers whose outputs PostNet also receives (docs/tasks.md)",
+            name="feature_choose",
+            check=sequence(integer(0), "integers >= 0", empty_ok=True, tidy=_ascending),
+            default=(),
+            example="feature_choose: [4, 5]",
+            doc="detection/segmentation: layers whose outputs PostNet also receives (docs/tasks.md)",
         ),
         _SEARCH_SPACE,
     ),
-    "supernet: {filters: [16, 32], strides: [1, 2]}",
-    "the searchable skeleton (docs/search-space.md#the-supernet)",
+    example="supernet: {filters: [16, 32], strides: [1, 2]}",
+    doc="the searchable skeleton (docs/search-space.md#the-supernet)",
 )
 
 _WEIGHTS_OPTIMIZER = Section(
-    "weights_optimizer",
-    (
+    name="weights_optimizer",
+    keys=(
         Key(
-            "type",
-            choice("SGD", "Momentum", "Adam"),
-            Depends("Adam; Momentum for TensorFlow semantic_segmentation"),
-            "type: Adam",
-            "PyTorch: SGD or Adam",
+            name="type",
+            check=choice("SGD", "Momentum", "Adam"),
+            default=Depends("Adam; Momentum for TensorFlow semantic_segmentation"),
+            example="type: Adam",
+            doc="PyTorch: SGD or Adam",
         ),
         Key(
-            "betas",
-            sequence(number(0, 1), "numbers in (0, 1)", length=2),
-            (0.9, 0.999),
-            "betas: [0.9, 0.999]",
-            "Adam's beta1, beta2",
+            name="betas",
+            check=sequence(number(0, 1), "numbers in (0, 1)", length=2),
+            default=(0.9, 0.999),
+            example="betas: [0.9, 0.999]",
+            doc="Adam's beta1, beta2",
         ),
         Key(
-            "learning_rate",
-            number(0, 1),
-            Depends("0.0001; 0.00001 for semantic_segmentation"),
-            "learning_rate: 0.0001",
-            "scaled by the number of processes when distributed",
+            name="learning_rate",
+            check=number(0, 1),
+            default=Depends("0.0001; 0.00001 for semantic_segmentation"),
+            example="learning_rate: 0.0001",
+            doc="scaled by the number of processes when distributed",
         ),
-        Key("momentum", number(0, 1), None, "momentum: 0.9", "SGD/Momentum; not written: 0.9 for Momentum"),
         Key(
-            "scale_lr",
-            BOOL,
-            True,
-            "scale_lr: true",
-            "dopt extension: multiply learning_rate by the number of processes of a distributed run",
+            name="momentum",
+            check=number(0, 1),
+            default=None,
+            example="momentum: 0.9",
+            doc="SGD/Momentum; not written: 0.9 for Momentum",
+        ),
+        Key(
+            name="scale_lr",
+            check=BOOL,
+            default=True,
+            example="scale_lr: true",
+            doc="dopt extension: multiply learning_rate by the number of processes of a distributed run",
         ),
     ),
-    "weights_optimizer: {type: Adam}",
-    "the supernet's optimizer",
+    example="weights_optimizer: {type: Adam}",
+    doc="the supernet's optimizer",
 )
 
 _DATASET = Section(
-    "dataset",
-    (
+    name="dataset",
+    keys=(
         Key(
-            "pre_train_dir",
-            PATH,
-            Depends("none; required for detection/segmentation"),
-            "pre_train_dir: data/pretrain",
-            "a folder of class sub-folders to pre-train on, or a pre-training checkpoint (docs/tasks.md#pre-training)",
+            name="pre_train_dir",
+            check=PATH,
+            default=Depends("none; required for detection/segmentation"),
+            example="pre_train_dir: data/pretrain",
+            doc="a folder of class sub-folders to pre-train on, or a pre-training checkpoint (docs/tasks.md#pre-training)",
         ),
         Key(
-            "pre_train_epochs",
-            integer(1),
-            10,
-            "pre_train_epochs: 10",
-            "epochs of pre-training PreNet + the largest skeleton (docs/tasks.md#pre-training)",
+            name="pre_train_epochs",
+            check=integer(1, MAX_COUNT),
+            default=10,
+            example="pre_train_epochs: 10",
+            doc="epochs of pre-training PreNet + the largest skeleton (docs/tasks.md#pre-training)",
         ),
-        Key("train_dir", PATH, REQUIRED, "train_dir: data/train", "passed to the user's dataset function"),
-        Key("val_dir", PATH, REQUIRED, "val_dir: data/val", "passed when evaluating; may equal train_dir"),
+        Key(
+            name="train_dir",
+            check=PATH,
+            default=REQUIRED,
+            example="train_dir: data/train",
+            doc="passed to the user's dataset function",
+        ),
+        Key(
+            name="val_dir",
+            check=PATH,
+            default=REQUIRED,
+            example="val_dir: data/val",
+            doc="passed when evaluating; may equal train_dir",
+        ),
     ),
-    "dataset: {train_dir: data/train, val_dir: data/val}",
-    "data locations, relative to the workdir",
+    example="dataset: {train_dir: data/train, val_dir: data/val}",
+    doc="data locations, relative to the workdir",
     required=True,
 )
 
 _PROB = number(0, 1, closed="low high")
 _SEARCHER_SECTION = Section(
-    "searcher",
-    (
-        Key("generation_num", integer(1), _SEARCHER.generation_num, "generation_num: 20", "NSGA-II generations"),
-        Key("pop_size", integer(2), _SEARCHER.pop_size, "pop_size: 40", "population size"),
-        Key("seed", integer(0), _SEARCHER.seed, "seed: 0", "seeds the whole run; not written: drawn"),
+    name="searcher",
+    keys=(
         Key(
-            "algorithm",
-            choice("nsga2", "random", lower=True),
-            _SEARCHER.algorithm,
-            "algorithm: nsga2",
-            "random: a baseline search",
-        ),
-        Key("crossover_prob", _PROB, _SEARCHER.crossover_prob, "crossover_prob: 0.9", "crossover probability"),
-        Key(
-            "mutation_prob",
-            _PROB,
-            _SEARCHER.mutation_prob,
-            "mutation_prob: 0.1",
-            "per gene; default 1/genes that can vary",
-        ),
-        Key("max_evaluations", integer(1), _SEARCHER.max_evaluations, "max_evaluations: 500", "halting budget"),
-        Key(
-            "max_duration_s",
-            number(0, as_float=True),
-            _SEARCHER.max_duration_s,
-            "max_duration_s: 3600",
-            "halting budget in seconds",
+            name="generation_num",
+            check=integer(1, MAX_COUNT),
+            default=_SEARCHER.generation_num,
+            example="generation_num: 20",
+            doc="NSGA-II generations",
         ),
         Key(
-            "bn_calib_batches",
-            integer(1),
-            _SEARCHER.bn_calib_batches,
-            "bn_calib_batches: 16",
-            "BN recalibration batches; default ~2,000 images",
+            name="pop_size",
+            check=integer(2, MAX_COUNT),
+            default=_SEARCHER.pop_size,
+            example="pop_size: 40",
+            doc="population size",
         ),
-        Key("eval_batches", integer(1), _SEARCHER.eval_batches, "eval_batches: 50", "default: all"),
+        Key(
+            name="seed",
+            check=integer(0, MAX_SEED),
+            default=_SEARCHER.seed,
+            example="seed: 0",
+            doc="seeds the whole run; not written: drawn",
+        ),
+        Key(
+            name="algorithm",
+            check=choice("nsga2", "random", lower=True),
+            default=_SEARCHER.algorithm,
+            example="algorithm: nsga2",
+            doc="random: a baseline search",
+        ),
+        Key(
+            name="crossover_prob",
+            check=_PROB,
+            default=_SEARCHER.crossover_prob,
+            example="crossover_prob: 0.9",
+            doc="crossover probability",
+        ),
+        Key(
+            name="mutation_prob",
+            check=_PROB,
+            default=_SEARCHER.mutation_prob,
+            example="mutation_prob: 0.1",
+            doc="per gene; default 1/genes that can vary",
+        ),
+        Key(
+            name="max_evaluations",
+            check=integer(1, MAX_COUNT),
+            default=_SEARCHER.max_evaluations,
+            example="max_evaluations: 500",
+            doc="halting budget",
+        ),
+        Key(
+            name="max_duration_s",
+            check=number(0, as_float=True),
+            default=_SEARCHER.max_duration_s,
+            example="max_duration_s: 3600",
+            doc="halting budget in seconds",
+        ),
+        Key(
+            name="bn_calib_batches",
+            check=integer(1, MAX_COUNT),
+            default=_SEARCHER.bn_calib_batches,
+            example="bn_calib_batches: 16",
+            doc="BN recalibration batches; default ~2,000 images",
+        ),
+        Key(
+            name="eval_batches",
+            check=integer(1, MAX_COUNT),
+            default=_SEARCHER.eval_batches,
+            example="eval_batches: 50",
+            doc="default: all",
+        ),
     ),
-    "searcher: {generation_num: 20, pop_size: 40}",
-    "the evolutionary search (docs/search.md#nsga-ii)",
+    example="searcher: {generation_num: 20, pop_size: 40}",
+    doc="the evolutionary search (docs/search.md#nsga-ii)",
 )
 
 _TRAINING_SECTION = Section(
-    "training",
-    (
+    name="training",
+    keys=(
         Key(
-            "sampling",
-            choice("uniform", "sandwich", lower=True),
-            _TRAINING.sampling,
-            "sampling: uniform",
-            "subnets sampled per step",
+            name="sampling",
+            check=choice("uniform", "sandwich", lower=True),
+            default=_TRAINING.sampling,
+            example="sampling: uniform",
+            doc="subnets sampled per step",
         ),
         Key(
-            "distill",
-            BOOL,
-            Depends("true with sampling: sandwich, false with uniform"),
-            "distill: false",
-            "largest subnet teaches; needs sandwich",
+            name="distill",
+            check=BOOL,
+            default=Depends("true with sampling: sandwich, false with uniform"),
+            example="distill: false",
+            doc="largest subnet teaches; needs sandwich",
         ),
-        Key("warmup_epochs", integer(0), _TRAINING.warmup_epochs, "warmup_epochs: 5", "fewer than epochs"),
         Key(
-            "monitor_batches",
-            integer(0),
-            _TRAINING.monitor_batches,
-            "monitor_batches: 10",
-            "per-epoch check of the largest and smallest subnets; 0: off",
+            name="warmup_epochs",
+            check=integer(0),
+            default=_TRAINING.warmup_epochs,
+            example="warmup_epochs: 5",
+            doc="fewer than epochs",
+        ),
+        Key(
+            name="monitor_batches",
+            check=integer(0, MAX_COUNT),
+            default=_TRAINING.monitor_batches,
+            example="monitor_batches: 10",
+            doc="per-epoch check of the largest and smallest subnets; 0: off",
         ),
     ),
-    "training: {sampling: sandwich}",
-    "supernet training (dopt extension, docs/search-space.md#training)",
+    example="training: {sampling: sandwich}",
+    doc="supernet training (dopt extension, docs/search-space.md#training)",
 )
 
 _RESOURCE = Section(
-    "resource",
-    (
+    name="resource",
+    keys=(
         Key(
-            "name",
-            choice("Tensorflow_standalone", "pytorch_standalone", lower=True),
-            Depends("the one matching framework"),
-            "name: pytorch_standalone",
-            "must match framework",
+            name="name",
+            check=choice("Tensorflow_standalone", "pytorch_standalone", lower=True),
+            default=Depends("the one matching framework"),
+            example="name: pytorch_standalone",
+            doc="must match framework",
         ),
         Key(
-            "gpu_id",
-            Check('a GPU id >= 0, a string like "0,1,2,3", a list of ids, or "" / cpu', _gpu_ids),
-            (0,),
-            "gpu_id: 0",
-            '"" or cpu: the CPU; several ids: one process per GPU (docs/distributed.md)',
+            name="gpu_id",
+            check=Check('a GPU id >= 0, a string like "0,1,2,3", a list of ids, or "" / cpu', _gpu_ids),
+            default=(0,),
+            example="gpu_id: 0",
+            doc='"" or cpu: the CPU; several ids: one process per GPU (docs/distributed.md)',
         ),
     ),
-    "resource: {name: pytorch_standalone, gpu_id: 0}",
-    "where the run executes (docs/scenario.md#several-gpus)",
+    example="resource: {name: pytorch_standalone, gpu_id: 0}",
+    doc="where the run executes (docs/scenario.md#several-gpus)",
 )
 
 _STRATEGY = Section(
-    "strategy",
-    (
-        Key("name", choice("NASEA"), REQUIRED, "name: NASEA", "the strategy; only NASEA"),
+    name="strategy",
+    keys=(
         Key(
-            "framework",
-            choice("TensorFlow", "PyTorch", lower=True),
-            REQUIRED,
-            "framework: PyTorch",
-            "TensorFlow (tf.keras) or PyTorch",
+            name="name", check=choice("NASEA"), default=REQUIRED, example="name: NASEA", doc="the strategy; only NASEA"
         ),
-        Key("batch_size", integer(1), REQUIRED, "batch_size: 128", "per process"),
-        Key("epochs", integer(1), REQUIRED, "epochs: 60", "supernet training epochs"),
+        Key(
+            name="framework",
+            check=choice("TensorFlow", "PyTorch", lower=True),
+            default=REQUIRED,
+            example="framework: PyTorch",
+            doc="TensorFlow (tf.keras) or PyTorch",
+        ),
+        Key(
+            name="batch_size", check=integer(1, 65_536), default=REQUIRED, example="batch_size: 128", doc="per process"
+        ),
+        Key(
+            name="epochs",
+            check=integer(1, MAX_COUNT),
+            default=REQUIRED,
+            example="epochs: 60",
+            doc="supernet training epochs",
+        ),
         _CONSTRAINT,
         _SUPERNET,
-        Section("optimizer", (_WEIGHTS_OPTIMIZER,), "optimizer: {weights_optimizer: {type: Adam}}", "optimizers"),
+        Section(
+            name="optimizer",
+            keys=(_WEIGHTS_OPTIMIZER,),
+            example="optimizer: {weights_optimizer: {type: Adam}}",
+            doc="optimizers",
+        ),
         _DATASET,
         _SEARCHER_SECTION,
         _TRAINING_SECTION,
         _RESOURCE,
     ),
-    "strategy: {name: NASEA, framework: PyTorch, ...} (see scen.yaml.example)",
-    "the search",
+    example="strategy: {name: NASEA, framework: PyTorch, ...} (see scen.yaml.example)",
+    doc="the search",
     required=True,
 )
 
 SCHEMA = Section(
-    "",
-    (
+    name="",
+    keys=(
         Section(
-            "scenario",
-            (_STRATEGY, _RESOURCE),
-            "scenario: {strategy: {...}} (see scen.yaml.example)",
-            "the whole scenario",
+            name="scenario",
+            keys=(_STRATEGY, _RESOURCE),
+            example="scenario: {strategy: {...}} (see scen.yaml.example)",
+            doc="the whole scenario",
             required=True,
         ),
     ),
-    "",
-    "the file",
+    example="",
+    doc="the file",
 )
 
 

@@ -6,7 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "naming"]
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -27,17 +27,31 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     # os.open with 0o666 lets the umask decide the permissions, as a plain open() would;
     # tempfile would leave the result readable by its owner only.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise naming(exc, path) from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise naming(exc, path) from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` with the file it was about: a full disk fails ``write`` with no file name, and the
+    user must learn which folder to free or fix (docs/resume.md#atomic-writes)."""
+    named = type(exc)(exc.errno, exc.strerror or str(exc), str(path))
+    named.dopt_write = True  # type: ignore[attr-defined]  # a write of dopt's, for the one-line report (cli.py)
+    return named
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> None:

@@ -89,15 +89,33 @@ def read_record(path: Path) -> RunRecord | None:
         return None
     try:
         data = json.loads(path.read_text())
-        assert isinstance(data, dict) and isinstance(data.get("identity"), dict)
-    except (ValueError, AssertionError) as exc:
+        problem = _not_a_record(data)
+    except (OSError, ValueError) as exc:
+        problem = f"{type(exc).__name__}: {str(exc)[:200]}"
+    if problem:
         raise UserError(
-            f"{path} is not a dopt checkpoint record ({exc})",
-            fix="start a new run with --overwrite, or in another working directory",
-        ) from None
+            f"{path} is not a dopt checkpoint record ({problem})",
+            fix="restore it, or start a new run with --overwrite, or in another working directory",
+        )
     found = data.get("overrides", [])
     overrides = tuple(str(t) for t in found) if isinstance(found, list) else ()
     return RunRecord(path=path, identity=data["identity"], threads=data.get("threads"), overrides=overrides)
+
+
+def _not_a_record(data: Any) -> str:
+    """What makes ``data`` something other than a run record written by dopt; "" when it is one."""
+    if not isinstance(data, dict) or not isinstance(data.get("identity"), dict):
+        return "no identity section"
+    seed = data["identity"].get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        return f"identity.seed is {str(seed)[:40]!r}, not a whole number"
+    threads = data.get("threads")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)):
+        return f"threads is {str(threads)[:40]!r}, not a whole number"
+    overrides = data.get("overrides", [])
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        return "overrides is not a list of KEY=VALUE texts"
+    return ""
 
 
 def check_identity(record: RunRecord, identity: dict[str, Any], what: str, threads: int | None = None) -> None:

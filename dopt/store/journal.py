@@ -15,6 +15,7 @@ from typing import Any
 from dopt import costs as cost_kinds
 from dopt.costs import Costs
 from dopt.scenario.model import Constraint
+from dopt.store.atomic import naming
 
 __all__ = ["Journal", "evaluation_key", "journal_entry", "complete"]
 
@@ -36,11 +37,38 @@ def evaluation_key(identity: dict[str, Any], bn_calib_batches: int | None, eval_
 
 
 def complete(entry: dict[str, Any] | None, constraint: Constraint) -> bool:
-    """A journal entry that needs no more work: evaluated, or infeasible by its costs alone."""
+    """A journal entry that needs no more work: evaluated, or infeasible by its costs alone (an
+    entry without the constraint's cost, written under another constraint kind, is not)."""
     if entry is None:
         return False
-    column = cost_kinds.get(constraint.kind).column
-    return entry.get("metric") is not None or not float(entry[column]) <= constraint.value
+    cost = entry.get(cost_kinds.get(constraint.kind).column)
+    return entry.get("metric") is not None or (cost is not None and not cost <= constraint.value)
+
+
+def _checksum(record: dict[str, Any]) -> str:
+    """The checksum a journal line carries: of its other fields, in a canonical form."""
+    body = {k: v for k, v in record.items() if k != "sum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _valid(record: Any) -> bool:
+    """A journal line dopt could have written: its checksum holds (lines of older versions have
+    none) and every field has its type (a flipped digit, a renamed or retyped field fail here)."""
+    if not isinstance(record, dict) or "sum" in record and record["sum"] != _checksum(record):
+        return False
+    encoding, metric = record.get("encoding"), record.get("metric", "missing")
+    if not isinstance(encoding, list) or not all(isinstance(g, int) and not isinstance(g, bool) for g in encoding):
+        return False
+    columns = [k.column for k in cost_kinds.kinds() if k.column in record]
+    return (
+        (metric is None or _number(metric))
+        and _number(record.get("eval_seconds"))
+        and all(_number(record[c]) for c in columns)
+    )
 
 
 class Journal:
@@ -66,10 +94,17 @@ class Journal:
                 continue
             try:
                 record = json.loads(line)
-                encoding = tuple(int(g) for g in record["encoding"])
-            except (ValueError, KeyError, TypeError):
-                log.warning("%s: line %d is torn (a crash while writing it) and is ignored", self.path.name, n + 1)
+            except ValueError:
+                record = None
+            if not _valid(record):
+                log.warning(
+                    "%s: line %d is torn or altered (a crash while writing it, or an edit) and is ignored; "
+                    "that candidate is evaluated again",
+                    self.path.name,
+                    n + 1,
+                )
                 continue
+            encoding = tuple(record["encoding"])
             if record.get("key") != self.key:
                 stale += 1
                 continue
@@ -89,16 +124,20 @@ class Journal:
 
     def append(self, record: dict[str, Any]) -> None:
         record = {**record, "key": self.key}
+        record["sum"] = _checksum(record)
         line = json.dumps(record) + "\n"  # a NaN metric from user code round-trips as NaN
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not self.path.exists()
-        with open(self.path, "ab") as f:
-            if self._torn_tail:
-                f.write(b"\n")  # end the torn last line so the new record stands on its own line
-                self._torn_tail = False
-            f.write(line.encode())
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "ab") as f:
+                if self._torn_tail:
+                    f.write(b"\n")  # end the torn last line so the new record stands on its own line
+                    self._torn_tail = False
+                f.write(line.encode())
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise naming(exc, self.path) from exc
         if fresh:
             _fsync_dir(self.path.parent)
         self.entries[tuple(record["encoding"])] = record

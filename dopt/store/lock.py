@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,13 +72,7 @@ def hold(workdir: Path, command: str) -> Iterator[None]:
 
 def _acquire(path: Path) -> int:
     while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise UserError(
-                f"cannot write into the working directory {path.parent} ({exc.strerror})",
-                fix="run where you may write, or pass --workdir DIR",
-            ) from None
+        fd = _open(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -98,6 +93,34 @@ def _acquire(path: Path) -> int:
         if same:
             return fd
         os.close(fd)  # the holder removed the file between our open and our lock: take the new one
+
+
+def _open(path: Path) -> int:
+    """The lock file, opened for writing only if it is a plain file of its own: a symbolic link,
+    a hard link to another file, a FIFO or a device there would have the lock record written into
+    whatever it leads to."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if path.is_symlink():
+            raise _not_a_lock(path, "a symbolic link") from None
+        raise UserError(
+            f"cannot write into the working directory {path.parent} ({exc.strerror})",
+            fix="run where you may write, or pass --workdir DIR",
+        ) from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        os.close(fd)
+        raise _not_a_lock(path, "not a plain file" if not stat.S_ISREG(info.st_mode) else "a hard link to another file")
+    return fd
+
+
+def _not_a_lock(path: Path, what: str) -> UserError:
+    return UserError(
+        f"{path} is {what}, not dopt's lock file; dopt writes nothing through it",
+        fix=f"remove it (rm {path}) and run again",
+    )
 
 
 def _holder(fd: int) -> str:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from dopt.errors import UserError
 from dopt.store.atomic import atomic_write_text
+from dopt.store.epochs import sha256
 from dopt.store.workdir import PRETRAINED_DIR as OUTPUT_DIR
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ def write_manifest(folder: Path, sc: Scenario, weights: str, classes: int, data:
         "classes": classes,
         "dataset": str(data),
         "epochs": epochs,
+        "sha256": sha256(folder / weights),  # checked on loading (docs/resume.md#corrupt-checkpoints)
     }
     atomic_write_text(folder / MANIFEST, json.dumps(record, indent=1))
 
@@ -113,5 +115,11 @@ def check_manifest(folder: Path, sc: Scenario) -> Path:
             f"pre_train_dir {folder}: {weights.name}, named in {MANIFEST}, is missing",
             key=_KEY,
             fix="name a complete pre-training folder, or the class folders to pre-train again",
+        )
+    if "sha256" in record and sha256(weights) != record["sha256"]:  # absent: written by an older dopt
+        raise UserError(
+            f"pre_train_dir {folder}: {weights.name} differs from the SHA-256 recorded in {MANIFEST} when it was written",
+            key=_KEY,
+            fix="restore the file, or name the class folders to pre-train again",
         )
     return weights

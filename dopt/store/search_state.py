@@ -32,13 +32,15 @@ def extends(state: dict[str, Any], sc: Scenario) -> bool:
     """Whether ``sc``'s searcher settings take a finished search past where it stopped: more
     generations, and a larger (or no) budget where a budget stopped it."""
     cfg, budgets = sc.searcher, state.get("budgets") or {}
-    if state.get("stopped_by") == "space_exhausted" or cfg.generation_num <= int(state.get("generations", 0)):
+    stopped, begun = state.get("stopped_by"), int(state.get("generations", 0))
+    if stopped == "space_exhausted":
         return False
-    stopped = state.get("stopped_by")
     if stopped in ("max_evaluations", "max_duration_s"):
         now, before = getattr(cfg, stopped), budgets.get(stopped)
-        return now is None or (before is not None and now > before)
-    return True
+        raised = now is None or (before is not None and now > before)
+        # A budget may have cut the last generation begun short: a larger one finishes it.
+        return raised and cfg.generation_num >= begun
+    return cfg.generation_num > begun
 
 
 def finished(path: Path, sc: Scenario) -> bool:

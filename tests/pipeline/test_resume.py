@@ -4,6 +4,7 @@ extended, torn files are fallen back from, checkpoints of another scenario are r
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from collections.abc import Callable
@@ -103,14 +104,7 @@ def test_a_finished_search_goes_on_with_more_generations(finished_run, dopt):
     "evaluations",
     [
         3,  # cuts the second generation short
-        pytest.param(
-            8,  # cuts the last (fourth) generation short
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="dopt bug: search_state.extends compares generation_num with the generations begun, so a "
-                "budget that cut the last generation short cannot be raised to finish it ('nothing to resume')",
-            ),
-        ),
+        8,  # cuts the last (fourth) generation short
     ],
 )
 def test_a_search_stopped_by_its_budget_goes_on_with_a_larger_one(finished, workdir, dopt, evaluations):
@@ -171,3 +165,148 @@ def test_checkpoints_of_another_scenario_are_refused(finished_run, dopt, args, e
         assert all(word in ran.err for word in words), ran.err
         assert "Traceback" not in ran.err
     assert listing(finished_run) == before
+
+
+def _alter(path, source) -> None:
+    """Replace ``path``'s bytes by another valid checkpoint's: it still loads, but is not what was written."""
+    path.write_bytes(source.read_bytes())
+
+
+def test_a_checkpoint_altered_since_it_was_written_is_fallen_back_from(finished, finished_run, dopt):
+    """Checkpoints carry a SHA-256 (docs/resume.md#corrupt-checkpoints): an altered final one makes
+    the search refuse it and --resume retrain the last epoch from the one before; an altered epoch
+    checkpoint is skipped for the one before it."""
+    work = finished_run
+    ckpt = work / "checkpoints"
+    _alter(work / FINAL, ckpt / "supernet_epoch_1.fake.npz")
+    again = dopt(work, "-c", "scen.yaml", "--stage", "search", "--results", "again")
+    assert again.code == 2 and "differ from the SHA-256 recorded" in again.err and "--resume" in again.err, again.err
+    shutil.rmtree(work / "results")
+    (work / STATE).unlink()
+    resumed = dopt(work, "-c", "scen.yaml", "--resume")
+    assert resumed.code == 0, resumed.err
+    assert "supernet_final.fake.npz is unreadable" in resumed.err and "after epoch 2 of 2" in resumed.err
+    assert pareto(work) == pareto(finished[0])
+    # An altered newest epoch checkpoint: training resumes from the one before it.
+    for path in (work / "results", work / STATE, work / FINAL):
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    _alter(ckpt / "supernet_epoch_2.fake.npz", ckpt / "supernet_epoch_1.fake.npz")
+    resumed = dopt(work, "-c", "scen.yaml", "--resume")
+    assert resumed.code == 0, resumed.err
+    assert "supernet_epoch_2.fake.npz is unreadable" in resumed.err and "after epoch 1 of 2" in resumed.err
+    assert pareto(work) == pareto(finished[0])
+
+
+ALTERED_LINES: dict[str, Callable[[dict], None]] = {
+    "metric-renamed": lambda r: r.update(accuracy=r.pop("metric")),
+    "size-as-text": lambda r: r.update(size=str(r["size"])),
+    "metric-as-text": lambda r: r.update(metric="x"),
+    "flipped-digit": lambda r: r.update(metric=round(1 - r["metric"], 6)),  # valid JSON, wrong number
+}
+
+
+@pytest.mark.parametrize("alter", list(ALTERED_LINES))
+def test_an_altered_journal_line_is_evaluated_again(finished, finished_run, dopt, alter):
+    work = finished_run
+    shutil.rmtree(work / "results")
+    (work / STATE).unlink()
+    path = work / "checkpoints" / "results" / "journal.jsonl"
+    lines = path.read_text().splitlines()
+    n = next(i for i, line in enumerate(lines) if json.loads(line)["metric"] is not None)
+    record = json.loads(lines[n])
+    ALTERED_LINES[alter](record)
+    path.write_text("\n".join([*lines[:n], json.dumps(record), *lines[n + 1 :]]) + "\n")
+    ran = dopt(work, "-c", "scen.yaml", "--resume")
+    assert ran.code == 0, ran.err
+    assert f"journal.jsonl: line {n + 1} is torn or altered" in ran.err, ran.err
+    assert f"journal: {len(lines) - 1} evaluated candidates reused" in ran.err
+    assert pareto(work) == pareto(finished[0])
+
+
+@pytest.mark.parametrize(
+    "record",
+    ['{"identity": {}}', '{"identity": {"seed": "zero"}}', "[]", '{"identity": {"seed": 7}, "overrides": "x"}'],
+    ids=["no-seed", "seed-as-text", "a-list", "overrides-as-text"],
+)
+def test_a_run_record_that_is_not_dopts_is_exit_2_naming_it(finished_run, dopt, record):
+    (finished_run / "checkpoints" / "run.json").write_text(record)
+    before = listing(finished_run)
+    for args in (["--resume"], ["--stage", "search", "--results", "again"]):
+        ran = dopt(finished_run, "-c", "scen.yaml", *args)
+        assert ran.code == 2 and "run.json is not a dopt checkpoint record" in ran.err, ran.err
+        assert "Traceback" not in ran.err and "Fix:" in ran.err
+    assert listing(finished_run) == before
+
+
+DAMAGES: dict[str, Callable[[Any], None]] = {
+    "truncated-pareto-json": lambda r: (r / "pareto.json").write_bytes((r / "pareto.json").read_bytes()[:100]),
+    "script-removed": lambda r: (r / "model_arch_result_1.py").unlink(),
+    "csv-removed": lambda r: (r / "pareto.csv").unlink(),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_damaged_results_of_a_finished_run_are_written_again_by_resume(finished, finished_run, dopt, damage):
+    DAMAGES[damage](finished_run / "results")
+    ran = dopt(finished_run, "-c", "scen.yaml", "--resume")
+    assert ran.code == 0, ran.err
+    assert "is damaged" in ran.err and "writing it again from the journal" in ran.err, ran.err
+    assert "nothing to resume" not in ran.out
+    assert pareto(finished_run) == pareto(finished[0])
+    reference = finished[0] / "results"
+    for script in reference.glob("model_arch_result_*.py"):
+        assert (finished_run / "results" / script.name).read_bytes() == script.read_bytes()
+    assert (finished_run / "results" / "pareto.csv").read_bytes() == (reference / "pareto.csv").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("target", "code"),
+    [("supernet_epoch_2", errno.ENOSPC), ("journal.jsonl", errno.EFBIG), ("pareto.json", errno.EROFS)],
+    ids=["checkpoint-disk-full", "journal-too-large", "results-read-only"],
+)
+def test_a_write_the_machine_refuses_is_one_line_naming_the_file_and_resume_goes_on(
+    finished, workdir, dopt, monkeypatch, target, code
+):
+    """Disk full, file too large, read-only folder: exit 1 with one line that names the file and
+    says --resume continues; nothing written before is lost."""
+    import os
+
+    from dopt.store import atomic, journal
+
+    real_replace, real_open = os.replace, open
+
+    def refuse(name: str) -> None:
+        if target in name:
+            raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(atomic.os, "replace", lambda src, dst: refuse(str(dst)) or real_replace(src, dst))
+    monkeypatch.setattr(
+        journal, "open", lambda path, mode="r": refuse(str(path)) or real_open(path, mode), raising=False
+    )
+    work = workdir()
+    ran = dopt(work, *RUN)
+    assert ran.code == 1, ran.err
+    lines = [line for line in ran.err.splitlines() if line.startswith("dopt") and "error" in line]
+    assert len(lines) == 1 and "Traceback" not in ran.err, ran.err
+    assert f"could not write {work}" in lines[0] and target in lines[0] and os.strerror(code) in lines[0], lines
+    assert "--resume" in lines[0]
+    monkeypatch.undo()
+    resumed = dopt(work, "-c", "scen.yaml", "--resume")
+    assert resumed.code == 0, resumed.err
+    assert pareto(work) == pareto(finished[0])
+
+
+def test_a_working_directory_deleted_mid_run_is_named_not_blamed_on_user_code(workdir, dopt, monkeypatch):
+    work = workdir()
+    real = search.save_state
+
+    def delete_then_save(s: Any, archive: Any, generations: int, result: Any) -> None:
+        if generations == 1:
+            shutil.rmtree(work)
+        real(s, archive, generations, result)
+
+    monkeypatch.setattr(search, "save_state", delete_then_save)
+    ran = dopt(work, *RUN)
+    assert ran.code == 1, ran.err
+    assert f"the working directory {work} was deleted or moved during the run" in ran.err, ran.err
+    assert "user code" not in ran.err and "Traceback" not in ran.err

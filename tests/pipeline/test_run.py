@@ -42,8 +42,11 @@ def test_a_run_writes_results_scripts_checkpoints_and_reports_1_based_generation
     assert (work / "results" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in (work / "checkpoints").glob("supernet_*")) == [
         "supernet_epoch_1.fake.npz",
+        "supernet_epoch_1.fake.npz.sha256",  # each checkpoint's digest (docs/resume.md#corrupt-checkpoints)
         "supernet_epoch_2.fake.npz",
+        "supernet_epoch_2.fake.npz.sha256",
         "supernet_final.fake.npz",
+        "supernet_final.fake.npz.sha256",
     ]
     # One journal line per distinct candidate: nothing evaluated twice, infeasible ones never scored.
     lines = journal(work)
@@ -105,10 +108,10 @@ def test_a_new_run_refuses_the_outputs_of_an_earlier_one(finished_run, dopt):
 
 
 def test_overwrite_replaces_the_earlier_run(finished_run, finished, dopt):
-    (finished_run / "results" / "mine.txt").write_text("from the earlier run")
+    (finished_run / "checkpoints" / "mine.txt").write_text("from the earlier run")
     ran = dopt(finished_run, *RUN, "--overwrite")
     assert ran.code == 0, ran.err
-    assert not (finished_run / "results" / "mine.txt").exists()
+    assert not (finished_run / "checkpoints" / "mine.txt").exists()
     assert "--overwrite: removing" in ran.err
     assert pareto(finished_run) == pareto(finished[0])
     assert len(list(finished_run.glob("log_*"))) == 1
@@ -174,7 +177,11 @@ def test_the_metric_is_named_as_the_user_module_names_it(workdir, dopt):
     assert ran.out.split("Pareto front")[1].splitlines()[1].split()[1] == "top1"
     assert pareto(work)["metric_name"] == "top1"
     assert "top1" in read_header(work / "results" / "model_arch_result_1.py")
-    for bad, words in (('"a: b"', ["metric_name is 'a: b'"]), ('"flops"', ["'flops' is also a key of every result"])):
+    hostile = [
+        (repr(s), ["expected a short printable text"]) for s in ("a\x00b", "a\x0cb", "a\x85b", "a\u2028b", "a\ud800")
+    ]
+    cases = [('"a: b"', ["metric_name is 'a: b'"]), ('"flops"', ["'flops' is also a key of every result"]), *hostile]
+    for bad, words in cases:
         module.write_text(module.read_text().replace('metric_name = "top1"', f"metric_name = {bad}"))
         refused = dopt(work, "validate", "-c", "scen.yaml")
         assert refused.code == 2 and "UserModule.metric_name" in refused.err, refused.err

@@ -32,10 +32,10 @@ def test_a_second_search_into_one_folder_is_refused_and_overwrite_replaces_only_
     assert again.code == 2 and "results_size_4000/ of an earlier search exists" in again.err
     assert "--resume" in again.err and "--overwrite" in again.err and "--results" in again.err
     assert listing(finished_run) == before
-    (finished_run / "results_size_4000" / "mine.txt").write_text("from the first search")
+    (finished_run / "results_size_4000" / ".pareto.json.123.abcd.tmp").write_text("a torn atomic write")
     replaced = dopt(finished_run, *SEARCH, *TIGHTER, "--overwrite")
     assert replaced.code == 0, replaced.err
-    assert not (finished_run / "results_size_4000" / "mine.txt").exists()
+    assert not (finished_run / "results_size_4000" / ".pareto.json.123.abcd.tmp").exists()
     assert pareto(finished_run, "results_size_4000") == first
     assert (finished_run / "results" / "pareto.json").exists() and (finished_run / "checkpoints" / "run.json").exists()
 

@@ -57,10 +57,15 @@ CASES: dict[str, tuple[Edit, list[str], list[str]]] = {
     "empty-file": (whole(""), [], ["scen.yaml", "empty", "Fix:"]),
     "top-level-not-mapping": (whole("- scenario\n"), [], ["scen.yaml:1", "mapping"]),
     "malformed-yaml": (scen("    epochs: 2\n", "    epochs: [2\n"), [], ["scen.yaml:7:", "invalid YAML"]),
+    "supernet-too-large-for-memory": (
+        scen("filters: [16, 16, 24]", "filters: [16384, 16384, 24]\n      search_space: {expand_ratios: [16]}"),
+        [],
+        ["scenario.strategy.supernet", "parameters: training it needs at least", "GiB", "filters"],
+    ),
     "unknown-key": (scen("    epochs: 2\n", "    epochs: 2\n    colour: red\n"), [], ["scen.yaml:7:5", "colour"]),
     "misspelled-key": (scen("pop_size", "pop_sise"), [], ["scen.yaml:", "pop_sise", "did you mean 'pop_size'?"]),
     "wrong-type": (scen("epochs: 2", "epochs: two"), [], ["scen.yaml:6:", "scenario.strategy.epochs", "'two'"]),
-    "out-of-range": (scen("batch_size: 32", "batch_size: 0"), [], ["scen.yaml:5:", "batch_size", "> 0", "got 0"]),
+    "out-of-range": (scen("batch_size: 32", "batch_size: 0"), [], ["scen.yaml:5:", "batch_size", "from 1 to", "got 0"]),
     "lengths-differ": (scen(STRIDES, "strides: [1, 2]"), [], ["scen.yaml:", "strides", "filters"]),
     "stride-not-1-or-2": (scen(STRIDES, "strides: [1, 3, 2]"), [], ["strides", "1 or 2", "3"]),
     "detection-without-pre-train-dir": (

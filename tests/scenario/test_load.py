@@ -139,12 +139,12 @@ BAD = {
     "epochs-text": (
         [sub("epochs: 4", "epochs: abc")],
         6,
-        [":6:13:", S + "epochs", "expected an integer > 0, got 'abc'", "Fix: e.g. epochs: 60"],
+        [":6:13:", S + "epochs", "expected an integer from 1 to 100,000, got 'abc'", "Fix: e.g. epochs: 60"],
     ),
-    "epochs-bool": ([sub("epochs: 4", "epochs: true")], 6, ["expected an integer > 0, got True"]),
+    "epochs-bool": ([sub("epochs: 4", "epochs: true")], 6, ["expected an integer from 1 to 100,000, got True"]),
     "epochs-float": ([sub("epochs: 4", "epochs: 2.5")], 6, ["got 2.5"]),
     "epochs-quoted": ([sub("epochs: 4", 'epochs: "4"')], 6, ["got '4'"]),
-    "batch-zero": ([sub("batch_size: 32", "batch_size: 0")], 5, [S + "batch_size", "> 0", "got 0"]),
+    "batch-zero": ([sub("batch_size: 32", "batch_size: 0")], 5, [S + "batch_size", "from 1 to 65,536", "got 0"]),
     "batch-negative": ([sub("batch_size: 32", "batch_size: -8")], 5, ["got -8"]),
     "name": ([sub("name: NASEA", "name: DARTS")], 3, [S + "name", "one of NASEA", "'DARTS'"]),
     "framework": ([sub("framework: PyTorch", "framework: Keras")], 4, ["one of TensorFlow, PyTorch", "'Keras'"]),
@@ -222,7 +222,7 @@ BAD = {
     "filters-zero": (
         [add("    supernet:\n      filters: [16, 0]\n      strides: [1, 2]\n")],
         15,
-        [":15:21:", S + "supernet.filters", "item 1 is 0", "integers > 0"],
+        [":15:21:", S + "supernet.filters", "item 1 is 0", "integers from 1 to 16,384"],
     ),
     "filters-empty": ([add("    supernet: {filters: [], strides: []}\n")], 14, ["non-empty list"]),
     "filters-scalar": ([add("    supernet: {filters: 16}\n")], 14, ["list", "got 16"]),
@@ -299,14 +299,32 @@ BAD = {
     "generations-float": (
         [add("    searcher: {generation_num: 1.5}\n")],
         14,
-        [S + "searcher.generation_num", "integer > 0", "generation_num: 20"],
+        [S + "searcher.generation_num", "integer from 1 to 100,000", "generation_num: 20"],
     ),
-    "pop-one": ([add("    searcher: {pop_size: 1}\n")], 14, [S + "searcher.pop_size", "integer >= 2"]),
-    "seed-negative": ([add("    searcher: {seed: -1}\n")], 14, [S + "searcher.seed", "integer >= 0"]),
+    "pop-one": ([add("    searcher: {pop_size: 1}\n")], 14, [S + "searcher.pop_size", "integer from 2 to 100,000"]),
+    "seed-negative": (
+        [add("    searcher: {seed: -1}\n")],
+        14,
+        [S + "searcher.seed", "integer from 0 to 4,294,967,295"],
+    ),
     "algorithm": ([add("    searcher: {algorithm: ga}\n")], 14, ["one of nsga2, random"]),
     "crossover": ([add("    searcher: {crossover_prob: 1.5}\n")], 14, ["a number in [0, 1]"]),
     "mutation": ([add("    searcher: {mutation_prob: -0.1}\n")], 14, [S + "searcher.mutation_prob"]),
-    "max-evaluations": ([add("    searcher: {max_evaluations: 0}\n")], 14, ["integer > 0"]),
+    "max-evaluations": ([add("    searcher: {max_evaluations: 0}\n")], 14, ["integer from 1 to 100,000"]),
+    "seed-huge": ([add("    searcher: {seed: 1000000000000000000000000000000}\n")], 14, ["to 4,294,967,295"]),
+    "pop-huge": ([add("    searcher: {pop_size: 1000000000000000000000000000000}\n")], 14, ["to 100,000"]),
+    "epochs-huge": ([sub("epochs: 4", "epochs: 1000000000000000000000000000000")], 6, ["to 100,000"]),
+    "kernel-huge": (
+        [add("    supernet: {search_space: {kernel_sizes: [3, 20001]}}\n")],
+        14,
+        ["odd integers from 1 to 15"],
+    ),
+    "expand-huge": ([add("    supernet: {search_space: {expand_ratios: [3, 10000000]}}\n")], 14, ["from 1 to 16"]),
+    "filter-huge": (
+        [add("    supernet:\n      filters: [16, 1000000000]\n      strides: [1, 2]\n")],
+        15,
+        ["item 1 is 1000000000", "from 1 to 16,384"],
+    ),
     "max-duration": ([add("    searcher: {max_duration_s: 0}\n")], 14, ["a number > 0"]),
     "calib-batches": ([add("    searcher: {bn_calib_batches: 0}\n")], 14, [S + "searcher.bn_calib_batches"]),
     "eval-batches": ([add("    searcher: {eval_batches: all}\n")], 14, [S + "searcher.eval_batches", "'all'"]),
@@ -684,6 +702,58 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
         load(tmp_path / "nope.yaml")
     with pytest.raises(UserError, match="directory"):
         load(tmp_path)
+
+
+def _bomb(levels: int = 9) -> str:
+    """A YAML alias bomb: nine aliases of the level below per level, 9**levels values expanded."""
+    lines = ["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    for n in range(1, levels):
+        lines.append(f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 9) + "]")
+    return "{" + ", ".join(lines) + f", b: *a{levels - 1}" + "}"
+
+
+HOSTILE = {
+    "bomb-at-epochs": (sub("epochs: 4", "epochs: " + _bomb()), "expands to over 100,000 values"),
+    "bomb-as-a-section": (add("    supernet: " + _bomb() + "\n"), "expands to over 100,000 values"),
+    "bomb-at-the-top": (add("x: " + _bomb() + "\n"), "expands to over 100,000 values"),
+    "deep-filters": (add("    supernet:\n      filters: " + "[" * 1000 + "]" * 1000 + "\n"), "levels deep"),
+    "huge-name": (sub("name: NASEA", "name: " + "N" * 500_000), "more characters"),
+    "duplicate-section": (add("  strategy:\n    name: " + "x" * 100_000 + "\n"), "duplicate key"),
+    "nul-in-a-path": (sub("train_dir: data/train", 'train_dir: "data/tr\\0ain"'), "is not a path"),
+    "path-of-5000-characters": (sub("train_dir: data/train", "train_dir: " + "d/" * 2500), "is not a path"),
+    "name-too-long": (sub("train_dir: data/train", "train_dir: " + "d" * 1000), "cannot be looked up"),
+    "huge-integer": (sub("epochs: 4", "epochs: " + "1" * 100_000), "invalid value"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_yaml_is_one_short_line(workdir: Path, case: str) -> None:
+    edit, words = HOSTILE[case]
+    with pytest.raises(UserError, match=words) as err:
+        _load(workdir, _edit(MINIMAL, [edit]))
+    assert len(str(err.value)) < 2500 and "\n" not in str(err.value)
+
+
+def test_a_bomb_through_set_is_refused(workdir: Path) -> None:
+    (workdir / "scen.yaml").write_text(MINIMAL)
+    with pytest.raises(UserError, match="expands to over 100,000 values"):
+        load(workdir / "scen.yaml", workdir=workdir, overrides=("scenario.strategy.epochs=" + _bomb(),))
+
+
+def test_a_scenario_is_read_only_from_a_regular_file_of_kilobytes(tmp_path: Path) -> None:
+    """A FIFO would block for ever, /dev/zero never end: both are refused at once (exit 2)."""
+    import os
+
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(UserError, match="not a regular file"):
+        load(fifo)
+    with pytest.raises(UserError, match="not a regular file"):
+        load(Path("/dev/zero"))
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * (2 << 20) + "\n" + MINIMAL)
+    with pytest.raises(UserError, match="is over 1024 KiB"):
+        load(big)
 
 
 def test_workdir_defaults_to_cwd(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

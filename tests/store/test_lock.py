@@ -125,3 +125,27 @@ def test_two_runs_started_at_once_in_one_folder(tmp_path):
             first.wait()
     assert (work / "results" / "pareto.json").exists()
     assert not (work / LOCK_NAME).exists()
+
+
+@pytest.mark.parametrize("kind", ["symlink", "hardlink", "fifo"])
+def test_a_lock_path_that_is_not_a_plain_file_of_its_own_is_refused_and_nothing_written(tmp_path, kind):
+    victim = tmp_path / "elsewhere" / "victim.txt"
+    victim.parent.mkdir()
+    victim.write_text("the user's")
+    work = tmp_path / "work"
+    work.mkdir()
+    lock = work / LOCK_NAME
+    if kind == "symlink":
+        lock.symlink_to(victim)
+    elif kind == "hardlink":
+        os.link(victim, lock)
+    else:
+        os.mkfifo(lock)
+    with (
+        pytest.raises(UserError, match=f"{LOCK_NAME} is .*not dopt's lock file") as err,
+        hold(work, "dopt -c scen.yaml"),
+    ):
+        pass
+    assert "rm " in str(err.value)
+    assert victim.read_text() == "the user's"
+    assert lock.exists() or lock.is_symlink()  # left for the user to look at

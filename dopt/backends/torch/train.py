@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -163,7 +164,9 @@ class TorchTrainer:
             self.optimizer.load_state_dict(state["optimizer"])
             step = self._load_schedule(state)
             before = state.get("steps_per_epoch")
-        except (OSError, RuntimeError, KeyError, ValueError, EOFError, TypeError) as exc:
+        # pickle.UnpicklingError: weights_only refused something that is not plain tensors (a
+        # payload): nothing ran, and the file is as unusable as a torn one.
+        except (OSError, RuntimeError, KeyError, ValueError, EOFError, TypeError, pickle.UnpicklingError) as exc:
             raise CorruptCheckpoint.of(path, exc) from exc
         now = len(self.loader)
         if before is not None and int(before) != now:

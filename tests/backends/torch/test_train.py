@@ -95,3 +95,23 @@ def test_the_calibration_subset_does_not_depend_on_the_global_rng(tmp_path):
     torch.rand(1000)  # training draws from the global RNG
     second = s.calibration_set(np.random.default_rng(1))
     assert all(torch.equal(a, b) for a, b in zip(first, second)) and len(first) == len(second) > 0
+
+
+class _Payload:
+    """What a hostile checkpoint could hold: unpickling it would run code."""
+
+    def __reduce__(self):
+        return (print, ("payload ran",))
+
+
+def test_a_pickle_payload_in_a_checkpoint_is_a_corrupt_checkpoint_and_runs_nothing(tmp_path, capsys):
+    import pytest
+
+    from dopt.errors import CorruptCheckpoint
+
+    s, _, _ = session(tmp_path)
+    path = tmp_path / "supernet_epoch_1.pt"
+    torch.save({"model": _Payload()}, path)
+    with pytest.raises(CorruptCheckpoint, match="supernet_epoch_1.pt: UnpicklingError"):
+        s.load(path)
+    assert "payload ran" not in capsys.readouterr().out
