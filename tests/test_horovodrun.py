@@ -81,12 +81,19 @@ def test_two_processes_train_and_search_as_one_and_only_rank_0_writes(tmp_path, 
 def test_two_processes_pretrain_and_only_rank_0_saves_the_pretraining_output(tmp_path, framework):
     require(FRAMEWORK_MODULE[framework])
     work = make_workdir(tmp_path / "w", framework)
-    proc = subprocess.run(_horovodrun(*SHORT_ARGS), cwd=work, capture_output=True, text=True, env=ENV, timeout=900)
+    shorter = [
+        "--set",
+        "scenario.strategy.dataset.pre_train_epochs=1",
+        "--set",
+        "scenario.strategy.searcher.generation_num=1",
+    ]
+    args = [*SHORT_ARGS, *shorter]  # what is checked is who writes, not how well it trains
+    proc = subprocess.run(_horovodrun(*args), cwd=work, capture_output=True, text=True, env=ENV, timeout=900)
     console = proc.stdout + proc.stderr
     assert proc.returncode == 0, console[-3000:]
     assert "[rank 1]" not in console and "set pre_train_dir: pretrained" in console, console[-3000:]
     manifest = json.loads((work / "pretrained" / "pretrain.json").read_text())
-    assert manifest["epochs"] == 3 and (work / "pretrained" / manifest["weights"]).is_file(), manifest
+    assert manifest["epochs"] == 1 and (work / "pretrained" / manifest["weights"]).is_file(), manifest
     assert len(list(work.glob("log_*"))) == 1
     assert json.loads((work / "results" / "pareto.json").read_text())["front"]
 

@@ -58,6 +58,7 @@ def test_exports_carry_the_trained_weights(work, framework):
     exported = run(work, "results/model_arch_result_1.py")
     assert exported.returncode == 0, exported.stderr
     sys.path.insert(0, str(work))
+    stale = sys.modules.pop("user_module", None)  # another test's, imported in this process before
     try:
         from dopt.backends.scripts import load_script
 
@@ -67,6 +68,9 @@ def test_exports_carry_the_trained_weights(work, framework):
         inherited.load_state_dict(torch.load(work / "results" / "model_arch_result_1.weights.pth"))
     finally:
         sys.path.remove(str(work))
+        sys.modules.pop("user_module", None)
+        if stale is not None:
+            sys.modules["user_module"] = stale
     x = torch.randn(3, 1, 8, 8)
     scripted = torch.jit.load(str(work / "model_arch_result_1.pt")).eval()
     with torch.no_grad():

@@ -1,7 +1,7 @@
 """The detection and segmentation demos as shipped, shortened with --set (fewer epochs and a smaller
-search, sandwich sampling kept, so a PostNet taking a list of features trains under it): their scen.yaml,
-user module and pre-training folders stay runnable, and the results carry the demo's metric
-(docs/tasks.md#demos)."""
+search, sandwich sampling kept, so a PostNet taking a list of features trains under it) and with a
+fifth of their scenes (data/*/scenes.json): their scen.yaml, user module and pre-training folders
+stay runnable, and the results carry the demo's metric (docs/tasks.md#demos)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,9 @@ def test_demo_runs_shortened(tmp_path, demo, metric):
     require("torch" if demo.endswith("torch") else "tensorflow")
     work = tmp_path / demo
     shutil.copytree(DEMOS / demo, work, ignore=shutil.ignore_patterns("results*", "checkpoints", "log_*", "pretrained"))
+    for split, n in (("train", 160), ("val", 64)):  # a fifth of the shipped scenes, drawn from the same seeds
+        scenes = work / "data" / split / "scenes.json"
+        scenes.write_text(json.dumps({**json.loads(scenes.read_text()), "n": n}))
     args = [arg for kv in SHORT for arg in ("--set", kv)]
     proc = subprocess.run(
         [sys.executable, "-m", "dopt", "-c", "scen.yaml", *args], cwd=work, capture_output=True, text=True, timeout=900

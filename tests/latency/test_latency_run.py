@@ -41,9 +41,14 @@ def _header(script: Path) -> dict:
     return read_header(script)
 
 
+_FINISHED: dict[str, Path] = {}  # one run per framework, however pytest orders the tests
+
+
 @pytest.fixture(scope="module")
 def finished(framework, tmp_path_factory):
     """A finished latency run of the tiny digits directory (every subnet fits 50 ms)."""
+    if framework in _FINISHED:
+        return _FINISHED[framework]
     work = MAKE_WORKDIR[framework](tmp_path_factory.mktemp(f"latency_{framework}"), kind="latency", value=50)
     old = Path.cwd()
     os.chdir(work)
@@ -54,6 +59,7 @@ def finished(framework, tmp_path_factory):
             assert main(["-c", "scen.yaml"]) == 0
     finally:
         os.chdir(old)
+    _FINISHED[framework] = work
     return work
 
 
