@@ -16,7 +16,9 @@ SEARCH = ("-c", "scen.yaml", "--stage", "search")
     [
         ("..", "not a folder inside the working directory"),
         (".", "not a folder inside the working directory"),
-        ("/tmp", "not a folder inside the working directory"),
+        # An absolute folder outside, made by the test beside the working directory: on code
+        # without the check `--overwrite` deletes it, so never name a real system folder here.
+        ("{outside}", "not a folder inside the working directory"),
         ("checkpoints", "which dopt keeps"),
         ("checkpoints/mine", "which dopt keeps"),
         ("data", "which dopt keeps"),
@@ -30,8 +32,11 @@ SEARCH = ("-c", "scen.yaml", "--stage", "search")
 def test_a_results_folder_dopt_must_not_write_or_remove_is_refused_before_anything(finished_run, dopt, results, words):
     (finished_run / "pretrained").mkdir()
     (finished_run.parent / "neighbour.txt").write_text("the user's")
+    outside = finished_run.parent / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("the user's")
     before, around = listing(finished_run), listing(finished_run.parent)
-    ran = dopt(finished_run, *SEARCH, "--results", results, "--overwrite")
+    ran = dopt(finished_run, *SEARCH, "--results", results.format(outside=outside), "--overwrite")
     assert ran.code == 2, ran.err
     assert words in ran.err and "--results" in ran.err and "Fix:" in ran.err, ran.err
     assert listing(finished_run) == before and listing(finished_run.parent) == around
