@@ -53,6 +53,13 @@ def test_kill_during_training_then_resume_gives_the_same_archive(uninterrupted, 
     assert_same_archive(archive(work), archive(uninterrupted))
 
 
+# Searching again and resuming a search are the core's work, tested on the fake backend
+# (tests/pipeline/test_search_again.py, tests/pipeline/test_resume.py); once more here with PyTorch,
+# and for TensorFlow by its kill during training and its torn journal line below.
+PYTORCH_ONLY = pytest.mark.parametrize("framework", ["pytorch"], indirect=True)
+
+
+@PYTORCH_ONLY
 def test_kill_during_search_then_resume_reuses_the_journal(uninterrupted, tmp_path, make_workdir):
     work = make_workdir(tmp_path)
     kill_when(work, lambda w: journal_lines(w) >= 4, "-c", "scen.yaml", *LONGER)
@@ -68,6 +75,7 @@ def test_kill_during_search_then_resume_reuses_the_journal(uninterrupted, tmp_pa
     assert journal_lines(work) == len(archive(work)["archive"])
 
 
+@PYTORCH_ONLY
 def test_stage_search_trains_nothing_and_meets_the_new_constraint(uninterrupted, tmp_path, framework):
     work = tmp_path / "w"
     subprocess.run(["cp", "-r", str(uninterrupted), str(work)], check=True)

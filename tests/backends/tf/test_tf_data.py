@@ -17,6 +17,7 @@ from dopt.scenario import load  # noqa: E402
 from dopt.space import SearchSpace  # noqa: E402
 from dopt.user_module import load_user_module  # noqa: E402
 from tests.backends.tf.tf_workdir import make_workdir  # noqa: E402
+from tests.digits_workdir import TRAIN_IMAGES  # noqa: E402
 
 RETURN = "        return dataset.batch(self.batch_size, drop_remainder=is_training), len(images)\n"
 
@@ -75,7 +76,7 @@ def test_bad_dataset_structures_are_user_errors_before_training(tmp_path, new, w
 def test_an_unbatched_dataset_is_batched_by_dopt(tmp_path):
     workdir = edited(tmp_path, RETURN, "        return dataset, len(images)\n")
     _, tf_setup, _ = setup(workdir)
-    assert tf_setup.probe.steps_per_epoch == 1437 // 64  # training batches drop the remainder
+    assert tf_setup.probe.steps_per_epoch == TRAIN_IMAGES // 64  # training batches drop the remainder
     assert tf_setup.data.val.dataset.element_spec[0].shape.as_list() == [None, 8, 8, 1]
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from tests.digits_workdir import TRAIN_IMAGES, copy_data
+
 DEMO = Path(__file__).resolve().parents[3] / "demos" / "digits_tf"
 
 SCENARIO = """\
@@ -44,9 +46,11 @@ scenario:
 """
 
 
-def make_workdir(path: Path, kind: str = "size", value: float = 20000, epochs: int = 1) -> Path:
+def make_workdir(
+    path: Path, kind: str = "size", value: float = 20000, epochs: int = 1, train_images: int | None = TRAIN_IMAGES
+) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     shutil.copy(DEMO / "user_module.py", path / "user_module.py")
-    shutil.copytree(DEMO / "data", path / "data", dirs_exist_ok=True)
+    copy_data(DEMO, path, train_images)
     (path / "scen.yaml").write_text(SCENARIO.format(kind=kind, value=value, epochs=epochs))
     return path
