@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,15 +45,23 @@ def shared_root(factory: pytest.TempPathFactory) -> Path:
 
 
 def finished_run(factory: pytest.TempPathFactory, framework: str) -> Finished:
-    """The shared run of ``framework`` ("pytorch" or "tensorflow"), made on first use."""
+    """The shared digits run of ``framework`` ("pytorch" or "tensorflow"), made on first use."""
+    return shared_run(factory, framework, MAKE_WORKDIR[framework], ARGS)
+
+
+def shared_run(
+    factory: pytest.TempPathFactory, name: str, make: Callable[[Path], Path], args: Sequence[str]
+) -> Finished:
+    """The session's run ``name``: ``dopt -c scen.yaml ARGS`` in a working directory ``make(path)``
+    lays out, made by the first xdist worker to ask, under a lock the others wait on."""
     root = shared_root(factory)
-    work, record = root / framework, root / f"{framework}.json"
-    with (root / f"{framework}.lock").open("w") as lock:
+    work, record = root / name, root / f"{name}.json"
+    with (root / f"{name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not record.exists():
-            MAKE_WORKDIR[framework](work)
+            make(work)
             t0 = time.monotonic()
-            proc = dopt(work, "-c", "scen.yaml", *ARGS, threads=THREADS)
+            proc = dopt(work, "-c", "scen.yaml", *args, threads=THREADS)
             assert proc.returncode == 0, proc.stderr[-3000:]
             done = {"stdout": proc.stdout, "stderr": proc.stderr, "seconds": time.monotonic() - t0}
             record.write_text(json.dumps(done))

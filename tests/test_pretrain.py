@@ -16,20 +16,20 @@ from dopt.errors import UserError
 from tests import helpers
 from tests.helpers import archive, assert_same_archive, kill_when
 from tests.shapes_workdir import SHORT_ARGS, SUFFIX, make_workdir
+from tests.shared_runs import shared_run
 
 dopt = functools.partial(helpers.dopt, threads=1)
 
 
-# Whole runs in real processes; one xdist process runs the module, so its shared run is made once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pretrain")]
+pytestmark = pytest.mark.slow  # whole runs in real processes (docs/contributing.md#running-the-tests)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def pretrained_run(tmp_path_factory, framework):
-    work = make_workdir(tmp_path_factory.mktemp("pretrain") / "work", framework)
-    proc = dopt(work, "-c", "scen.yaml", *SHORT_ARGS)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return work, proc.stderr
+    """The session's pre-training run of ``framework``, shared by the xdist workers; copied, never
+    changed, by the tests that run in a working directory of their own."""
+    made = shared_run(tmp_path_factory, f"pretrain_{framework}", lambda p: make_workdir(p, framework), SHORT_ARGS)
+    return made.work, made.stderr
 
 
 def test_a_run_pretrains_saves_and_says_where(pretrained_run, framework):

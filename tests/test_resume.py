@@ -18,6 +18,12 @@ SUFFIX = {"pytorch": ".pt", "tensorflow": ".weights.npz"}
 # The settings of the session's shared run (tests/shared_runs.py), which is the uninterrupted one here.
 LONGER = list(shared_runs.ARGS)
 
+# What these tests check beyond the framework's checkpoints is the core's work, tested on the fake
+# backend (tests/pipeline/test_resume.py, tests/pipeline/test_search_again.py); once more here with
+# PyTorch. TensorFlow's kills during training and search, and its resumes, are in
+# tests/test_kill_anywhere.py, byte for byte.
+PYTORCH_ONLY = pytest.mark.parametrize("framework", ["pytorch"], indirect=True)
+
 
 dopt = functools.partial(helpers.dopt, threads=shared_runs.THREADS)  # one thread: identical results run to run
 
@@ -40,6 +46,7 @@ def make_workdir(framework):
     return MAKE_WORKDIR[framework]
 
 
+@PYTORCH_ONLY
 def test_kill_during_training_then_resume_gives_the_same_archive(uninterrupted, tmp_path, make_workdir, framework):
     work = make_workdir(tmp_path)
     suffix = SUFFIX[framework]
@@ -51,12 +58,6 @@ def test_kill_during_training_then_resume_gives_the_same_archive(uninterrupted, 
     log = next(iter(sorted(work.glob("log_*"))[-1:])).joinpath("dopt.log").read_text()
     assert "resuming supernet training after epoch" in log
     assert_same_archive(archive(work), archive(uninterrupted))
-
-
-# Searching again and resuming a search are the core's work, tested on the fake backend
-# (tests/pipeline/test_search_again.py, tests/pipeline/test_resume.py); once more here with PyTorch,
-# and for TensorFlow by its kill during training and its torn journal line below.
-PYTORCH_ONLY = pytest.mark.parametrize("framework", ["pytorch"], indirect=True)
 
 
 @PYTORCH_ONLY
@@ -128,6 +129,7 @@ def test_stage_search_trains_nothing_and_meets_the_new_constraint(uninterrupted,
     assert all(c["flops"] <= 400000 for c in archive(work, "by_flops")["archive"] if c["feasible"])
 
 
+@PYTORCH_ONLY
 def test_corrupt_checkpoint_and_torn_journal_line_fall_back(uninterrupted, tmp_path, framework):
     """What a crash mid-write could leave (were writes not atomic): the newest epoch checkpoint
     truncated, the journal's last line torn. Resume falls back and still ends identical."""
