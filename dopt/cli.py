@@ -19,7 +19,7 @@ from dopt.errors import EXIT_FAILED, EXIT_USAGE, UserError
 from dopt.parallel.launcher import Launch, detect, refuse_many
 from dopt.store.lock import hold
 from dopt.store.workdir import WorkDir
-from dopt.text import shortened
+from dopt.text import path_problem, shortened
 
 if TYPE_CHECKING:
     from dopt.scenario import Scenario
@@ -200,9 +200,10 @@ def _main(argv: list[str] | None) -> int:
         command = argv[0] if argv[:1] and argv[0] in COMMANDS else "run"
         args = _parsers()[command].parse_args(argv[1:] if command != "run" else argv)
         dlog.configure(args.verbose - args.quiet, launch.rank)
+        _check_paths(args)
         workdir = Path(args.workdir).resolve() if args.workdir else Path.cwd()
-        if not workdir.is_dir():
-            raise UserError(f"--workdir {args.workdir}: no such directory", fix="pass an existing directory")
+        if not _is_dir(workdir):
+            raise UserError(f"--workdir {shortened(args.workdir)}: no such directory", fix="pass an existing directory")
         _check_workdir(workdir, Path(args.config))
         _STARTED_IN[workdir] = _identity(workdir)
         return _dispatch(command, args, argv, workdir, launch)
@@ -276,6 +277,27 @@ def _load(args: argparse.Namespace, workdir: Path) -> tuple[Scenario, RunRecord 
     return load_scenario(
         Path(args.config), workdir, tuple(args.overrides), resume=args.resume, stage=args.stage, results=args.results
     )
+
+
+# The options that name a path, as argparse stores them.
+_PATH_OPTIONS = {"config": "-c", "workdir": "--workdir", "results": "--results", "script": "--script"}
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Refuse a path option that cannot be a path (empty, control characters, absurdly long)
+    before anything is looked up or created by that name."""
+    for dest, flag in _PATH_OPTIONS.items():
+        raw = getattr(args, dest, None)
+        problem = None if raw is None else path_problem(raw)
+        if problem:
+            raise UserError(f"{flag} {shortened(ascii(raw))}: not a path ({problem})", fix=f"pass {flag} a path")
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long for the file system
+        return False
 
 
 def _check_workdir(workdir: Path, config: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-__all__ = ["plain", "grouped", "cost_text", "rounded", "rel"]
+__all__ = ["plain", "grouped", "cost_text", "rounded", "rel", "shortened", "path_problem"]
 
 
 def plain(value: float) -> str:
@@ -45,3 +45,15 @@ def shortened(text: str, limit: int = 80) -> str:
     if len(text) <= limit:
         return text
     return f"{text[: limit - 1]}… ({len(text) - limit + 1:,} more characters)"
+
+
+def path_problem(raw: str) -> str | None:
+    """Why ``raw`` cannot be a path a user meant, or None: empty, control characters, or over
+    1,024 characters (docs/scenario.md)."""
+    if not raw:
+        return "it is empty"
+    if "\0" in raw or not raw.isprintable():
+        return "it holds control characters"
+    if len(raw) > 1024:
+        return f"it has {len(raw):,} characters, over 1,024"
+    return None

@@ -11,7 +11,7 @@ from dopt.errors import UserError
 from dopt.scenario import Scenario
 from dopt.store import search_state
 from dopt.store.identity import RunRecord, check_identity, read_record, training_identity
-from dopt.store.results_folder import check_results_folder, foreign_entries
+from dopt.store.results_folder import check_results_folder, foreign_entries, foreign_files
 from dopt.store.workdir import SEARCH_STATE, WorkDir
 from dopt.text import rel
 from dopt.user_module import file_sha256
@@ -141,7 +141,7 @@ def _datasets(sc: Scenario) -> list[Path]:
 
 def _check_replaceable(existing: list[Path], work: WorkDir, datasets: list[Path]) -> None:
     """--overwrite of a whole run removes ``existing``: never a dataset in them, nor files dopt
-    did not write into results/."""
+    did not write into results/, checkpoints/ or a log_* folder."""
     for folder in existing:
         inside = [d for d in datasets if folder.resolve() in d.resolve().parents or d.resolve() == folder.resolve()]
         if inside:
@@ -149,13 +149,14 @@ def _check_replaceable(existing: list[Path], work: WorkDir, datasets: list[Path]
                 f"--overwrite would remove {folder.name}/, which holds the dataset {rel(inside[0], work.root)}",
                 fix="move the dataset out of dopt's output folders (results/, checkpoints/, log_*/)",
             )
-    foreign = foreign_entries(work.results) if work.results.is_dir() else []
-    if foreign:
-        names = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
-        raise UserError(
-            f"--overwrite would remove results/, which holds files dopt did not write ({names})",
-            fix="move those files elsewhere, or run in another working directory (--workdir)",
-        )
+    for folder in existing:
+        foreign = foreign_entries(folder) if folder == work.results else foreign_files(folder)
+        if foreign:
+            names = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
+            raise UserError(
+                f"--overwrite would remove {folder.name}/, which holds files dopt did not write ({names})",
+                fix="move those files elsewhere, or run in another working directory (--workdir)",
+            )
 
 
 def _check_trained(work: WorkDir) -> None:

@@ -20,7 +20,7 @@ from dopt.scenario.model import (
     Training,
 )
 from dopt.scenario.schema import defaults
-from dopt.text import shortened
+from dopt.text import path_problem, shortened
 
 if TYPE_CHECKING:
     from dopt.scenario.load import _Reader
@@ -209,8 +209,13 @@ def _local(r: _Reader, key: str, raw: str, workdir: Path) -> str:
         return raw
     name = key.rpartition(".")[2]
     fix = f"create it or correct the path (relative paths start at {workdir}), e.g. {name}: data/{name[:-4]}"
-    if "\0" in raw or not raw.isprintable() or len(raw) > 1024:
-        r.fail(key, f"{shortened(ascii(raw))} is not a path: control characters or over 1,024 characters", fix)
+    problem = path_problem(raw)
+    if problem:
+        r.fail(
+            key,
+            f"{shortened(ascii(raw))} is not a path: {problem}",
+            fix=f"correct the path, e.g. {name}: data/{name[:-4]}",
+        )
     try:
         resolved = (workdir / Path(raw).expanduser()).resolve()
         exists = resolved.exists()

@@ -70,7 +70,13 @@ class WorkDir:
         return self.root / f"results_{kind}_{plain(value)}"
 
     def search_dir(self, results_dir: Path) -> Path:
-        """Journal and search state of the search writing ``results_dir``."""
+        """Journal and search state of the search writing ``results_dir``: checkpoints/ followed by
+        its path in the working directory (``results_small`` -> ``checkpoints/results_small``,
+        ``mine/small`` -> ``checkpoints/mine/small``), so two folders of one name never share one."""
+        root = self.root.resolve()
+        folder = results_dir.resolve()
+        if root in folder.parents:
+            return self.checkpoints.joinpath(*folder.relative_to(root).parts)
         return self.checkpoints / results_dir.name
 
     def outputs(self) -> list[Path]:

@@ -19,14 +19,18 @@ SEARCH = ("-c", "scen.yaml", "--stage", "search")
         # An absolute folder outside, made by the test beside the working directory: on code
         # without the check `--overwrite` deletes it, so never name a real system folder here.
         ("{outside}", "not a folder inside the working directory"),
-        ("checkpoints", "which dopt keeps"),
-        ("checkpoints/mine", "which dopt keeps"),
-        ("data", "which dopt keeps"),
-        ("data/train.npz", "which dopt keeps"),
+        ("checkpoints", "(dopt's checkpoints), which a search must leave as it is"),
+        ("checkpoints/mine", "which a search must leave as it is"),
+        ("data", "(a dataset of the scenario), which a search must leave as it is"),
+        ("data/train.npz", "which a search must leave as it is"),
         ("results", "the name results is taken by the whole run's results folder"),
         ("sub/results", "the name results is taken"),
         ("log_mine", "the name log_mine is taken"),
-        ("pretrained", "which dopt keeps"),
+        ("supernet_final.npz", "the name supernet_final.npz is taken"),
+        ("results/mine", "the name results is taken"),
+        ("", "--results '': not a path (it is empty)"),
+        ("res\nults", "not a path (it holds control characters)"),
+        ("pretrained", "(the pre-training output)"),
     ],
 )
 def test_a_results_folder_dopt_must_not_write_or_remove_is_refused_before_anything(finished_run, dopt, results, words):
@@ -85,3 +89,36 @@ def test_dopt_train_writes_only_beside_a_script_of_this_working_directory(finish
     ran = dopt(finished_run, "train", "-c", "scen.yaml", "--script", str(script), "--epochs", "1")
     assert ran.code == 2 and "not a folder inside the working directory" in ran.err, ran.err
     assert listing(elsewhere) == before
+
+
+@pytest.mark.parametrize(
+    "folder", ["checkpoints", "checkpoints/results", "log_20200101-000000", "log_20200101-000000/x"]
+)
+def test_a_whole_run_overwrite_keeps_checkpoints_and_logs_holding_the_users_files(finished_run, dopt, folder):
+    (finished_run / folder).mkdir(parents=True, exist_ok=True)
+    (finished_run / folder / "notes.txt").write_text("the user's")
+    before = listing(finished_run)
+    ran = dopt(finished_run, "-c", "scen.yaml", "--overwrite")
+    top = folder.split("/")[0]
+    assert ran.code == 2 and f"--overwrite would remove {top}/, which holds files dopt did not write" in ran.err, (
+        ran.err
+    )
+    assert "notes.txt" in ran.err and listing(finished_run) == before
+
+
+def test_a_whole_run_overwrite_removes_what_dopt_wrote(finished_run, dopt):
+    (finished_run / "log_20200101-000000").mkdir()
+    (finished_run / "log_20200101-000000" / "dopt.log").write_text("an earlier run's log")
+    ran = dopt(finished_run, "-c", "scen.yaml", "--overwrite")
+    assert ran.code == 0, ran.err
+    assert not (finished_run / "log_20200101-000000").exists()
+
+
+def test_two_results_folders_of_one_name_keep_journals_of_their_own(finished_run, dopt):
+    for folder in ("mine/small", "small"):
+        ran = dopt(finished_run, *SEARCH, "--results", folder)
+        assert ran.code == 0, ran.err
+    assert (finished_run / "checkpoints" / "mine" / "small" / "journal.jsonl").is_file()
+    assert (finished_run / "checkpoints" / "small" / "journal.jsonl").is_file()
+    again = dopt(finished_run, *SEARCH, "--results", "mine/other")
+    assert again.code == 0, again.err

@@ -108,10 +108,10 @@ def test_a_new_run_refuses_the_outputs_of_an_earlier_one(finished_run, dopt):
 
 
 def test_overwrite_replaces_the_earlier_run(finished_run, finished, dopt):
-    (finished_run / "checkpoints" / "mine.txt").write_text("from the earlier run")
+    (finished_run / "checkpoints" / "supernet_epoch_9.npz").write_text("from the earlier run")
     ran = dopt(finished_run, *RUN, "--overwrite")
     assert ran.code == 0, ran.err
-    assert not (finished_run / "checkpoints" / "mine.txt").exists()
+    assert not (finished_run / "checkpoints" / "supernet_epoch_9.npz").exists()
     assert "--overwrite: removing" in ran.err
     assert pareto(finished_run) == pareto(finished[0])
     assert len(list(finished_run.glob("log_*"))) == 1

@@ -134,6 +134,10 @@ CASES: dict[str, tuple[Edit, list[str], list[str]]] = {
     "unknown-stage": (nothing, ["--stage", "train"], ["--stage", "invalid choice", "--help"]),
     "resume-and-overwrite": (nothing, ["--resume", "--overwrite"], ["contradict each other"]),
     "results-without-stage-search": (nothing, ["--results", "x"], ["--results is for --stage search"]),
+    "workdir-too-long": (nothing, ["--workdir", "w" * 5000], ["--workdir 'www", "not a path", "over 1,024"]),
+    "workdir-a-name-too-long": (nothing, ["--workdir", "w" * 300], ["--workdir www", "no such directory"]),
+    "config-empty": (nothing, ["-c", ""], ["-c '': not a path (it is empty)"]),
+    "dataset-empty": (scen("train_dir: data/train.npz", 'train_dir: ""'), [], ["train_dir", "got ''"]),
 }
 
 
