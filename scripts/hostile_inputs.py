@@ -73,6 +73,22 @@ def data_loss(trained: Path, base: Path) -> list[bool]:
     (work / ".dopt.lock").symlink_to(victim)
     proc = dopt(work, "-c", "scen.yaml", "--stage", "search", "--results", "again")
     results.append(report("symlinked .dopt.lock", proc, proc.returncode == 2 and victim.read_text() == "victim"))
+    for folder in ("checkpoints", "log_mine"):
+        work = copy(trained, base, f"mine_in_{folder}")
+        (work / folder).mkdir(exist_ok=True)
+        (work / folder / "notes.txt").write_text("keep me")
+        proc = dopt(work, "-c", "scen.yaml", "--overwrite")
+        kept = (work / folder / "notes.txt").exists()
+        results.append(
+            report(f"whole-run --overwrite, a file of mine in {folder}/", proc, proc.returncode == 2 and kept)
+        )
+    work = copy(trained, base, "two_smalls")
+    first = dopt(work, "-c", "scen.yaml", "--stage", "search", "--results", "mine/small")
+    proc = dopt(work, "-c", "scen.yaml", "--stage", "search", "--results", "small")
+    both = first.returncode == 0 and (work / "checkpoints" / "mine" / "small" / "journal.jsonl").exists()
+    results.append(report("--results mine/small, then small", proc, both and proc.returncode == 0))
+    proc = dopt(work, "-c", "scen.yaml", "--workdir", "w" * 5000)
+    results.append(report("--workdir of 5,000 characters", proc, proc.returncode == 2))
     return results
 
 
