@@ -40,3 +40,11 @@ def pytest_runtest_logreport(report):
     if path and report.when in ("setup", "call") and report.duration > 0.5 or (path and report.failed):
         with open(path, "a") as f:
             f.write(f"{report.duration:8.1f} {report.when:5} {report.outcome:7} {report.nodeid}\n")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """The slow tests first, in their collected order, the quick ones after: xdist hands tests out
+    in this order, so the quick ones fill the workers at the end instead of one long whole run
+    keeping one worker busy while the other waits (docs/contributing.md#running-the-tests)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
