@@ -16,10 +16,13 @@ from dopt.store.lock import LOCK_NAME, hold
 from tests.digits_workdir import make_workdir
 from tests.frameworks import require
 
+# Ctrl-C's handler is set explicitly: a process started in the background of a shell script (as a
+# CI job may be) inherits SIGINT ignored, and Python then leaves it ignored.
 HOLDER = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
 from dopt.store.lock import hold
+signal.signal(signal.SIGINT, signal.default_int_handler)
 with hold(Path(sys.argv[1]), "dopt -c scen.yaml --resume"):
     print("held", flush=True)
     time.sleep(120)
