@@ -81,7 +81,7 @@ def metric_name(module: ModuleType) -> str:
         return DEFAULT_METRIC_NAME
     if not _printable_name(name):
         raise UserError(
-            f"metric_name is {ascii(name)[:60]}: expected a short printable text without ':', '#' or line breaks",
+            f"metric_name is {ascii(name)[:60]}: expected a short printable text (1 to 40 characters) without ':', '#' or line breaks",
             key="UserModule.metric_name",
             fix='e.g. metric_name = "top1_accuracy" (class attribute), or remove it for "accuracy"',
         )
