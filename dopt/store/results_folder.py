@@ -21,11 +21,15 @@ from dopt.text import rel
 
 __all__ = ["check_results_folder", "check_inside", "foreign_entries", "foreign_files"]
 
-# What dopt writes into a results folder: the front (pareto.*), the result scripts with their
-# weights and training records (model_arch_result_N.*), what a script exports when run there
+# What dopt writes into a results folder: the front (pareto.*), dopt analyze's space_analysis.*,
+# the result scripts with their weights and training records (model_arch_result_N.*), what a
+# script exports when run there
 # (model_arch_result_N.onnx/.pt/_saved_model/.pb, log_model_arch_result_N/), and the hidden
 # temporary files of atomic writes (dopt/store/atomic.py).
-_OURS = re.compile(r"(pareto\.(json|csv|png)|model_arch_result_\d+[._].*|log_model_arch_result_\d+|\..+\.tmp)")
+_OURS = re.compile(
+    r"(pareto\.(json|csv|png)|space_analysis\.(json|png)|model_arch_result_\d+[._].*|log_model_arch_result_\d+"
+    r"|\..+\.tmp)"
+)
 
 # What dopt writes anywhere under checkpoints/: the run record, the latency table a run predicted
 # with, journals and search states, epoch and final checkpoints (supernet_, pretrain_, and a result's

@@ -109,6 +109,7 @@ def test_a_whole_run_overwrite_keeps_checkpoints_and_logs_holding_the_users_file
 def test_a_whole_run_overwrite_removes_what_dopt_wrote(finished_run, dopt):
     (finished_run / "log_20200101-000000").mkdir()
     (finished_run / "log_20200101-000000" / "dopt.log").write_text("an earlier run's log")
+    (finished_run / "results" / "space_analysis.json").write_text("{}")  # dopt analyze's
     ran = dopt(finished_run, "-c", "scen.yaml", "--overwrite")
     assert ran.code == 0, ran.err
     assert not (finished_run / "log_20200101-000000").exists()
