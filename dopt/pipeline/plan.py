@@ -11,7 +11,7 @@ from dopt.errors import UserError
 from dopt.scenario import Scenario
 from dopt.store import search_state
 from dopt.store.identity import RunRecord, check_identity, read_record, training_identity
-from dopt.store.results_folder import check_results_folder, foreign_entries, foreign_files
+from dopt.store.results_folder import check_results_folder, foreign_entries, foreign_files, listed
 from dopt.store.workdir import SEARCH_STATE, WorkDir
 from dopt.text import rel
 from dopt.user_module import file_sha256
@@ -149,12 +149,10 @@ def _check_replaceable(existing: list[Path], work: WorkDir, datasets: list[Path]
                 f"--overwrite would remove {folder.name}/, which holds the dataset {rel(inside[0], work.root)}",
                 fix="move the dataset out of dopt's output folders (results/, checkpoints/, log_*/)",
             )
-    for folder in existing:
         foreign = foreign_entries(folder) if folder == work.results else foreign_files(folder)
         if foreign:
-            names = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
             raise UserError(
-                f"--overwrite would remove {folder.name}/, which holds files dopt did not write ({names})",
+                f"--overwrite would remove {folder.name}/, which holds files dopt did not write ({listed(foreign)})",
                 fix="move those files elsewhere, or run in another working directory (--workdir)",
             )
 

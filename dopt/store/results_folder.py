@@ -19,7 +19,7 @@ from dopt.store.lock import LOCK_NAME
 from dopt.store.workdir import ANALYSIS_DIR, RUN_FILE, WorkDir
 from dopt.text import rel
 
-__all__ = ["check_results_folder", "check_inside", "foreign_entries", "foreign_files"]
+__all__ = ["check_results_folder", "check_inside", "foreign_entries", "foreign_files", "listed"]
 
 # What dopt writes into a results folder: the front (pareto.*), dopt analyze's space_analysis.*,
 # the result scripts with their weights and training records (model_arch_result_N.*), what a
@@ -57,6 +57,11 @@ def foreign_files(folder: Path) -> list[str]:
     return sorted(
         p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir() and not ours.fullmatch(p.name)
     )
+
+
+def listed(names: list[str], most: int = 4) -> str:
+    """``names`` for a message: the first ``most``, then "..."."""
+    return ", ".join(names[:most]) + (", ..." if len(names) > most else "")
 
 
 def check_results_folder(folder: Path, work: WorkDir, protected: Iterable[Path], *, overwrite: bool) -> None:
@@ -100,9 +105,8 @@ def check_results_folder(folder: Path, work: WorkDir, protected: Iterable[Path],
     if overwrite and folder.is_dir():
         foreign = foreign_entries(folder)
         if foreign:
-            names = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
             raise UserError(
-                f"--overwrite would remove {shown}/, which holds files dopt did not write ({names})",
+                f"--overwrite would remove {shown}/, which holds files dopt did not write ({listed(foreign)})",
                 fix="move those files elsewhere, or pass --results with a new folder",
             )
 
